@@ -1,0 +1,114 @@
+//! Allocation counters: a zero-cost [`NoStats`] and a counting [`Stats`], chosen by type.
+//!
+//! Counting costs a few relaxed atomic read-modify-writes per operation (measured in
+//! `docs/benchmarks.md`), so it is opt-in by type rather than by cargo feature: both variants can
+//! live in one program and be compared in one benchmark run.
+
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// What an allocator reports to: implemented by [`NoStats`] (compiled out) and [`Stats`].
+pub trait StatsSink {
+    /// A block of `bytes` (what the caller asked for, header excluded) was handed out.
+    fn on_alloc(&self, bytes: usize);
+    /// A block of `bytes` was returned.
+    fn on_free(&self, bytes: usize);
+    /// A snapshot, if this sink counts.
+    fn snapshot(&self) -> Option<StatsSnapshot> {
+        None
+    }
+}
+
+/// The sink that counts nothing and compiles to nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoStats;
+
+impl StatsSink for NoStats {
+    #[inline(always)]
+    fn on_alloc(&self, _bytes: usize) {}
+    #[inline(always)]
+    fn on_free(&self, _bytes: usize) {}
+}
+
+/// Live blocks and bytes, the peak of live bytes, and running totals.
+///
+/// All counters are relaxed atomics: each is individually exact, but a snapshot taken while
+/// other threads allocate is not a consistent cut across counters.
+///
+/// ```
+/// use tether_alloc::{Stats, StatsSink};
+/// let s = Stats::new();
+/// s.on_alloc(100);
+/// s.on_alloc(50);
+/// s.on_free(100);
+/// let snap = s.snapshot().unwrap();
+/// assert_eq!((snap.live_blocks, snap.live_bytes, snap.peak_bytes), (1, 50, 150));
+/// assert_eq!((snap.total_allocs, snap.total_frees), (2, 1));
+/// ```
+#[derive(Debug, Default)]
+pub struct Stats {
+    live_blocks: AtomicUsize,
+    live_bytes: AtomicUsize,
+    peak_bytes: AtomicUsize,
+    total_allocs: AtomicUsize,
+    total_frees: AtomicUsize,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Blocks handed out and not yet returned.
+    pub live_blocks: usize,
+    /// Bytes (as requested, headers excluded) handed out and not yet returned.
+    pub live_bytes: usize,
+    /// The highest `live_bytes` seen.
+    pub peak_bytes: usize,
+    /// Blocks ever handed out.
+    pub total_allocs: usize,
+    /// Blocks ever returned.
+    pub total_frees: usize,
+}
+
+impl Stats {
+    /// Zeroed counters.
+    pub const fn new() -> Self {
+        Stats {
+            live_blocks: AtomicUsize::new(0),
+            live_bytes: AtomicUsize::new(0),
+            peak_bytes: AtomicUsize::new(0),
+            total_allocs: AtomicUsize::new(0),
+            total_frees: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl StatsSink for Stats {
+    #[inline]
+    fn on_alloc(&self, bytes: usize) {
+        self.live_blocks.fetch_add(1, Relaxed);
+        self.total_allocs.fetch_add(1, Relaxed);
+        let live = self
+            .live_bytes
+            .fetch_add(bytes, Relaxed)
+            .wrapping_add(bytes);
+        if live > self.peak_bytes.load(Relaxed) {
+            self.peak_bytes.fetch_max(live, Relaxed);
+        }
+    }
+
+    #[inline]
+    fn on_free(&self, bytes: usize) {
+        self.live_blocks.fetch_sub(1, Relaxed);
+        self.total_frees.fetch_add(1, Relaxed);
+        self.live_bytes.fetch_sub(bytes, Relaxed);
+    }
+
+    fn snapshot(&self) -> Option<StatsSnapshot> {
+        Some(StatsSnapshot {
+            live_blocks: self.live_blocks.load(Relaxed),
+            live_bytes: self.live_bytes.load(Relaxed),
+            peak_bytes: self.peak_bytes.load(Relaxed),
+            total_allocs: self.total_allocs.load(Relaxed),
+            total_frees: self.total_frees.load(Relaxed),
+        })
+    }
+}
