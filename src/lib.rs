@@ -8,3 +8,4 @@
 //! ```
 
 pub use tether_alloc as alloc;
+pub use tether_runtime as runtime;

@@ -17,11 +17,12 @@ pub type DefaultInner = MiMalloc;
 #[cfg(not(feature = "mimalloc"))]
 pub type DefaultInner = std::alloc::System;
 
-/// A `const` constructor for the default inner allocator.
+/// The default inner allocator as a constant, for `const` constructors of statics.
 #[cfg(feature = "mimalloc")]
-pub(crate) const DEFAULT_INNER: DefaultInner = MiMalloc;
+pub const DEFAULT_INNER: DefaultInner = MiMalloc;
+/// The default inner allocator as a constant, for `const` constructors of statics.
 #[cfg(not(feature = "mimalloc"))]
-pub(crate) const DEFAULT_INNER: DefaultInner = std::alloc::System;
+pub const DEFAULT_INNER: DefaultInner = std::alloc::System;
 
 #[cfg(feature = "mimalloc")]
 mod mi {

@@ -19,8 +19,8 @@
 //!   and a [`GlobalAlloc`](core::alloc::GlobalAlloc), generic over its inner allocator
 //!   ([`MiMalloc`] by default; `std::alloc::System`; `&bumpalo::Bump`). Freeing an object runs
 //!   the free funnel: `free_cb(cached_mem)` if both are set, exactly once, then the block goes.
-//! * `SlabPool`: size-classed slabs of fixed-size blocks with per-thread caches, for memory
-//!   that is parked and reused (finalized wrappers in state (c)).
+//! * [`SlabPool`]: size-classed slabs of fixed-size blocks with per-thread [`PoolCache`]s, for
+//!   memory that is parked and reused (finalized wrappers in state (c)).
 //! * [`Stats`]: live/peak/total counters, opt-in by type ([`NoStats`] compiles to nothing).
 //!
 //! Bad input never panics: a layout whose size plus header overflows is `AllocError`.
@@ -47,6 +47,7 @@
 mod header;
 mod header_alloc;
 mod inner;
+mod slab;
 mod stats;
 
 pub use allocator_api2;
@@ -54,7 +55,8 @@ pub use header::{
     block_layout, header_of, offset_for, FreeCallback, Header, HEADER_OFFSET, MAX_ALIGN,
 };
 pub use header_alloc::HeaderAlloc;
-pub use inner::DefaultInner;
+pub use inner::{DefaultInner, DEFAULT_INNER};
 #[cfg(feature = "mimalloc")]
 pub use inner::MiMalloc;
+pub use slab::{PoolCache, SlabPool, SlabPoolConfig, SlabPoolStats};
 pub use stats::{NoStats, Stats, StatsSink, StatsSnapshot};

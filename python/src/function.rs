@@ -1,0 +1,173 @@
+//! Native functions as Python callables, Python callables as native functions, and moves.
+
+use crate::convert::{from_py_any, handle_to_object, object_to_handle, to_py};
+use crate::errors::{to_pyerr, MovedError};
+use crate::wrapper;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use std::sync::Mutex;
+use tether_runtime::{Error, Function, ObjAny, ObjRef, ReturnPolicy, Value};
+
+/// A runtime function object, callable from Python.
+///
+/// Objects it returns come back as their canonical wrapper (tied policy) or as a new, unbound
+/// wrapper (fresh policy).
+#[pyclass(module = "tether", name = "Function", frozen)]
+pub struct PyFunction {
+    pub(crate) func: ObjRef<Function>,
+}
+
+impl PyFunction {
+    /// Wraps a runtime function.
+    pub fn new(func: ObjRef<Function>) -> Self {
+        PyFunction { func }
+    }
+}
+
+#[pymethods]
+impl PyFunction {
+    #[pyo3(signature = (*args))]
+    fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let values = args
+            .iter()
+            .map(|a| from_py_any(&a))
+            .collect::<PyResult<Vec<Value>>>()?;
+        let out = self.func.call(&values).map_err(|e| to_pyerr(py, e))?;
+        drop(values);
+        let tied = matches!(self.func.policy(), ReturnPolicy::Tied);
+        let p = to_py(py, &out, tied)?;
+        // SAFETY: `to_py` returns a new reference.
+        Ok(unsafe { Py::from_owned_ptr(py, p) })
+    }
+
+    /// `"tied"` or `"fresh"`.
+    #[getter]
+    fn policy(&self) -> &'static str {
+        match self.func.policy() {
+            ReturnPolicy::Tied => "tied",
+            ReturnPolicy::Fresh => "fresh",
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<tether.Function ({})>", self.policy())
+    }
+}
+
+/// A native object in transit: made by `tether.move(x)`, consumed by the native call it is
+/// passed to.
+#[pyclass(module = "tether", name = "Moved", frozen)]
+pub struct Moved {
+    obj: Mutex<Option<ObjAny>>,
+}
+
+impl Moved {
+    /// Takes the object out (once).
+    pub fn take(&self) -> Option<ObjAny> {
+        self.obj.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+#[pymethods]
+impl Moved {
+    fn __repr__(&self) -> String {
+        let live = self.obj.lock().map(|o| o.is_some()).unwrap_or(false);
+        format!("<tether.Moved ({})>", if live { "pending" } else { "consumed" })
+    }
+}
+
+/// `tether.move(x)`: takes the native object out of wrapper `x` for a native call. The binding is
+/// detached first, so the field it came from yields a new canonical wrapper; any later use of
+/// `x` raises `tether.MovedError`.
+#[pyfunction(name = "move")]
+pub fn move_(x: &Bound<'_, PyAny>) -> PyResult<Moved> {
+    // SAFETY: `x` is live; GIL held.
+    if !unsafe { wrapper::is_wrapper(x.as_ptr()) } {
+        return Err(PyTypeError::new_err("tether.move() takes a tether object"));
+    }
+    // SAFETY: checked to be a wrapper.
+    let obj = unsafe { wrapper::take_native(x.as_ptr()) }
+        .map_err(|_| MovedError::new_err("this object was already moved"))?;
+    Ok(Moved {
+        obj: Mutex::new(Some(obj)),
+    })
+}
+
+/// A runtime function that calls the Python callable `f` (a host callable behind the same
+/// interface as Rust closures). Arguments reach Python as canonical wrappers.
+pub fn host_function(f: &Bound<'_, PyAny>, policy: ReturnPolicy) -> PyResult<ObjRef<Function>> {
+    let handle = object_to_handle(f);
+    let func = Function::new(policy, move |args: &[Value]| {
+        Python::attach(|py| {
+            let callable = handle_to_object(py, &handle).map_err(|e| host_error(py, e))?;
+            let mut py_args = Vec::with_capacity(args.len());
+            for a in args {
+                let p = to_py(py, a, true).map_err(|e| host_error(py, e))?;
+                // SAFETY: `to_py` returns a new reference.
+                py_args.push(unsafe { Bound::from_owned_ptr(py, p) });
+            }
+            let tuple = PyTuple::new(py, py_args).map_err(|e| host_error(py, e))?;
+            let out = callable.call1(tuple).map_err(|e| host_error(py, e))?;
+            from_py_any(&out).map_err(|e| host_error(py, e))
+        })
+    });
+    Ok(func)
+}
+
+/// A Python exception carried through native code as a host error.
+fn host_error(py: Python<'_>, e: PyErr) -> Error {
+    Error::Host(object_to_handle(e.value(py).as_any()))
+}
+
+/// `tether.function(f, policy="tied")`: a Python callable as a runtime function object.
+#[pyfunction]
+#[pyo3(signature = (f, policy = "tied"))]
+pub fn function(f: &Bound<'_, PyAny>, policy: &str) -> PyResult<PyFunction> {
+    let policy = parse_policy(policy)?;
+    Ok(PyFunction::new(host_function(f, policy)?))
+}
+
+fn parse_policy(p: &str) -> PyResult<ReturnPolicy> {
+    match p {
+        "tied" => Ok(ReturnPolicy::Tied),
+        "fresh" => Ok(ReturnPolicy::Fresh),
+        _ => Err(PyTypeError::new_err("policy must be 'tied' or 'fresh'")),
+    }
+}
+
+/// `tether.get_global(name)`: a function from the runtime's global registry.
+#[pyfunction]
+pub fn get_global(py: Python<'_>, name: &str) -> PyResult<PyFunction> {
+    tether_runtime::get_global(name)
+        .map(PyFunction::new)
+        .ok_or_else(|| to_pyerr(py, Error::NotFound(format!("no global function '{name}'"))))
+}
+
+/// `tether.register_global(name, f, policy="tied", override=False)`.
+#[pyfunction]
+#[pyo3(signature = (name, f, policy = "tied", r#override = false))]
+pub fn register_global(
+    py: Python<'_>,
+    name: &str,
+    f: &Bound<'_, PyAny>,
+    policy: &str,
+    r#override: bool,
+) -> PyResult<()> {
+    let func = match f.cast::<PyFunction>() {
+        Ok(pf) => pf.get().func.clone(),
+        Err(_) => host_function(f, parse_policy(policy)?)?,
+    };
+    if r#override {
+        tether_runtime::register_global_override(name, func);
+        Ok(())
+    } else {
+        tether_runtime::register_global(name, func).map_err(|e| to_pyerr(py, e))
+    }
+}
+
+/// `tether.list_globals()`.
+#[pyfunction]
+pub fn list_globals() -> Vec<String> {
+    tether_runtime::list_globals()
+}

@@ -1,0 +1,133 @@
+//! # tether-py: the native core of the `tether` Python package
+//!
+//! Python classes declared as `class Inner(tether.Object): val: int` get native storage (a
+//! runtime record) and one canonical wrapper per native object, tied through the allocator
+//! header: `a.x is a.x`, and `id(a.x)` survives the wrapper's death and revival (the wrapper's
+//! memory is parked while the native object lives, and revived at the same address).
+//!
+//! Modules: [`wrapper`] (the wrapper object, wrap/park/revive), [`meta`] (the metaclass),
+//! [`class`] (class info and construction), [`field`] (descriptors), [`convert`] (values),
+//! [`function`] (native functions, host callables, moves), [`pool`] (wrapper memory),
+//! [`testing`] (`tether.testing`, written the way an extension author would).
+//!
+//! Everything here runs with the GIL held: the module is declared `gil_used = true`.
+
+pub mod class;
+pub mod convert;
+pub mod errors;
+pub mod field;
+pub mod function;
+pub mod meta;
+pub mod pool;
+pub mod testing;
+pub mod trap;
+pub mod wrapper;
+
+use core::sync::atomic::Ordering::Relaxed;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+
+static RECONSTRUCTOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The pickle reconstructor `tether._native._reconstruct`.
+pub fn reconstructor(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    RECONSTRUCTOR
+        .get(py)
+        .map(|f| f.bind(py).clone())
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("tether is not initialized"))
+}
+
+/// `_reconstruct(cls)`: an uninitialized instance, to be filled by `__setstate__` (pickle, copy).
+#[pyfunction]
+fn _reconstruct(py: Python<'_>, cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<Py<PyAny>> {
+    let tp = cls.as_ptr().cast::<pyo3::ffi::PyTypeObject>();
+    // SAFETY: `tp` is a live type; GIL held; tether classes allocate through pool::tp_alloc.
+    unsafe {
+        class::check_instantiable(tp)?;
+        let w = pool::tp_alloc(tp, 0);
+        if w.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Py::from_owned_ptr(py, w))
+    }
+}
+
+/// `tether.set_tying(on)`: with tying off, every access hands out a fresh, unbound wrapper (the
+/// behaviour of ordinary bindings), so the gain can be measured side by side.
+#[pyfunction]
+fn set_tying(on: bool) {
+    wrapper::TYING.store(on, Relaxed);
+}
+
+/// `tether.tying_enabled()`.
+#[pyfunction]
+fn tying_enabled() -> bool {
+    wrapper::TYING.load(Relaxed)
+}
+
+/// `tether.stats()`: the allocator's and the wrapper pool's counters.
+#[pyfunction]
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let a = tether_runtime::alloc_stats();
+    d.set_item("native_objects", a.live_blocks)?;
+    d.set_item("native_bytes", a.live_bytes)?;
+    d.set_item("native_peak_bytes", a.peak_bytes)?;
+    d.set_item("header_bytes", a.live_blocks * tether_alloc::HEADER_OFFSET)?;
+    d.set_item("native_allocs_total", a.total_allocs)?;
+    d.set_item("live_wrappers", pool::LIVE.load(Relaxed))?;
+    d.set_item("parked_wrappers", pool::PARKED.load(Relaxed))?;
+    d.set_item("wrapper_size", pool::WRAPPER_SIZE)?;
+    let p = pool::POOL.stats();
+    let ps = PyDict::new(py);
+    ps.set_item("slabs", p.slabs)?;
+    ps.set_item("bytes_held", p.bytes_held)?;
+    ps.set_item("blocks_in_use", p.in_use_blocks)?;
+    ps.set_item("blocks_free", p.free_blocks)?;
+    d.set_item("pool", ps)?;
+    Ok(d)
+}
+
+/// `tether.trim()`: returns fully free pool slabs to the allocator.
+#[pyfunction]
+fn trim() {
+    pool::POOL.trim();
+}
+
+#[pymodule(gil_used = true)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    tether_runtime::tie::set_host(&pool::TIE_HOST);
+    let base = wrapper::create_base_type(py)?;
+    field::create_descr_type(py)?;
+    let meta_tp = meta::create_meta_type(py)?;
+    // SAFETY: both types were just created; the module takes new references.
+    unsafe {
+        m.add("_Base", Bound::from_borrowed_ptr(py, base.cast()))?;
+        m.add("ObjectMeta", Bound::from_borrowed_ptr(py, meta_tp.cast()))?;
+    }
+    let root = meta::create_root(py, meta_tp)?;
+    m.add("Object", &root)?;
+    m.add("MovedError", py.get_type::<errors::MovedError>())?;
+    m.add("FrozenInstanceError", py.get_type::<errors::FrozenInstanceError>())?;
+    m.add_class::<function::PyFunction>()?;
+    m.add_class::<function::Moved>()?;
+    m.add_function(wrap_pyfunction!(function::move_, m)?)?;
+    m.add_function(wrap_pyfunction!(function::function, m)?)?;
+    m.add_function(wrap_pyfunction!(function::get_global, m)?)?;
+    m.add_function(wrap_pyfunction!(function::register_global, m)?)?;
+    m.add_function(wrap_pyfunction!(function::list_globals, m)?)?;
+    m.add_function(wrap_pyfunction!(set_tying, m)?)?;
+    m.add_function(wrap_pyfunction!(tying_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(trim, m)?)?;
+    let recon = wrap_pyfunction!(_reconstruct, m)?;
+    m.add("_reconstruct", &recon)?;
+    let _ = RECONSTRUCTOR.set(py, recon.into_any().unbind());
+    if std::env::var("TETHER_TYING").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off")) {
+        set_tying(false);
+    }
+    testing::init(m, &root)?;
+    Ok(())
+}

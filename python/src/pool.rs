@@ -1,0 +1,102 @@
+//! Wrapper memory: every tether wrapper is one fixed-size block from a process-wide
+//! [`SlabPool`], so parked memory (state (c)) can serve any tether class on revival.
+//!
+//! Invariants:
+//! 1. Every wrapper block is [`WRAPPER_SIZE`] bytes from [`POOL`] and goes back to it exactly once:
+//!    through [`free_wrapper_mem`] (the wrapper died without parking) or through
+//!    [`free_parked`] (the allocator's free funnel, when the native object dies while parked).
+//! 2. [`PARKED`] counts blocks currently in state (c); it is adjusted at park, revive and release.
+
+use crate::wrapper::Wrapper;
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use pyo3::ffi;
+use tether_alloc::{DefaultInner, SlabPool};
+
+/// Bytes of every wrapper object: `PyObject` header, the native pointer, the weakref list.
+pub const WRAPPER_SIZE: usize = core::mem::size_of::<Wrapper>();
+
+/// The pool all wrapper memory comes from.
+pub static POOL: SlabPool<DefaultInner> = SlabPool::new(tether_alloc::DEFAULT_INNER);
+
+/// How the runtime's tie machine releases parked wrapper memory.
+pub static TIE_HOST: tether_runtime::tie::TieHost = tether_runtime::tie::TieHost {
+    free_cached: free_parked,
+};
+
+/// Wrappers currently parked (state (c)).
+pub static PARKED: AtomicIsize = AtomicIsize::new(0);
+
+/// Wrappers currently alive as Python objects (allocated and not yet parked or freed).
+pub static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+/// Takes a zeroed wrapper block, or raises `MemoryError` and returns null.
+///
+/// # Safety
+/// The GIL is held (for raising).
+pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
+    match POOL.alloc(WRAPPER_SIZE) {
+        Ok(p) => {
+            // SAFETY: the pool handed out WRAPPER_SIZE writable bytes.
+            unsafe { p.as_ptr().write_bytes(0, WRAPPER_SIZE) };
+            LIVE.fetch_add(1, Relaxed);
+            p.as_ptr().cast()
+        }
+        Err(_) => {
+            // SAFETY: the GIL is held (caller).
+            unsafe { ffi::PyErr_NoMemory() };
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Returns a wrapper block that is not parked.
+///
+/// # Safety
+/// `mem` came from [`alloc_wrapper_mem`], is not parked, and is not used again.
+pub unsafe fn free_wrapper_mem(mem: *mut c_void) {
+    LIVE.fetch_sub(1, Relaxed);
+    if let Some(p) = NonNull::new(mem.cast::<u8>()) {
+        // SAFETY: invariant 1: the block came from POOL with WRAPPER_SIZE and is freed once.
+        unsafe { POOL.free(p, WRAPPER_SIZE) };
+    }
+}
+
+/// The allocator's free funnel callback: the native object died while its wrapper was parked.
+/// May run on any thread, with or without the GIL: it touches only the pool.
+///
+/// # Safety
+/// `mem` is a parked wrapper block whose object is being freed (the funnel calls this once).
+pub unsafe extern "C" fn free_parked(mem: *mut c_void) {
+    PARKED.fetch_sub(1, Relaxed);
+    if let Some(p) = NonNull::new(mem.cast::<u8>()) {
+        // SAFETY: invariant 1: parked memory is a POOL block released only here.
+        unsafe { POOL.free(p, WRAPPER_SIZE) };
+    }
+}
+
+/// `tp_alloc` for every tether class: a pool block, initialized as an instance of `tp`.
+///
+/// # Safety
+/// Called by CPython with the GIL held and a tether class.
+pub unsafe extern "C" fn tp_alloc(tp: *mut ffi::PyTypeObject, _n: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    // SAFETY: GIL held (CPython calls slots with it).
+    let mem = unsafe { alloc_wrapper_mem() };
+    if mem.is_null() {
+        return mem;
+    }
+    // SAFETY: `mem` is WRAPPER_SIZE zeroed bytes, enough for any tether class (their basic size
+    // is checked to equal WRAPPER_SIZE at class creation); PyObject_Init sets the type (with a
+    // new reference for heap types) and the refcount.
+    unsafe { ffi::PyObject_Init(mem, tp) }
+}
+
+/// `tp_free` for every tether class.
+///
+/// # Safety
+/// Called by CPython with a block from [`tp_alloc`].
+pub unsafe extern "C" fn tp_free(mem: *mut c_void) {
+    // SAFETY: forwarded: tp_free receives blocks tp_alloc produced.
+    unsafe { free_wrapper_mem(mem) }
+}

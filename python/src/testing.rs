@@ -1,0 +1,118 @@
+//! `tether.testing`: native functions and a Rust-defined type, registered through the runtime's
+//! API exactly as an extension author would (Python finds them in the global registry).
+
+use crate::convert::handle_to_object;
+use crate::function::host_function;
+use pyo3::prelude::*;
+use tether_runtime::{
+    field, object_type, register_global_override, Error, FieldKind, Function, ObjRef, Object,
+    ReturnPolicy, Value, ANY_OBJECT,
+};
+
+/// A binary tree node built natively by `make_tree`.
+pub struct TreeNode {
+    left: Option<ObjRef<TreeNode>>,
+    right: Option<ObjRef<TreeNode>>,
+    value: i64,
+}
+
+fn child(c: &Option<ObjRef<TreeNode>>) -> Value {
+    c.as_ref()
+        .map_or(Value::None, |n| Value::Object(n.clone().into_any()))
+}
+
+object_type!(TreeNode, "tether.testing.TreeNode", fields = [
+    field!(TreeNode, "left", FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
+        get = |n| child(&n.left)),
+    field!(TreeNode, "right", FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
+        get = |n| child(&n.right)),
+    field!(TreeNode, "value", FieldKind::Int, get = |n| Value::Int(n.value)),
+]);
+
+/// A complete tree of `depth` levels below the root; node `i` has children `2i+1`, `2i+2`.
+fn build(index: i64, depth: u32) -> ObjRef<TreeNode> {
+    let (left, right) = if depth == 0 {
+        (None, None)
+    } else {
+        (
+            Some(build(2 * index + 1, depth - 1)),
+            Some(build(2 * index + 2, depth - 1)),
+        )
+    };
+    ObjRef::new(TreeNode { left, right, value: index })
+}
+
+fn one_arg<'a>(name: &str, args: &'a [Value]) -> Result<&'a Value, Error> {
+    match args {
+        [v] => Ok(v),
+        _ => Err(Error::Type(format!(
+            "{name}() takes exactly one argument ({} given)",
+            args.len()
+        ))),
+    }
+}
+
+fn echo(args: &[Value]) -> Result<Value, Error> {
+    one_arg("echo", args).cloned()
+}
+
+fn call(args: &[Value]) -> Result<Value, Error> {
+    let (f, rest) = args
+        .split_first()
+        .ok_or_else(|| Error::Type("call() needs a callable".into()))?;
+    match f {
+        Value::Function(f) => f.call(rest),
+        Value::Opaque(h) => {
+            let func = Python::attach(|py| {
+                let callable = handle_to_object(py, h).map_err(|e| e.to_string())?;
+                host_function(&callable, ReturnPolicy::Tied).map_err(|e| e.to_string())
+            })
+            .map_err(Error::Type)?;
+            func.call(rest)
+        }
+        other => Err(Error::type_mismatch("a callable", other.kind_name())),
+    }
+}
+
+fn use_count(args: &[Value]) -> Result<Value, Error> {
+    let obj = one_arg("use_count", args)?.as_object()?;
+    // Not counting the reference this call's argument holds.
+    Ok(Value::Int(obj.strong_count() as i64 - 1))
+}
+
+fn discard(args: &[Value]) -> Result<Value, Error> {
+    one_arg("discard", args)?;
+    Ok(Value::None) // the argument (and the reference it holds) is dropped by the caller
+}
+
+fn make_tree(args: &[Value]) -> Result<Value, Error> {
+    let depth = one_arg("make_tree", args)?.as_int()?;
+    if !(0..=24).contains(&depth) {
+        return Err(Error::Value(format!("make_tree depth must be 0..=24, got {depth}")));
+    }
+    Ok(Value::Object(build(0, depth as u32).into_any()))
+}
+
+/// Registers the functions and creates the `TreeNode` class.
+pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = m.py();
+    for (name, f) in [
+        ("tether.testing.echo", Function::tied(echo)),
+        ("tether.testing.echo_fresh", Function::fresh(echo)),
+        ("tether.testing.call", Function::tied(call)),
+        ("tether.testing.use_count", Function::tied(use_count)),
+        ("tether.testing.discard", Function::tied(discard)),
+        ("tether.testing.make_tree", Function::tied(make_tree)),
+    ] {
+        register_global_override(name, f);
+    }
+    let cls = crate::meta::create_native_class(
+        py,
+        root,
+        "TreeNode",
+        "tether.testing",
+        TreeNode::type_index(),
+    )?;
+    m.add("TreeNode", cls)?;
+    Ok(())
+}

@@ -1,0 +1,57 @@
+"""tether: native objects and their Python wrappers as one identity.
+
+Declare classes whose fields are stored natively::
+
+    import tether
+
+    class Inner(tether.Object):
+        val: int
+
+    class Outer(tether.Object):
+        x: Inner
+        name: str = "o"
+
+    a = Outer(Inner(1))
+    assert a.x is a.x          # one canonical wrapper per native object
+
+A wrapper that dies while its native object lives on is parked (its memory kept) and revived at
+the same address on the next access, so ``id(a.x)`` is stable for the native object's lifetime.
+"""
+
+from ._native import (
+    Function,
+    FrozenInstanceError,
+    Moved,
+    MovedError,
+    Object,
+    ObjectMeta,
+    function,
+    get_global,
+    list_globals,
+    move,
+    register_global,
+    set_tying,
+    stats,
+    trim,
+    tying_enabled,
+)
+
+__all__ = [
+    "Function",
+    "FrozenInstanceError",
+    "Moved",
+    "MovedError",
+    "Object",
+    "ObjectMeta",
+    "function",
+    "get_global",
+    "list_globals",
+    "move",
+    "register_global",
+    "set_tying",
+    "stats",
+    "trim",
+    "tying_enabled",
+]
+
+__version__ = "0.1.0"

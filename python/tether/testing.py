@@ -1,0 +1,23 @@
+"""Functions for tests and demos, defined in Rust through the runtime's registration API (the
+way an extension author would) and looked up here from the runtime's global registry.
+
+- ``echo(x)``: returns its argument (tied policy: ``echo(x) is x``).
+- ``echo_fresh(x)``: returns its argument as a new, unbound wrapper (fresh policy).
+- ``call(f, *args)``: calls the Python callable ``f`` through the native function path.
+- ``use_count(obj)``: the native strong count of ``obj``, not counting the call's own reference.
+- ``discard(obj)``: drops the native reference it is given (use with ``tether.move``).
+- ``make_tree(depth)``: a complete binary tree of the Rust-defined ``TreeNode`` type
+  (fields ``left``, ``right``, ``value``), built natively and wrapped lazily.
+"""
+
+from . import _native
+
+echo = _native.get_global("tether.testing.echo")
+echo_fresh = _native.get_global("tether.testing.echo_fresh")
+call = _native.get_global("tether.testing.call")
+use_count = _native.get_global("tether.testing.use_count")
+discard = _native.get_global("tether.testing.discard")
+make_tree = _native.get_global("tether.testing.make_tree")
+TreeNode = _native.TreeNode
+
+__all__ = ["echo", "echo_fresh", "call", "use_count", "discard", "make_tree", "TreeNode"]

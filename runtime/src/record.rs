@@ -1,0 +1,303 @@
+//! Record objects: instances of record types (schemas given at run time), their fields stored
+//! inline in the object's own allocation.
+//!
+//! ```text
+//!  tie header | ObjHeader | lock | len | Value 0 | Value 1 | ... | Value len-1
+//!             ^ obj
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. A record object is allocated by [`Record::new`] with [`record_layout`]`(len)`, where `len`
+//!    is its type's field count, stored in the object and never changed; all `len` slots are
+//!    initialized before the object is handed out.
+//! 2. Its `ObjHeader`'s type index is a [`TypeKind::Record`] type, and its deleter is
+//!    [`record_deleter`]: record type indices are never given to other layouts.
+//! 3. Slots are read and written under the record's lock (`record_get`, `record_set`), except
+//!    through the `unsafe` unsynchronized accessors, whose callers serialize access themselves.
+//! 4. Every slot holds a value that passed its field's kind check.
+
+use crate::error::Error;
+use crate::object::{free_block_layout, DeleteKind, ObjAny, ObjHeader};
+use crate::types::{type_info, TypeInfo, TypeKind};
+use crate::value::Value;
+use crate::ALLOC;
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tether_alloc::allocator_api2::alloc::Allocator;
+
+/// The fixed part of a record object.
+#[repr(C)]
+struct RecordHead {
+    header: ObjHeader,
+    lock: Mutex<()>,
+    len: usize,
+}
+
+/// The layout of a record with `len` fields and the offset of slot 0.
+fn record_layout(len: usize) -> Result<(Layout, usize), Error> {
+    let slots = Layout::array::<UnsafeCell<Value>>(len).map_err(|_| Error::Alloc)?;
+    let (layout, offset) = Layout::new::<RecordHead>()
+        .extend(slots)
+        .map_err(|_| Error::Alloc)?;
+    Ok((layout.pad_to_align(), offset))
+}
+
+/// Namespace of record construction. Record objects are handled as [`ObjAny`]; their fields
+/// through [`record_get`] / [`record_set`] (or [`field_get`](crate::field_get)).
+///
+/// ```
+/// use tether_runtime::{record_get, record_set, register_record_type, Error, FieldKind, FieldSpec, Record, Value};
+/// let point = register_record_type(
+///     "doc.record.Point",
+///     None,
+///     vec![FieldSpec::new("x", FieldKind::Int), FieldSpec::new("y", FieldKind::Int).with_default(0)],
+/// )
+/// .unwrap();
+/// let p = Record::new(point, vec![Value::Int(3)]).unwrap(); // y takes its default
+/// assert_eq!(record_get(&p, 1).unwrap(), Value::Int(0));
+/// record_set(&p, 1, Value::Int(4)).unwrap();
+/// assert!(matches!(record_set(&p, 0, Value::from("no")), Err(Error::Type(_))));
+/// assert_eq!(record_get(&p, 0).unwrap(), Value::Int(3)); // the old value was kept
+/// ```
+#[derive(Debug)]
+pub struct Record {
+    _no_instances: (),
+}
+
+impl Record {
+    /// Builds a record of type `type_index` from `values` in field order. Missing trailing
+    /// values take their field's default; every value is kind-checked (ints widen to floats).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (unknown type), `Error::Type` (not a record type, too many values, a
+    /// missing value without default, a kind mismatch), `Error::Alloc`.
+    #[allow(clippy::new_ret_no_self)] // the contract's name; records are handled as ObjAny
+    pub fn new(type_index: u32, values: Vec<Value>) -> Result<ObjAny, Error> {
+        let info = record_type(type_index)?;
+        let n = info.fields.len();
+        if values.len() > n {
+            return Err(Error::Type(format!(
+                "{} takes {n} fields, got {}",
+                info.name,
+                values.len()
+            )));
+        }
+        let mut given = values.into_iter();
+        let mut slots = Vec::with_capacity(n);
+        for field in &info.fields {
+            let v = match given.next() {
+                Some(v) => v,
+                None => field.default.clone().ok_or_else(|| {
+                    Error::Type(format!("{}: missing field {}", info.name, field.name))
+                })?,
+            };
+            slots.push(
+                field
+                    .kind
+                    .coerce(v)
+                    .map_err(|e| in_field(e, info, &field.name))?,
+            );
+        }
+        let (layout, offset) = record_layout(n)?;
+        let block = ALLOC.allocate(layout)?.cast::<u8>();
+        // SAFETY: `block` is fresh, valid and aligned for `layout`: RecordHead at 0, `n` slots at
+        // `offset` (invariant 1). Ownership of each value moves into its slot.
+        unsafe {
+            block.cast::<RecordHead>().as_ptr().write(RecordHead {
+                header: ObjHeader::new(type_index, record_deleter),
+                lock: Mutex::new(()),
+                len: n,
+            });
+            let first = block.as_ptr().add(offset).cast::<UnsafeCell<Value>>();
+            for (i, v) in slots.into_iter().enumerate() {
+                first.add(i).write(UnsafeCell::new(v));
+            }
+        }
+        // SAFETY: a fully built object with one strong count, which the handle takes.
+        Ok(unsafe { ObjAny::from_raw(block.cast()) })
+    }
+
+    /// Whether `obj` is a record.
+    pub fn is_record(obj: &ObjAny) -> bool {
+        obj.type_info().kind == TypeKind::Record
+    }
+
+    /// The number of fields of the record `obj`.
+    ///
+    /// # Errors
+    /// `Error::Type` if `obj` is not a record.
+    pub fn len(obj: &ObjAny) -> Result<usize, Error> {
+        let _ = as_record(obj)?;
+        // SAFETY: a record (checked), alive while `obj` is.
+        Ok(unsafe { head(obj) }.len)
+    }
+}
+
+fn in_field(e: Error, info: &TypeInfo, field: &str) -> Error {
+    match e {
+        Error::Type(m) => Error::Type(format!("{}.{field}: {m}", info.name)),
+        other => other,
+    }
+}
+
+fn record_type(type_index: u32) -> Result<&'static TypeInfo, Error> {
+    let info =
+        type_info(type_index).ok_or_else(|| Error::NotFound(format!("type index {type_index}")))?;
+    if info.kind != TypeKind::Record {
+        return Err(Error::Type(format!("{} is not a record type", info.name)));
+    }
+    Ok(info)
+}
+
+fn as_record(obj: &ObjAny) -> Result<&'static TypeInfo, Error> {
+    let info = obj.type_info();
+    if info.kind == TypeKind::Record {
+        Ok(info)
+    } else {
+        Err(Error::type_mismatch("record", &info.name))
+    }
+}
+
+/// The head of a record object.
+///
+/// # Safety
+/// `obj` is a record (invariant 2).
+unsafe fn head(obj: &ObjAny) -> &RecordHead {
+    // SAFETY: invariant 1; `obj`'s strong count keeps the object alive for the borrow.
+    unsafe { obj.as_ptr().cast::<RecordHead>().as_ref() }
+}
+
+/// Slot `i` of a record object.
+///
+/// # Safety
+/// `p` is a live record object and `i < len`.
+unsafe fn slot<'a>(p: NonNull<ObjHeader>, i: usize) -> &'a UnsafeCell<Value> {
+    // SAFETY: invariant 1: the layout of `len` slots; `i < len` by the caller.
+    unsafe {
+        let len = (*p.as_ptr().cast::<RecordHead>()).len;
+        let (_, offset) = record_layout(len).unwrap_unchecked();
+        &*p.as_ptr()
+            .cast::<u8>()
+            .add(offset)
+            .cast::<UnsafeCell<Value>>()
+            .add(i)
+    }
+}
+
+type SlotRefs<'a> = (&'static TypeInfo, &'a RecordHead, &'a UnsafeCell<Value>);
+
+fn checked_slot(obj: &ObjAny, i: usize) -> Result<SlotRefs<'_>, Error> {
+    let info = as_record(obj)?;
+    // SAFETY: a record (checked above).
+    let h = unsafe { head(obj) };
+    if i >= h.len {
+        return Err(Error::NotFound(format!(
+            "field #{i} of {} ({} fields)",
+            info.name, h.len
+        )));
+    }
+    // SAFETY: a live record and i < len.
+    Ok((info, h, unsafe { slot(obj.as_ptr(), i) }))
+}
+
+fn guard(h: &RecordHead) -> MutexGuard<'_, ()> {
+    // A panic while the lock is held (in a host's clone) leaves the slot intact: ignore poison.
+    h.lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A copy of field `i` of the record `obj` (under the record's lock).
+///
+/// # Errors
+/// `Error::Type` if `obj` is not a record, `Error::NotFound` for an index out of range.
+pub fn record_get(obj: &ObjAny, i: usize) -> Result<Value, Error> {
+    let (_, h, cell) = checked_slot(obj, i)?;
+    let _g = guard(h);
+    // SAFETY: invariant 3: the lock serializes slot access.
+    Ok(unsafe { (*cell.get()).clone() })
+}
+
+/// Replaces field `i` of the record `obj` with `value` after checking its kind (ints widen to
+/// floats). The old value is dropped after the new one is in place and the lock is released; on
+/// any error the old value is kept.
+///
+/// # Errors
+/// `Error::Type` (not a record, kind mismatch), `Error::NotFound` (index),
+/// `Error::Frozen` (frozen type).
+pub fn record_set(obj: &ObjAny, i: usize, value: Value) -> Result<(), Error> {
+    let (info, h, cell) = checked_slot(obj, i)?;
+    let field = &info.fields[i];
+    if info.frozen {
+        return Err(Error::Frozen(format!(
+            "{} is frozen (field {})",
+            info.name, field.name
+        )));
+    }
+    let mut value = field
+        .kind
+        .coerce(value)
+        .map_err(|e| in_field(e, info, &field.name))?;
+    {
+        let _g = guard(h);
+        // SAFETY: invariant 3: the lock serializes slot access.
+        core::mem::swap(unsafe { &mut *cell.get() }, &mut value);
+    }
+    drop(value); // the old value, outside the lock (its drop may run arbitrary code)
+    Ok(())
+}
+
+/// A reference to field `i` of the record `obj`, without locking.
+///
+/// # Safety
+/// No write to this field ([`record_set`], [`record_field_replace`]) may run concurrently
+/// with, or during, the returned borrow (a host serializes access, e.g. with the GIL).
+///
+/// # Panics
+/// If `obj` is not a record or `i` is out of range.
+pub unsafe fn record_field_ref(obj: &ObjAny, i: usize) -> &Value {
+    let (_, _, cell) = checked_slot(obj, i).unwrap_or_else(|e| panic!("record_field_ref: {e}"));
+    // SAFETY: the caller guarantees no concurrent writer for the borrow's duration.
+    unsafe { &*cell.get() }
+}
+
+/// Replaces field `i` of the record `obj` without locking and without a kind or frozen check;
+/// returns the old value.
+///
+/// # Safety
+/// No other access to this field may run concurrently (see [`record_field_ref`]); the caller
+/// checks the kind first ([`FieldKind::check`](crate::FieldKind::check)) to keep invariant 4.
+///
+/// # Panics
+/// If `obj` is not a record or `i` is out of range.
+pub unsafe fn record_field_replace(obj: &ObjAny, i: usize, value: Value) -> Value {
+    let (_, _, cell) = checked_slot(obj, i).unwrap_or_else(|e| panic!("record_field_replace: {e}"));
+    // SAFETY: the caller guarantees exclusive access to the slot.
+    core::mem::replace(unsafe { &mut *cell.get() }, value)
+}
+
+/// The [`Deleter`](crate::Deleter) of record objects.
+///
+/// # Safety
+/// The `Deleter` contract, for a record object (invariants 1, 2).
+unsafe fn record_deleter(p: NonNull<ObjHeader>, kind: DeleteKind) {
+    // SAFETY: invariant 1: `len` is set and constant.
+    let len = unsafe { (*p.as_ptr().cast::<RecordHead>()).len };
+    match kind {
+        DeleteKind::DropValue => {
+            for i in 0..len {
+                // SAFETY: strong count 0: nobody else can reach the slots; each dropped once.
+                unsafe { ptr::drop_in_place(slot(p, i).get()) };
+            }
+            // SAFETY: as above, for the lock.
+            unsafe { ptr::drop_in_place(&raw mut (*p.as_ptr().cast::<RecordHead>()).lock) };
+        }
+        DeleteKind::FreeBlock => {
+            // SAFETY: invariant 1: allocated with this layout (which was computable then).
+            let (layout, _) = unsafe { record_layout(len).unwrap_unchecked() };
+            // SAFETY: the weak count reached 0: the block is ours.
+            unsafe { free_block_layout(p, layout) };
+        }
+    }
+}

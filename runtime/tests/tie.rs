@@ -1,0 +1,577 @@
+//! The tie state machine: every transition, the last-reference path, the object dying while its
+//! wrapper memory is cached, detach after park, weak references across each state, and races.
+//!
+//! A small fake host plays the Python side: wrappers are boxed structs with a refcount and the
+//! raw strong reference of their object; `free_cb` checks that it frees a cached (finalized)
+//! wrapper, exactly once.
+
+mod common;
+
+use common::*;
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use tether_runtime::{
+    object_type, tie, Finalized, ObjAny, ObjHeader, ObjRef, TieHost, TieState,
+};
+
+// ---------------------------------------------------------------- the fake host
+
+/// A host wrapper: what a PyObject would be.
+struct Wrapper {
+    refcnt: usize,
+    /// The wrapper's strong reference (None once finalized: the memory is then cached).
+    obj: Option<NonNull<ObjHeader>>,
+    /// How many lives this memory has had (1 + revivals).
+    lives: usize,
+}
+
+/// Wrapper memory that exists (live or cached), to catch double frees and stray pointers.
+static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static FREED_BY_CB: AtomicUsize = AtomicUsize::new(0);
+static FREED_BY_HOST: AtomicUsize = AtomicUsize::new(0);
+
+fn live() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn forget_live(p: *mut Wrapper) {
+    let mut l = live();
+    let i = l
+        .iter()
+        .position(|&a| a == p as usize)
+        .expect("double free of wrapper memory");
+    l.swap_remove(i);
+}
+
+unsafe extern "C" fn free_cached(mem: *mut c_void) {
+    let w = mem.cast::<Wrapper>();
+    // SAFETY: only wrapper memory is ever bound or parked.
+    assert!(unsafe { (*w).obj.is_none() }, "free_cb got a live wrapper");
+    forget_live(w);
+    FREED_BY_CB.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: allocated by `new_wrapper` and no longer referenced by any header.
+    drop(unsafe { Box::from_raw(w) });
+}
+
+static HOST: TieHost = TieHost { free_cached };
+
+fn new_wrapper(obj: &ObjAny) -> NonNull<Wrapper> {
+    let b = Box::new(Wrapper {
+        refcnt: 1,
+        obj: Some(obj.clone().into_raw()),
+        lives: 1,
+    });
+    let p = Box::into_raw(b);
+    live().push(p as usize);
+    NonNull::new(p).unwrap()
+}
+
+fn as_mem(w: NonNull<Wrapper>) -> NonNull<c_void> {
+    w.cast()
+}
+
+/// The host's "return this object to the caller" with the tied policy.
+fn get(obj: &ObjAny) -> NonNull<Wrapper> {
+    tie::set_host(&HOST);
+    if let Some(w) = tie::lookup(obj) {
+        let w = w.cast::<Wrapper>();
+        // SAFETY: a bound wrapper is live (single-threaded host, like a GIL).
+        unsafe { (*w.as_ptr()).refcnt += 1 };
+        return w;
+    }
+    if let Ok(mem) = tie::revive(obj) {
+        let w = mem.cast::<Wrapper>();
+        // SAFETY: revived memory is ours to re-initialize in place.
+        unsafe {
+            let w = &mut *w.as_ptr();
+            assert!(w.obj.is_none() && w.refcnt == 0);
+            w.refcnt = 1;
+            w.obj = Some(obj.clone().into_raw());
+            w.lives += 1;
+        }
+        return w;
+    }
+    let w = new_wrapper(obj);
+    match tie::bind(obj, as_mem(w)) {
+        Ok(()) => w,
+        Err(other) => panic!("single-threaded bind failed: {other:?}"),
+    }
+}
+
+/// A wrapper that is never bound (the fresh policy).
+fn get_fresh(obj: &ObjAny) -> NonNull<Wrapper> {
+    new_wrapper(obj)
+}
+
+fn incref(w: NonNull<Wrapper>) {
+    // SAFETY: the caller holds a reference to the live wrapper.
+    unsafe { (*w.as_ptr()).refcnt += 1 };
+}
+
+/// The host's decref; finalizes at zero, as tp_finalize + tp_dealloc would.
+fn decref(w: NonNull<Wrapper>) -> Option<Result<Finalized, TieState>> {
+    // SAFETY: the caller holds a reference to the live wrapper.
+    let wr = unsafe { &mut *w.as_ptr() };
+    wr.refcnt -= 1;
+    if wr.refcnt > 0 {
+        return None;
+    }
+    // Finalize: put the memory in its cached form first, then let the runtime decide.
+    let raw = wr.obj.take().unwrap();
+    // SAFETY: the wrapper's strong reference, stored with into_raw.
+    let obj = unsafe { ObjAny::from_raw(raw) };
+    match tie::park_or_release(obj, as_mem(w)) {
+        Ok(Finalized::Parked) => Some(Ok(Finalized::Parked)),
+        Ok(Finalized::Released) => {
+            free_by_host(w);
+            Some(Ok(Finalized::Released))
+        }
+        Err((obj, state)) => {
+            drop(obj);
+            free_by_host(w);
+            Some(Err(state))
+        }
+    }
+}
+
+fn free_by_host(w: NonNull<Wrapper>) {
+    forget_live(w.as_ptr());
+    FREED_BY_HOST.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: allocated by new_wrapper; nothing refers to it any more.
+    drop(unsafe { Box::from_raw(w.as_ptr()) });
+}
+
+fn lives(w: NonNull<Wrapper>) -> usize {
+    // SAFETY: the caller knows the memory exists (live or cached).
+    unsafe { (*w.as_ptr()).lives }
+}
+
+/// Counters of one test: (frees by callback, frees by host, wrapper memory still existing).
+struct HostCheck {
+    cb: usize,
+    host: usize,
+    live: usize,
+}
+
+impl HostCheck {
+    fn new() -> Self {
+        HostCheck {
+            cb: FREED_BY_CB.load(Ordering::SeqCst),
+            host: FREED_BY_HOST.load(Ordering::SeqCst),
+            live: live().len(),
+        }
+    }
+    fn cb(&self) -> usize {
+        FREED_BY_CB.load(Ordering::SeqCst) - self.cb
+    }
+    fn host(&self) -> usize {
+        FREED_BY_HOST.load(Ordering::SeqCst) - self.host
+    }
+    fn live(&self) -> isize {
+        live().len() as isize - self.live as isize
+    }
+}
+
+impl Drop for HostCheck {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(self.live(), 0, "wrapper memory leaked");
+        }
+    }
+}
+
+struct Thing(#[allow(dead_code)] u64);
+object_type!(Thing, "test.tie.Thing");
+
+fn thing() -> ObjAny {
+    ObjRef::new(Thing(1)).into_any()
+}
+
+/// Guards for a test: serial (global counters), no runtime leak, no wrapper leak.
+fn guards() -> (std::sync::MutexGuard<'static, ()>, LeakCheck, HostCheck) {
+    tie::set_host(&HOST);
+    let s = serial();
+    (s, LeakCheck::new(), HostCheck::new())
+}
+
+// ---------------------------------------------------------------- transitions
+
+#[test]
+fn bind_a_to_b_and_lookup() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    assert_eq!(tie::state(&obj), TieState::Detached);
+    assert_eq!(tie::lookup(&obj), None);
+    let w = get(&obj);
+    assert_eq!(tie::state(&obj), TieState::Bound(as_mem(w)));
+    assert_eq!(tie::lookup(&obj), Some(as_mem(w)));
+    assert_eq!(obj.header().py_obj(), w.as_ptr().cast());
+    assert_eq!(obj.header().cached_mem(), w.as_ptr().cast());
+    assert_eq!(obj.strong_count(), 2, "the wrapper owns a reference");
+    // Same object, same wrapper: `a.x is a.x`.
+    assert_eq!(get(&obj), w);
+    // A second bind is refused with the observed state.
+    let mut other = [0u64; 2];
+    let other = NonNull::from(&mut other).cast::<c_void>();
+    assert_eq!(tie::bind(&obj, other), Err(TieState::Bound(as_mem(w))));
+    assert_eq!(decref(w), None);
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    drop(obj);
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+#[test]
+fn park_b_to_c_and_revive_c_to_b_same_memory() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let w = get(&obj);
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    assert_eq!(tie::state(&obj), TieState::Parked(as_mem(w)));
+    assert_eq!(tie::lookup(&obj), None);
+    assert_eq!(obj.strong_count(), 1, "a parked wrapper owns no reference");
+    // Revival gives the same memory back, re-initialized.
+    let again = get(&obj);
+    assert_eq!(again, w);
+    assert_eq!(lives(w), 2);
+    assert_eq!(tie::state(&obj), TieState::Bound(as_mem(w)));
+    // Preconditions: revive needs (c); park needs (b) with that wrapper.
+    assert_eq!(tie::revive(&obj), Err(TieState::Bound(as_mem(w))));
+    let mut stray = [0u64; 2];
+    let stray = NonNull::from(&mut stray).cast::<c_void>();
+    assert_eq!(tie::park(&obj, stray), Err(TieState::Bound(as_mem(w))));
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    assert_eq!(tie::park(&obj, as_mem(w)), Err(TieState::Parked(as_mem(w))));
+    drop(obj);
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+#[test]
+fn plain_park_then_release() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let keep = obj.clone();
+    let w = new_wrapper(&obj);
+    tie::bind(&obj, as_mem(w)).unwrap();
+    // The host's finalizer using the two primitives.
+    // SAFETY: the wrapper's raw reference.
+    let raw = unsafe { &mut *w.as_ptr() }.obj.take().unwrap();
+    // SAFETY: as above.
+    let wref = unsafe { ObjAny::from_raw(raw) };
+    // SAFETY: the wrapper memory exists.
+    unsafe { (*w.as_ptr()).refcnt = 0 };
+    tie::park(&wref, as_mem(w)).unwrap();
+    drop(wref);
+    assert_eq!(tie::state(&keep), TieState::Parked(as_mem(w)));
+    drop((obj, keep));
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+#[test]
+fn revive_in_a_fails() {
+    let (_s, _leak, _hc) = guards();
+    let obj = thing();
+    assert_eq!(tie::revive(&obj), Err(TieState::Detached));
+    let mut mem = [0u64; 2];
+    let mem = NonNull::from(&mut mem).cast::<c_void>();
+    assert_eq!(tie::park(&obj, mem), Err(TieState::Detached));
+    assert_eq!(tie::unbind_for_last_release(&obj, mem), Err(TieState::Detached));
+}
+
+#[test]
+fn object_dies_while_parked_frees_cached_memory_once() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let w = get(&obj);
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    assert_eq!(hc.live(), 1);
+    drop(obj); // (c) and the object dies: free_cb(W), once
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+#[test]
+fn last_reference_held_by_the_wrapper() {
+    let (_s, _leak, hc) = guards();
+    let (t, d) = Tracked::new();
+    let obj = ObjRef::new(t).into_any();
+    let w = get(&obj);
+    drop(obj); // only the wrapper holds the object now
+    assert_eq!(decref(w), Some(Ok(Finalized::Released)));
+    assert_eq!(drops(&d), 1, "the wrapper's release destroyed the object");
+    assert_eq!((hc.cb(), hc.host()), (0, 1), "freed once, by the host");
+}
+
+#[test]
+fn last_reference_after_a_revival() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let w = get(&obj);
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    assert_eq!(get(&obj), w);
+    drop(obj);
+    assert_eq!(decref(w), Some(Ok(Finalized::Released)));
+    assert_eq!((hc.cb(), hc.host()), (0, 1));
+}
+
+#[test]
+fn unbind_for_last_release_then_release() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let w = new_wrapper(&obj);
+    tie::bind(&obj, as_mem(w)).unwrap();
+    drop(obj);
+    // SAFETY: the wrapper's raw reference.
+    let raw = unsafe { &mut *w.as_ptr() }.obj.take().unwrap();
+    // SAFETY: as above.
+    let wref = unsafe { ObjAny::from_raw(raw) };
+    tie::unbind_for_last_release(&wref, as_mem(w)).unwrap();
+    assert_eq!(tie::state(&wref), TieState::Detached);
+    free_by_host(w);
+    drop(wref); // the funnel finds nothing cached
+    assert_eq!((hc.cb(), hc.host()), (0, 1));
+}
+
+#[test]
+fn detach_in_each_state() {
+    let (_s, _leak, hc) = guards();
+    // (a)
+    let obj = thing();
+    assert_eq!(tie::detach(&obj), TieState::Detached);
+    // (b): the host keeps its wrapper, no longer canonical.
+    let w = get(&obj);
+    assert_eq!(tie::detach(&obj), TieState::Bound(as_mem(w)));
+    assert_eq!(tie::state(&obj), TieState::Detached);
+    let w2 = get(&obj);
+    assert_ne!(w, w2, "a new canonical wrapper");
+    assert_eq!(decref(w), Some(Err(TieState::Bound(as_mem(w2)))));
+    assert_eq!((hc.cb(), hc.host()), (0, 1));
+    // (c): detach after park releases the cached memory at once, once.
+    assert_eq!(decref(w2), Some(Ok(Finalized::Parked)));
+    assert_eq!(tie::detach(&obj), TieState::Parked(as_mem(w2)));
+    assert_eq!((hc.cb(), hc.host()), (1, 1));
+    assert_eq!(tie::state(&obj), TieState::Detached);
+    drop(obj); // nothing cached any more: no second free
+    assert_eq!((hc.cb(), hc.host()), (1, 1));
+}
+
+#[test]
+fn fresh_wrappers_are_never_bound() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let canonical = get(&obj);
+    let fresh = get_fresh(&obj);
+    assert_ne!(canonical, fresh);
+    assert_eq!(tie::lookup(&obj), Some(as_mem(canonical)));
+    assert_eq!(decref(fresh), Some(Err(TieState::Bound(as_mem(canonical)))));
+    assert_eq!(decref(canonical), Some(Ok(Finalized::Parked)));
+    drop(obj);
+    assert_eq!((hc.cb(), hc.host()), (1, 1));
+}
+
+#[test]
+fn identity_survives_many_park_revive_cycles() {
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let first = get(&obj);
+    assert_eq!(decref(first), Some(Ok(Finalized::Parked)));
+    let n = iters(2000, 50);
+    for _ in 0..n {
+        let w = get(&obj);
+        assert_eq!(w, first, "one wrapper address for the object's whole life");
+        incref(w);
+        assert_eq!(decref(w), None);
+        assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    }
+    assert_eq!(lives(first), n + 1);
+    drop(obj);
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+// ---------------------------------------------------------------- weak references
+
+#[test]
+fn weak_refs_across_each_state() {
+    let (_s, leak, hc) = guards();
+    let (t, d) = Tracked::new();
+    let strong = ObjRef::new(t);
+    let weak = strong.downgrade();
+    let obj = strong.into_any();
+    // (a)
+    assert!(weak.upgrade().is_some());
+    // (b): an upgraded reference finds the same wrapper.
+    let w = get(&obj);
+    let up = weak.upgrade().unwrap();
+    assert_eq!(get(up.as_any()), w);
+    assert_eq!(decref(w), None);
+    drop(up);
+    // (c): an upgraded reference revives the same memory.
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    let up = weak.upgrade().unwrap();
+    assert_eq!(tie::state(up.as_any()), TieState::Parked(as_mem(w)));
+    assert_eq!(get(up.as_any()), w);
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    drop(up);
+    // The object dies in (c) while a weak ref keeps the block: the cached memory goes back at
+    // once (not when the block goes), and the weak ref can no longer upgrade.
+    drop(obj);
+    assert_eq!(drops(&d), 1);
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+    assert!(weak.upgrade().is_none());
+    assert!(weak.header().cached_mem().is_null());
+    assert_eq!(leak.extra_blocks(), 1);
+    drop(weak); // the block goes; the funnel has nothing left to free
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+#[test]
+fn weak_ref_and_the_last_reference_path() {
+    let (_s, _leak, hc) = guards();
+    let (t, d) = Tracked::new();
+    let strong = ObjRef::new(t);
+    let weak = strong.downgrade();
+    let w = get(strong.as_any());
+    drop(strong);
+    assert_eq!(decref(w), Some(Ok(Finalized::Released)));
+    assert_eq!(drops(&d), 1);
+    assert!(weak.upgrade().is_none());
+    drop(weak);
+    assert_eq!((hc.cb(), hc.host()), (0, 1));
+}
+
+// ---------------------------------------------------------------- races
+
+#[test]
+fn racing_binds_have_one_winner() {
+    let (_s, _leak, _hc) = guards();
+    for _ in 0..iters(200, 3) {
+        let obj = thing();
+        let mut mems: Vec<Box<[u64; 2]>> = (0..4).map(|_| Box::new([0; 2])).collect();
+        let addrs: Vec<usize> = mems.iter_mut().map(|m| m.as_mut_ptr() as usize).collect();
+        let wins: Vec<bool> = thread::scope(|s| {
+            let hs: Vec<_> = addrs
+                .iter()
+                .map(|&a| {
+                    let obj = &obj;
+                    s.spawn(move || {
+                        let p = NonNull::new(a as *mut c_void).unwrap();
+                        match tie::bind(obj, p) {
+                            Ok(()) => true,
+                            Err(TieState::Bound(q)) => {
+                                assert_ne!(q, p);
+                                false
+                            }
+                            Err(other) => panic!("unexpected {other:?}"),
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(wins.iter().filter(|&&w| w).count(), 1);
+        let winner = addrs[wins.iter().position(|&w| w).unwrap()];
+        assert_eq!(tie::lookup(&obj).unwrap().as_ptr() as usize, winner);
+        assert!(matches!(tie::detach(&obj), TieState::Bound(_)));
+    }
+}
+
+#[test]
+fn wrapper_death_races_the_last_other_reference() {
+    let (_s, _leak, hc) = guards();
+    let n = iters(1000, 10);
+    let mut parked = 0;
+    for _ in 0..n {
+        let (t, d) = Tracked::new();
+        let obj = ObjRef::new(t).into_any();
+        let w = new_wrapper(&obj);
+        tie::bind(&obj, as_mem(w)).unwrap();
+        let w_addr = w.as_ptr() as usize;
+        let (a, b) = thread::scope(|s| {
+            // The wrapper dies on one thread...
+            let a = s.spawn(move || {
+                let w = NonNull::new(w_addr as *mut Wrapper).unwrap();
+                // SAFETY: this thread owns the wrapper's last host reference.
+                let raw = unsafe { &mut *w.as_ptr() }.obj.take().unwrap();
+                // SAFETY: the wrapper's reference.
+                let wref = unsafe { ObjAny::from_raw(raw) };
+                // SAFETY: as above.
+                unsafe { (*w.as_ptr()).refcnt = 0 };
+                tie::park_or_release(wref, as_mem(w)).map_err(|(_, s)| s)
+            });
+            // ...while the last other reference goes on another.
+            let b = s.spawn(move || drop(obj));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let () = b;
+        match a {
+            Ok(Finalized::Parked) => parked += 1,
+            Ok(Finalized::Released) => free_by_host(NonNull::new(w_addr as *mut Wrapper).unwrap()),
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+        assert_eq!(drops(&d), 1);
+    }
+    // Every wrapper was freed exactly once, by whichever side the race chose.
+    assert_eq!(hc.cb(), parked);
+    assert_eq!(hc.cb() + hc.host(), n);
+}
+
+#[test]
+fn threads_share_a_tied_object() {
+    let _s = serial();
+    // Park/revive cycles on one thread while others clone and drop the object: the cached
+    // memory is freed once, at the end.
+    let (_s, _leak, hc) = guards();
+    let obj = thing();
+    let first = get(&obj);
+    assert_eq!(decref(first), Some(Ok(Finalized::Parked)));
+    thread::scope(|s| {
+        for _ in 0..2 {
+            let o = &obj;
+            s.spawn(move || {
+                for _ in 0..iters(500, 10) {
+                    let c = o.clone();
+                    let _ = tie::lookup(&c);
+                    drop(c);
+                }
+            });
+        }
+        for _ in 0..iters(500, 10) {
+            let w = get(&obj);
+            assert_eq!(w, first);
+            assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+        }
+    });
+    drop(obj);
+    assert_eq!((hc.cb(), hc.host()), (1, 0));
+}
+
+#[test]
+#[should_panic(expected = "2-aligned")]
+fn odd_wrapper_pointers_are_refused() {
+    let _s = serial();
+    tie::set_host(&HOST);
+    let obj = thing();
+    let mut mem = [0u8; 4];
+    let odd = NonNull::new(mem.as_mut_ptr().wrapping_add(1)).unwrap().cast::<c_void>();
+    let _ = tie::bind(&obj, odd);
+}
+
+#[test]
+fn distinct_objects_get_distinct_wrappers() {
+    let (_s, _leak, hc) = guards();
+    let objs: Vec<ObjAny> = (0..8).map(|_| thing()).collect();
+    let ws: Vec<_> = objs.iter().map(get).collect();
+    let set: HashSet<_> = ws.iter().map(|w| w.as_ptr() as usize).collect();
+    assert_eq!(set.len(), 8);
+    for (o, w) in objs.iter().zip(&ws) {
+        assert_eq!(get(o), *w);
+        assert_eq!(decref(*w), None);
+    }
+    for w in ws {
+        assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    }
+    drop(objs);
+    assert_eq!((hc.cb(), hc.host()), (8, 0));
+}
