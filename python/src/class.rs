@@ -12,21 +12,8 @@ use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use tether_runtime::types::{type_info, FieldKind};
+use tether_runtime::types::{type_info, FieldAccess, FieldKind};
 use tether_runtime::{ObjAny, Record, Value};
-
-/// How a field is stored natively.
-pub enum Access {
-    /// Inline slot `i` of a record (classes declared in Python).
-    Inline(usize),
-    /// Reflected accessors of a Rust-defined type.
-    Accessor {
-        /// Reads the field.
-        get: fn(&ObjAny) -> Value,
-        /// Writes the field, if writable.
-        set: Option<fn(&ObjAny, Value) -> Result<(), tether_runtime::Error>>,
-    },
-}
 
 /// One field of a tether class.
 pub struct FieldDef {
@@ -36,8 +23,8 @@ pub struct FieldDef {
     pub kind: FieldKind,
     /// The default, if declared.
     pub default: Option<Value>,
-    /// Where the value lives.
-    pub access: Access,
+    /// Where the value lives: an inline record slot, or a Rust type's reflected accessors.
+    pub access: FieldAccess,
     /// The class (runtime type index) that declared the field.
     pub owner: u32,
     /// Whether the declaring class is frozen.
@@ -53,13 +40,13 @@ impl FieldDef {
         // SAFETY: the GIL is held (caller).
         let py = unsafe { Python::assume_attached() };
         match &self.access {
-            Access::Inline(i) => {
+            FieldAccess::Inline(i) => {
                 // SAFETY: the GIL serializes every access to record fields from Python, and
                 // the reference is used only before any Python code can run.
                 let v = unsafe { tether_runtime::record_field_ref(obj, *i) };
                 to_py(py, v, true)
             }
-            Access::Accessor { get, .. } => to_py(py, &get(obj), true),
+            FieldAccess::Accessor { get, .. } => to_py(py, &get(obj), true),
         }
     }
 
@@ -67,7 +54,12 @@ impl FieldDef {
     ///
     /// # Safety
     /// GIL held; `obj` is an instance of the field's owner type.
-    pub unsafe fn write(&self, py: Python<'_>, obj: &ObjAny, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub unsafe fn write(
+        &self,
+        py: Python<'_>,
+        obj: &ObjAny,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         if self.frozen {
             return Err(crate::errors::FrozenInstanceError::new_err(format!(
                 "cannot assign to field '{}' of a frozen class",
@@ -77,14 +69,16 @@ impl FieldDef {
         let v = from_py_kind(value, &self.kind)
             .map_err(|e| annotate(py, e, &format!("field '{}'", self.name)))?;
         match &self.access {
-            Access::Inline(i) => {
+            FieldAccess::Inline(i) => {
                 // SAFETY: GIL-serialized access (caller); the kind was checked above.
                 let old = unsafe { tether_runtime::record_field_replace(obj, *i, v) };
                 drop(old); // may run Python code (a released object); the new value is in place
                 Ok(())
             }
-            Access::Accessor { set: Some(set), .. } => set(obj, v).map_err(|e| to_pyerr(py, e)),
-            Access::Accessor { set: None, .. } => Err(PyAttributeError::new_err(format!(
+            FieldAccess::Accessor { set: Some(set), .. } => {
+                set(obj, v).map_err(|e| to_pyerr(py, e))
+            }
+            FieldAccess::Accessor { set: None, .. } => Err(PyAttributeError::new_err(format!(
                 "field '{}' is read-only",
                 self.name
             ))),
@@ -174,10 +168,10 @@ impl ClassInfo {
         let mut slots: Vec<Option<Value>> = (0..self.fields.len()).map(|_| None).collect();
         for (i, a) in args.iter().enumerate() {
             let f = self.fields[i];
-            slots[i] = Some(
-                from_py_kind(&a, &f.kind)
-                    .map_err(|e| annotate(py, e, &format!("{}() field '{}'", self.name, f.name)))?,
-            );
+            slots[i] =
+                Some(from_py_kind(&a, &f.kind).map_err(|e| {
+                    annotate(py, e, &format!("{}() field '{}'", self.name, f.name))
+                })?);
         }
         if let Some(kw) = kw {
             for (k, v) in kw.iter() {

@@ -45,7 +45,9 @@ pub fn object_to_handle(o: &Bound<'_, PyAny>) -> HostHandle {
 /// The Python object behind a handle (a new reference), if the handle is one of ours.
 pub fn handle_to_object<'py>(py: Python<'py>, h: &HostHandle) -> PyResult<Bound<'py, PyAny>> {
     if !core::ptr::eq(h.vtable(), &PY_HANDLE) {
-        return Err(PyTypeError::new_err("a native host handle that is not a Python object"));
+        return Err(PyTypeError::new_err(
+            "a native host handle that is not a Python object",
+        ));
     }
     // SAFETY: handles with PY_HANDLE's vtable hold a strong reference to a live PyObject.
     Ok(unsafe { Bound::from_borrowed_ptr(py, h.as_ptr().as_ptr().cast()) })
@@ -78,9 +80,11 @@ fn native_of(o: &Bound<'_, PyAny>) -> PyResult<Option<ObjAny>> {
         return Ok(Some((*obj).clone()));
     }
     if let Ok(m) = o.cast::<Moved>() {
-        return m.get().take().map(Some).ok_or_else(|| {
-            MovedError::new_err("this tether.move() token was already consumed")
-        });
+        return m
+            .get()
+            .take()
+            .map(Some)
+            .ok_or_else(|| MovedError::new_err("this tether.move() token was already consumed"));
     }
     Ok(None)
 }

@@ -29,7 +29,7 @@ static DESCR_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut()
 ///
 /// # Safety
 /// GIL held; `o` is a live object.
-unsafe fn target<'a>(
+unsafe fn target(
     o: *mut ffi::PyObject,
     def: &FieldDef,
 ) -> PyResult<core::mem::ManuallyDrop<tether_runtime::ObjAny>> {
@@ -107,7 +107,10 @@ unsafe extern "C" fn descr_repr(d: *mut ffi::PyObject) -> *mut ffi::PyObject {
     unsafe {
         let def = &*(*d.cast::<FieldDescr>()).def;
         trap(ptr::null_mut(), |py| {
-            Ok(pyo3::types::PyString::new(py, &format!("<tether field '{}'>", def.name)).into_ptr())
+            Ok(
+                pyo3::types::PyString::new(py, &format!("<tether field '{}'>", def.name))
+                    .into_ptr(),
+            )
         })
     }
 }
@@ -117,11 +120,26 @@ pub fn create_descr_type(py: Python<'_>) -> PyResult<()> {
     // SAFETY: the spec and slots are only read during this call, under the GIL.
     let tp = unsafe {
         let mut slots = [
-            ffi::PyType_Slot { slot: ffi::Py_tp_descr_get, pfunc: descr_get as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_descr_set, pfunc: descr_set as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_dealloc, pfunc: descr_dealloc as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_repr, pfunc: descr_repr as *mut c_void },
-            ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_descr_get,
+                pfunc: descr_get as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_descr_set,
+                pfunc: descr_set as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_dealloc,
+                pfunc: descr_dealloc as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_repr,
+                pfunc: descr_repr as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: 0,
+                pfunc: ptr::null_mut(),
+            },
         ];
         let mut spec = ffi::PyType_Spec {
             name: c"tether._native.Field".as_ptr(),

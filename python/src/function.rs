@@ -73,7 +73,10 @@ impl Moved {
 impl Moved {
     fn __repr__(&self) -> String {
         let live = self.obj.lock().map(|o| o.is_some()).unwrap_or(false);
-        format!("<tether.Moved ({})>", if live { "pending" } else { "consumed" })
+        format!(
+            "<tether.Moved ({})>",
+            if live { "pending" } else { "consumed" }
+        )
     }
 }
 

@@ -110,7 +110,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let root = meta::create_root(py, meta_tp)?;
     m.add("Object", &root)?;
     m.add("MovedError", py.get_type::<errors::MovedError>())?;
-    m.add("FrozenInstanceError", py.get_type::<errors::FrozenInstanceError>())?;
+    m.add(
+        "FrozenInstanceError",
+        py.get_type::<errors::FrozenInstanceError>(),
+    )?;
     m.add_class::<function::PyFunction>()?;
     m.add_class::<function::Moved>()?;
     m.add_function(wrap_pyfunction!(function::move_, m)?)?;

@@ -14,7 +14,7 @@
 //!    install our `tp_alloc`/`tp_free`/`tp_dealloc`; record the `ClassInfo` in the metaclass's
 //!    extra slot and the class in the runtime's type registry.
 
-use crate::class::{register_class, Access, ClassInfo, FieldDef};
+use crate::class::{register_class, ClassInfo, FieldDef};
 use crate::convert::from_py_kind;
 use crate::field::new_descr;
 use crate::pool::{self, WRAPPER_SIZE};
@@ -28,7 +28,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use tether_runtime::types::{
-    register_record_type_with, type_info, FieldAccess, FieldKind, FieldSpec, RecordOptions, ANY_OBJECT,
+    register_record_type_with, type_info, FieldAccess, FieldKind, FieldSpec, RecordOptions,
+    ANY_OBJECT,
 };
 
 /// The metaclass type object.
@@ -84,7 +85,10 @@ fn resolve_kind(
         if text == class_name {
             return Ok(FieldKind::Object(SELF_KIND));
         }
-        let Ok(value) = builtins.getattr("eval")?.call1((text.as_str(), globals, ns)) else {
+        let Ok(value) = builtins
+            .getattr("eval")?
+            .call1((text.as_str(), globals, ns))
+        else {
             return Err(PyTypeError::new_err(format!(
                 "cannot resolve the annotation '{text}' (use a class defined before this one, \
                  or the class's own name)"
@@ -105,7 +109,10 @@ fn resolve_kind(
         }
     }
     // Optional[X], Union[X, None], X | None
-    let args = typing.getattr("get_args")?.call1((ann,))?.cast_into::<PyTuple>()?;
+    let args = typing
+        .getattr("get_args")?
+        .call1((ann,))?
+        .cast_into::<PyTuple>()?;
     let origin = typing.getattr("get_origin")?.call1((ann,))?;
     let is_union = origin.is(&typing.getattr("Union")?)
         || origin.is(&py.import("types")?.getattr("UnionType")?);
@@ -165,7 +172,9 @@ fn tether_parent(bases: &Bound<'_, PyTuple>) -> PyResult<(Option<&'static ClassI
         let tp = tp.as_ptr().cast::<ffi::PyTypeObject>();
         has_base |= tp == base_type;
         // SAFETY: `tp` is a live type; GIL held.
-        let Some(info) = (unsafe { class_info(tp) }) else { continue };
+        let Some(info) = (unsafe { class_info(tp) }) else {
+            continue;
+        };
         best = Some(match best {
             None => info,
             Some(cur) => {
@@ -198,7 +207,10 @@ fn check_slots(ns: &Bound<'_, PyDict>) -> PyResult<()> {
         let names: Vec<String> = if let Ok(s) = slots.cast::<PyString>() {
             vec![s.to_string()]
         } else {
-            slots.try_iter()?.map(|x| x?.extract::<String>()).collect::<PyResult<_>>()?
+            slots
+                .try_iter()?
+                .map(|x| x?.extract::<String>())
+                .collect::<PyResult<_>>()?
         };
         if names.iter().any(|n| n != "__weakref__") {
             return Err(PyTypeError::new_err(
@@ -293,7 +305,11 @@ fn own_fields(
                 })?)
             }
         };
-        out.push(OwnField { name, kind, default });
+        out.push(OwnField {
+            name,
+            kind,
+            default,
+        });
     }
     Ok(out)
 }
@@ -337,7 +353,7 @@ fn declare_record(
             name: f.name,
             kind: replace_self(f.kind, type_index),
             default: f.default,
-            access: Access::Inline(base + j),
+            access: FieldAccess::Inline(base + j),
             owner: type_index,
             frozen,
         }));
@@ -355,20 +371,19 @@ fn declare_record(
 }
 
 /// Builds the class info for a Rust-defined runtime type (fields by reflected accessors).
-fn declare_native(class_name: &str, type_index: u32) -> PyResult<(ClassInfo, Vec<&'static FieldDef>)> {
+fn declare_native(
+    class_name: &str,
+    type_index: u32,
+) -> PyResult<(ClassInfo, Vec<&'static FieldDef>)> {
     let ti = type_info(type_index)
         .ok_or_else(|| PyTypeError::new_err(format!("unknown native type {type_index}")))?;
     let mut fields = Vec::new();
     for f in ti.fields.iter() {
-        let access = match &f.access {
-            FieldAccess::Accessor { get, set } => Access::Accessor { get: *get, set: *set },
-            FieldAccess::Inline(i) => Access::Inline(*i),
-        };
         let def: &'static FieldDef = Box::leak(Box::new(FieldDef {
             name: f.name.to_string(),
             kind: f.kind.clone(),
             default: f.default.clone(),
-            access,
+            access: f.access.clone(),
             owner: type_index,
             frozen: false,
         }));
@@ -393,12 +408,15 @@ unsafe extern "C" fn meta_new(
     unsafe {
         trap(ptr::null_mut(), |py| {
             let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
-            let (name, bases, ns): (Bound<PyString>, Bound<PyTuple>, Bound<PyDict>) = args.extract()?;
+            let (name, bases, ns): (Bound<PyString>, Bound<PyTuple>, Bound<PyDict>) =
+                args.extract()?;
             let ns = ns.copy()?;
             let kw = if kw.is_null() {
                 PyDict::new(py)
             } else {
-                Bound::from_borrowed_ptr(py, kw).cast_into::<PyDict>()?.copy()?
+                Bound::from_borrowed_ptr(py, kw)
+                    .cast_into::<PyDict>()?
+                    .copy()?
             };
             let frozen_kw = match kw.get_item("frozen")? {
                 Some(v) => {
@@ -447,13 +465,22 @@ unsafe extern "C" fn meta_new(
             };
             let (info, own_defs) = match native {
                 Some(idx) => declare_native(&class_name, idx)?,
-                None => declare_record(py, &class_name, &format!("{module}.{qualname}"), &ns, parent, frozen)?,
+                None => declare_record(
+                    py,
+                    &class_name,
+                    &format!("{module}.{qualname}"),
+                    &ns,
+                    parent,
+                    frozen,
+                )?,
             };
             for def in &own_defs {
                 ns.set_item(&def.name, new_descr(py, def)?)?;
             }
             let call_args = PyTuple::new(py, [name.into_any(), bases.into_any(), ns.into_any()])?;
-            let type_new = (*ptr::addr_of_mut!(ffi::PyType_Type)).tp_new.expect("type.tp_new");
+            let type_new = (*ptr::addr_of_mut!(ffi::PyType_Type))
+                .tp_new
+                .expect("type.tp_new");
             let cls = type_new(meta, call_args.as_ptr(), kw.as_ptr());
             if cls.is_null() {
                 return Err(PyErr::fetch(py));
@@ -495,7 +522,9 @@ unsafe extern "C" fn meta_dealloc(o: *mut ffi::PyObject) {
     // not release the reference the class holds to its (heap) metatype; we do (notes: measured).
     unsafe {
         let mt = ffi::Py_TYPE(o);
-        let type_dealloc = (*ptr::addr_of_mut!(ffi::PyType_Type)).tp_dealloc.expect("type dealloc");
+        let type_dealloc = (*ptr::addr_of_mut!(ffi::PyType_Type))
+            .tp_dealloc
+            .expect("type dealloc");
         type_dealloc(o);
         ffi::Py_DECREF(mt.cast());
     }
@@ -506,14 +535,23 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     // SAFETY: the spec is only read during this call, under the GIL; `type` is a valid base.
     let tp = unsafe {
         let mut slots = [
-            ffi::PyType_Slot { slot: ffi::Py_tp_new, pfunc: meta_new as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_dealloc, pfunc: meta_dealloc as *mut c_void },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_new,
+                pfunc: meta_new as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_dealloc,
+                pfunc: meta_dealloc as *mut c_void,
+            },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,
                 pfunc: c"The metaclass of tether classes: annotations become native fields."
                     .as_ptr() as *mut c_void,
             },
-            ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
+            ffi::PyType_Slot {
+                slot: 0,
+                pfunc: ptr::null_mut(),
+            },
         ];
         let mut spec = ffi::PyType_Spec {
             name: c"tether._native.ObjectMeta".as_ptr(),

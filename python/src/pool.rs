@@ -80,7 +80,10 @@ pub unsafe extern "C" fn free_parked(mem: *mut c_void) {
 ///
 /// # Safety
 /// Called by CPython with the GIL held and a tether class.
-pub unsafe extern "C" fn tp_alloc(tp: *mut ffi::PyTypeObject, _n: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+pub unsafe extern "C" fn tp_alloc(
+    tp: *mut ffi::PyTypeObject,
+    _n: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     // SAFETY: GIL held (CPython calls slots with it).
     let mem = unsafe { alloc_wrapper_mem() };
     if mem.is_null() {

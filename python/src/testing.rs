@@ -21,13 +21,30 @@ fn child(c: &Option<ObjRef<TreeNode>>) -> Value {
         .map_or(Value::None, |n| Value::Object(n.clone().into_any()))
 }
 
-object_type!(TreeNode, "tether.testing.TreeNode", fields = [
-    field!(TreeNode, "left", FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
-        get = |n| child(&n.left)),
-    field!(TreeNode, "right", FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
-        get = |n| child(&n.right)),
-    field!(TreeNode, "value", FieldKind::Int, get = |n| Value::Int(n.value)),
-]);
+object_type!(
+    TreeNode,
+    "tether.testing.TreeNode",
+    fields = [
+        field!(
+            TreeNode,
+            "left",
+            FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
+            get = |n| child(&n.left)
+        ),
+        field!(
+            TreeNode,
+            "right",
+            FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
+            get = |n| child(&n.right)
+        ),
+        field!(
+            TreeNode,
+            "value",
+            FieldKind::Int,
+            get = |n| Value::Int(n.value)
+        ),
+    ]
+);
 
 /// A complete tree of `depth` levels below the root; node `i` has children `2i+1`, `2i+2`.
 fn build(index: i64, depth: u32) -> ObjRef<TreeNode> {
@@ -39,7 +56,11 @@ fn build(index: i64, depth: u32) -> ObjRef<TreeNode> {
             Some(build(2 * index + 2, depth - 1)),
         )
     };
-    ObjRef::new(TreeNode { left, right, value: index })
+    ObjRef::new(TreeNode {
+        left,
+        right,
+        value: index,
+    })
 }
 
 fn one_arg<'a>(name: &str, args: &'a [Value]) -> Result<&'a Value, Error> {
@@ -88,7 +109,9 @@ fn discard(args: &[Value]) -> Result<Value, Error> {
 fn make_tree(args: &[Value]) -> Result<Value, Error> {
     let depth = one_arg("make_tree", args)?.as_int()?;
     if !(0..=24).contains(&depth) {
-        return Err(Error::Value(format!("make_tree depth must be 0..=24, got {depth}")));
+        return Err(Error::Value(format!(
+            "make_tree depth must be 0..=24, got {depth}"
+        )));
     }
     Ok(Value::Object(build(0, depth as u32).into_any()))
 }

@@ -24,7 +24,7 @@
 
 use crate::class;
 use crate::errors::MovedError;
-use crate::pool::{self, PARKED, LIVE, WRAPPER_SIZE};
+use crate::pool::{self, LIVE, PARKED, WRAPPER_SIZE};
 use crate::trap::trap;
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
@@ -171,7 +171,7 @@ pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
             // ourselves (it is ours since the revive), then make a new wrapper below.
             let _ = tie::unbind_for_last_release(obj, m);
             LIVE.fetch_add(1, Relaxed); // balanced by free_wrapper_mem's decrement
-            // SAFETY: the block came from the pool and is referenced by nobody now.
+                                        // SAFETY: the block came from the pool and is referenced by nobody now.
             unsafe { pool::free_wrapper_mem(m.as_ptr()) };
         }
         Err(TieState::Bound(w)) => {
@@ -373,7 +373,10 @@ unsafe extern "C" fn tp_repr(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
 
 /// `__reduce__`: `(copyreg.__newobj__-like reconstructor, (cls,), {field: value})`; the state
 /// goes through `__setstate__`, so pickle's memo keeps shared substructure shared.
-unsafe extern "C" fn reduce(o: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn reduce(
+    o: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython method: GIL held, `o` a live tether wrapper.
     unsafe {
         trap(ptr::null_mut(), |py| {
@@ -382,24 +385,34 @@ unsafe extern "C" fn reduce(o: *mut ffi::PyObject, _unused: *mut ffi::PyObject) 
             let state = info.state_dict(py, &obj)?;
             let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
             let recon = crate::reconstructor(py)?;
-            let t = PyTuple::new(py, [recon, PyTuple::new(py, [cls])?.into_any(), state.into_any()])?;
+            let t = PyTuple::new(
+                py,
+                [recon, PyTuple::new(py, [cls])?.into_any(), state.into_any()],
+            )?;
             Ok(t.into_ptr())
         })
     }
 }
 
 /// `__setstate__(state)`: initializes an object made by the reconstructor.
-unsafe extern "C" fn setstate(o: *mut ffi::PyObject, state: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn setstate(
+    o: *mut ffi::PyObject,
+    state: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython method: GIL held, `o` a live tether wrapper, `state` a live object.
     unsafe {
         trap(ptr::null_mut(), |py| {
             if !(*o.cast::<Wrapper>()).rec.is_null() {
-                return Err(PyTypeError::new_err("__setstate__ on an initialized tether object"));
+                return Err(PyTypeError::new_err(
+                    "__setstate__ on an initialized tether object",
+                ));
             }
             let info = class::info_of(ffi::Py_TYPE(o))?;
-            let state = Bound::from_borrowed_ptr(py, state).cast_into::<PyDict>().map_err(|_| {
-                PyTypeError::new_err("tether objects unpickle from a dict of fields")
-            })?;
+            let state = Bound::from_borrowed_ptr(py, state)
+                .cast_into::<PyDict>()
+                .map_err(|_| {
+                    PyTypeError::new_err("tether objects unpickle from a dict of fields")
+                })?;
             let obj = info.from_state(py, &state)?;
             install(o, obj);
             Ok(py.None().into_ptr())
@@ -412,13 +425,17 @@ pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     static mut METHODS: [ffi::PyMethodDef; 3] = [
         ffi::PyMethodDef {
             ml_name: c"__reduce__".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunction: reduce },
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: reduce,
+            },
             ml_flags: ffi::METH_NOARGS,
             ml_doc: c"Pickle support: reconstructs the class and sets the fields.".as_ptr(),
         },
         ffi::PyMethodDef {
             ml_name: c"__setstate__".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunction: setstate },
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: setstate,
+            },
             ml_flags: ffi::METH_O,
             ml_doc: c"Pickle support: initializes the fields from a dict.".as_ptr(),
         },
@@ -444,12 +461,30 @@ pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     // which happens once at module init under the GIL.
     let tp = unsafe {
         let mut slots = [
-            ffi::PyType_Slot { slot: ffi::Py_tp_new, pfunc: tp_new as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_init, pfunc: tp_init as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_dealloc, pfunc: tp_dealloc as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_alloc, pfunc: pool::tp_alloc as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_free, pfunc: pool::tp_free as *mut c_void },
-            ffi::PyType_Slot { slot: ffi::Py_tp_repr, pfunc: tp_repr as *mut c_void },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_new,
+                pfunc: tp_new as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_init,
+                pfunc: tp_init as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_dealloc,
+                pfunc: tp_dealloc as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_alloc,
+                pfunc: pool::tp_alloc as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_free,
+                pfunc: pool::tp_free as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_repr,
+                pfunc: tp_repr as *mut c_void,
+            },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_methods,
                 pfunc: ptr::addr_of_mut!(METHODS).cast(),
@@ -460,9 +495,13 @@ pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,
-                pfunc: c"The native base of tether.Object (not for direct use).".as_ptr() as *mut c_void,
+                pfunc: c"The native base of tether.Object (not for direct use).".as_ptr()
+                    as *mut c_void,
             },
-            ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
+            ffi::PyType_Slot {
+                slot: 0,
+                pfunc: ptr::null_mut(),
+            },
         ];
         let mut spec = ffi::PyType_Spec {
             name: c"tether._native._Base".as_ptr(),
