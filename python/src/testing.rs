@@ -46,6 +46,40 @@ object_type!(
     ]
 );
 
+/// A block of native memory from the runtime's allocator, for exercising allocation failure.
+pub struct Blob {
+    ptr: core::ptr::NonNull<u8>,
+    layout: core::alloc::Layout,
+}
+
+// SAFETY: a Blob exclusively owns its block; nothing in it is tied to a thread.
+unsafe impl Send for Blob {}
+// SAFETY: a Blob exposes only its size through `&Blob`.
+unsafe impl Sync for Blob {}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        use tether_alloc::allocator_api2::alloc::Allocator;
+        // SAFETY: `ptr` was allocated by ALLOC with `layout` in `alloc_blob` and is freed once.
+        unsafe { tether_runtime::ALLOC.deallocate(self.ptr, self.layout) };
+    }
+}
+
+object_type!(Blob, "tether.testing.Blob", fields = [
+    field!(Blob, "size", FieldKind::Int, get = |b| Value::Int(b.layout.size() as i64)),
+]);
+
+fn alloc_blob(args: &[Value]) -> Result<Value, Error> {
+    use tether_alloc::allocator_api2::alloc::Allocator;
+    let n = one_arg("alloc_blob", args)?.as_int()?;
+    let n = usize::try_from(n).map_err(|_| Error::Value(format!("negative size {n}")))?;
+    let layout = core::alloc::Layout::from_size_align(n, 8)
+        .map_err(|_| Error::Value(format!("size {n} is not a valid layout")))?;
+    let ptr = tether_runtime::ALLOC.allocate(layout).map_err(|_| Error::Alloc)?;
+    let blob = ObjRef::try_new(Blob { ptr: ptr.cast(), layout }).map_err(|_| Error::Alloc)?;
+    Ok(Value::Object(blob.into_any()))
+}
+
 /// A complete tree of `depth` levels below the root; node `i` has children `2i+1`, `2i+2`.
 fn build(index: i64, depth: u32) -> ObjRef<TreeNode> {
     let (left, right) = if depth == 0 {
@@ -126,6 +160,7 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         ("tether.testing.use_count", Function::tied(use_count)),
         ("tether.testing.discard", Function::tied(discard)),
         ("tether.testing.make_tree", Function::tied(make_tree)),
+        ("tether.testing.alloc_blob", Function::tied(alloc_blob)),
     ] {
         register_global_override(name, f);
     }
@@ -137,5 +172,7 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         TreeNode::type_index(),
     )?;
     m.add("TreeNode", cls)?;
+    let blob = crate::meta::create_native_class(py, root, "Blob", "tether.testing", Blob::type_index())?;
+    m.add("Blob", blob)?;
     Ok(())
 }

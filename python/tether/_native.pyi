@@ -28,6 +28,12 @@ class TreeNode(Object):
     @property
     def value(self) -> int: ...
 
+class Blob(Object):
+    """A native memory block (see ``tether.testing.alloc_blob``)."""
+
+    @property
+    def size(self) -> int: ...
+
 class Function:
     """A native function object; calling it converts arguments and the result."""
 

@@ -6,6 +6,8 @@ way an extension author would) and looked up here from the runtime's global regi
 - ``call(f, *args)``: calls the Python callable ``f`` through the native function path.
 - ``use_count(obj)``: the native strong count of ``obj``, not counting the call's own reference.
 - ``discard(obj)``: drops the native reference it is given (use with ``tether.move``).
+- ``alloc_blob(n)``: an ``n``-byte native block from the runtime's allocator (a ``Blob`` with a
+  ``size`` field); an impossible size raises ``MemoryError`` and changes nothing.
 - ``make_tree(depth)``: a complete binary tree of the Rust-defined ``TreeNode`` type
   (fields ``left``, ``right``, ``value``), built natively and wrapped lazily.
 """
@@ -18,6 +20,18 @@ call = _native.get_global("tether.testing.call")
 use_count = _native.get_global("tether.testing.use_count")
 discard = _native.get_global("tether.testing.discard")
 make_tree = _native.get_global("tether.testing.make_tree")
+alloc_blob = _native.get_global("tether.testing.alloc_blob")
 TreeNode = _native.TreeNode
+Blob = _native.Blob
 
-__all__ = ["echo", "echo_fresh", "call", "use_count", "discard", "make_tree", "TreeNode"]
+__all__ = [
+    "echo",
+    "echo_fresh",
+    "call",
+    "use_count",
+    "discard",
+    "make_tree",
+    "alloc_blob",
+    "TreeNode",
+    "Blob",
+]

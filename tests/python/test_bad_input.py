@@ -1,0 +1,155 @@
+"""Bad input: each case gives a clear error and leaves every other object intact.
+One test per row of the table in docs/bad-input.md."""
+
+import gc
+import pickle
+import sys
+import types
+
+import pytest
+from models import Inner, Mixed, Node, Outer
+
+import tether
+from tether import testing
+
+
+@pytest.fixture
+def bystanders():
+    """Objects that must come through every failure untouched."""
+    o = Outer(Inner(11), name="keep")
+    x = o.x
+    yield o, x
+    assert o.x is x and x.val == 11 and o.name == "keep"
+
+
+def test_wrong_field_type_on_set(bystanders):
+    m = Mixed(i=1, s="a")
+    for field, bad in [("i", "1"), ("i", 1.5), ("f", "x"), ("b", 0), ("s", 1), ("raw", "str")]:
+        with pytest.raises(TypeError, match="expected"):
+            setattr(m, field, bad)
+    assert (m.i, m.s) == (1, "a")
+
+
+def test_wrong_field_type_on_construction(bystanders):
+    before = tether.stats()["native_objects"]
+    with pytest.raises(TypeError, match="field 'x': expected Inner, got str"):
+        Outer("nope")
+    assert tether.stats()["native_objects"] == before
+
+
+def test_missing_field(bystanders):
+    with pytest.raises(TypeError, match="missing required field"):
+        Inner()
+
+
+def test_unknown_field(bystanders):
+    with pytest.raises(TypeError, match="unexpected field 'nope'"):
+        Inner(val=1, nope=2)
+
+
+def test_moved_from_object(bystanders):
+    x = Inner(1)
+    testing.discard(tether.move(x))
+    with pytest.raises(tether.MovedError, match="moved out"):
+        x.val
+    with pytest.raises(tether.MovedError):
+        Outer(x)
+    with pytest.raises(tether.MovedError):
+        pickle.dumps(x)
+    assert "moved" in repr(x)
+
+
+def test_recursive_structure_in_pickle(bystanders):
+    n = Node(1)
+    n.next = n
+    data = pickle.dumps(n)
+    with pytest.raises(tether.MovedError, match="contains itself"):
+        pickle.loads(data)
+    n.next = None  # break the native cycle (not collected otherwise)
+
+
+def test_absurd_allocation_size(bystanders):
+    before = tether.stats()["native_objects"]
+    with pytest.raises(MemoryError):
+        testing.alloc_blob(2**62)
+    with pytest.raises(MemoryError):
+        testing.alloc_blob(sys.maxsize - 16)  # size + header overflows: rejected, no abort
+    assert tether.stats()["native_objects"] == before
+    b = testing.alloc_blob(1 << 20)
+    assert b.size == 1 << 20
+    del b
+    assert tether.stats()["native_objects"] == before
+
+
+def test_field_name_clashing_with_method(bystanders):
+    with pytest.raises(TypeError, match="clashes with a method"):
+
+        class Clash(tether.Object):
+            area: float
+
+            @property
+            def area(self):
+                return 1.0
+
+
+def test_declaring_the_same_class_twice(bystanders):
+    ns = {}
+    src = "import tether\nclass Twice(tether.Object):\n    v: int\n"
+    exec(src, ns)
+    first = ns["Twice"]
+    exec(src, ns)
+    second = ns["Twice"]
+    assert first is not second
+    a, b = first(1), second(2)
+    assert (a.v, b.v) == (1, 2) and type(a) is first and type(b) is second
+
+
+def test_unpickling_data_from_a_changed_class(bystanders):
+    mod = types.ModuleType("tether_tests_changing")
+    sys.modules[mod.__name__] = mod
+    try:
+        exec(
+            "import tether\nclass Rec(tether.Object):\n    a: int\n    b: str = ''\n",
+            mod.__dict__,
+        )
+        data = pickle.dumps(mod.Rec(1, "x"))
+        exec("import tether\nclass Rec(tether.Object):\n    a: int\n", mod.__dict__)
+        with pytest.raises(TypeError, match="field 'b' the class does not declare"):
+            pickle.loads(data)
+        exec("import tether\nclass Rec(tether.Object):\n    a: str\n    b: str\n", mod.__dict__)
+        with pytest.raises(TypeError, match="field 'a'"):
+            pickle.loads(data)
+    finally:
+        del sys.modules[mod.__name__]
+    gc.collect()
+
+
+def test_int_out_of_range(bystanders):
+    with pytest.raises(OverflowError):
+        Inner(2**63)
+
+
+def test_deleting_a_field(bystanders):
+    i = Inner(1)
+    with pytest.raises(AttributeError, match="cannot be deleted"):
+        del i.val
+    assert i.val == 1
+
+
+def test_native_type_cannot_be_built_from_python(bystanders):
+    with pytest.raises(TypeError, match="native type"):
+        testing.TreeNode()
+
+
+def test_init_twice(bystanders):
+    i = Inner(1)
+    with pytest.raises(TypeError, match="initialized"):
+        i.__init__(2)
+    assert i.val == 1
+
+
+def test_wrong_callable_argument(bystanders):
+    with pytest.raises(TypeError, match="callable"):
+        testing.call(5)
+    with pytest.raises(TypeError, match="exactly one argument"):
+        testing.echo()

@@ -1,0 +1,166 @@
+"""A randomized stateful test: operations in random order against a simple model, with the
+identity, value and live-count invariants checked after every step and at the end."""
+
+import gc
+import pickle
+import threading
+import weakref
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from models import Inner, Outer
+
+import tether
+from tether import testing
+
+
+class TieMachine(RuleBasedStateMachine):
+    """Holds Inner and Outer objects; the model records each one's expected values."""
+
+    @initialize()
+    def setup(self):
+        gc.collect()
+        self.base = tether.stats()
+        self.inners = []  # [(wrapper, val)]
+        self.outers = []  # [(wrapper, expected child val, expected child wrapper id or None)]
+        self.moved = []  # wrappers whose native object was moved out
+        self.refs = []  # weak references to wrappers we still hold strongly elsewhere
+
+    @rule(v=st.integers(-(2**63), 2**63 - 1))
+    def create_inner(self, v):
+        self.inners.append((Inner(v), v))
+
+    @precondition(lambda self: self.inners)
+    @rule(i=st.integers(0, 1000), name=st.text(max_size=5))
+    def create_outer(self, i, name):
+        inner, v = self.inners[i % len(self.inners)]
+        o = Outer(inner, name=name)
+        assert o.x is inner
+        self.outers.append((o, v, name))
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def read_twice(self, i):
+        o, v, name = self.outers[i % len(self.outers)]
+        a = o.x
+        others = [Inner(k) for k in range(3)]
+        assert o.x is a and a.val == v and o.name == name
+        del others
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000), v=st.integers(0, 100))
+    def set_field(self, i, v):
+        k = i % len(self.outers)
+        o, _, name = self.outers[k]
+        o.x = Inner(v)
+        self.outers[k] = (o, v, name)
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def bad_set_keeps_value(self, i):
+        o, v, _ = self.outers[i % len(self.outers)]
+        before = o.x
+        try:
+            o.x = "not an Inner"
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("wrong-typed set accepted")
+        assert o.x is before and o.x.val == v
+
+    @precondition(lambda self: self.inners)
+    @rule(i=st.integers(0, 1000))
+    def drop_inner(self, i):
+        self.inners.pop(i % len(self.inners))
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def drop_outer(self, i):
+        self.outers.pop(i % len(self.outers))
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def move_child_out(self, i):
+        o, v, _ = self.outers[i % len(self.outers)]
+        x = o.x
+        testing.discard(tether.move(x))
+        self.moved.append(x)
+        # x may be the very wrapper some Inner entry holds (one canonical wrapper): it is moved too
+        self.inners = [(w, val) for (w, val) in self.inners if w is not x]
+        assert o.x is not x and o.x.val == v  # the field still yields a canonical wrapper
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def pickle_round_trip(self, i):
+        o, v, name = self.outers[i % len(self.outers)]
+        o2 = pickle.loads(pickle.dumps(o))
+        assert o2.x.val == v and o2.name == name and o2.x is o2.x and o2.x is not o.x
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def weakref_to_child(self, i):
+        o, _, _ = self.outers[i % len(self.outers)]
+        x = o.x
+        r = weakref.ref(x)
+        assert r() is x
+        del x
+        self.refs.append(r)
+
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def threads_agree(self, i):
+        o, _, _ = self.outers[i % len(self.outers)]
+        bad = []
+
+        def work():
+            for _ in range(50):
+                if o.x is not o.x:
+                    bad.append(1)
+
+        ts = [threading.Thread(target=work) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not bad
+
+    @rule()
+    def collect(self):
+        gc.collect()
+
+    @invariant()
+    def moved_wrappers_raise(self):
+        for x in self.moved[-3:]:
+            try:
+                x.val
+            except tether.MovedError:
+                pass
+            else:
+                raise AssertionError("moved-from wrapper still usable")
+
+    @invariant()
+    def values_hold(self):
+        for inner, v in self.inners[-5:]:
+            assert inner.val == v
+        for o, v, _ in self.outers[-5:]:
+            assert o.x.val == v
+
+    def teardown(self):
+        self.inners.clear()
+        self.outers.clear()
+        self.moved.clear()
+        self.refs.clear()
+        gc.collect()
+        after = tether.stats()
+        for key in ("native_objects", "parked_wrappers", "live_wrappers"):
+            assert after[key] == self.base[key], (key, after[key], self.base[key])
+
+
+TieMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_tie_machine = TieMachine.TestCase
