@@ -19,6 +19,8 @@ pub mod field;
 pub mod function;
 pub mod meta;
 pub mod pool;
+#[cfg(feature = "dhat-heap")]
+pub mod profiling;
 pub mod testing;
 pub mod trap;
 pub mod wrapper;
@@ -132,5 +134,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         set_tying(false);
     }
     testing::init(m, &root)?;
+    #[cfg(feature = "dhat-heap")]
+    profiling::init(m)?;
     Ok(())
 }

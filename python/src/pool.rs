@@ -6,13 +6,17 @@
 //!    through [`free_wrapper_mem`] (the wrapper died without parking) or through
 //!    [`free_parked`] (the allocator's free funnel, when the native object dies while parked).
 //! 2. [`PARKED`] counts blocks currently in state (c); it is adjusted at park, revive and release.
+//! 3. [`GIL_CACHE`] is touched only with the GIL held: the GIL gives mutual exclusion and
+//!    orders successive holders, so one pool cache serves every Python thread without atomics.
+//!    The free funnel ([`free_parked`]) may run without the GIL and uses the pool's locked path.
 
 use crate::wrapper::Wrapper;
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use pyo3::ffi;
-use tether_alloc::{DefaultInner, SlabPool};
+use tether_alloc::{DefaultInner, PoolCache, SlabPool};
 
 /// Bytes of every wrapper object: `PyObject` header, the native pointer, the weakref list.
 pub const WRAPPER_SIZE: usize = core::mem::size_of::<Wrapper>();
@@ -31,12 +35,32 @@ pub static PARKED: AtomicIsize = AtomicIsize::new(0);
 /// Wrappers currently alive as Python objects (allocated and not yet parked or freed).
 pub static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+/// The pool cache used under the GIL (invariant 3).
+struct GilCache(UnsafeCell<Option<PoolCache<'static, DefaultInner>>>);
+
+// SAFETY: invariant 3: only accessed with the GIL held, which serializes all access.
+unsafe impl Sync for GilCache {}
+
+static GIL_CACHE: GilCache = GilCache(UnsafeCell::new(None));
+
+/// The GIL-protected cache of [`POOL`].
+///
+/// # Safety
+/// The GIL is held, and the returned reference is not kept past the current slot call (no
+/// other call to this function may overlap its use).
+#[inline]
+unsafe fn gil_cache() -> &'static mut PoolCache<'static, DefaultInner> {
+    // SAFETY: invariant 3; the caller keeps uses from overlapping.
+    unsafe { (*GIL_CACHE.0.get()).get_or_insert_with(|| POOL.cache()) }
+}
+
 /// Takes a zeroed wrapper block, or raises `MemoryError` and returns null.
 ///
 /// # Safety
-/// The GIL is held (for raising).
+/// The GIL is held.
 pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
-    match POOL.alloc(WRAPPER_SIZE) {
+    // SAFETY: the GIL is held (caller); the cache reference ends with this statement.
+    match unsafe { gil_cache() }.alloc(WRAPPER_SIZE) {
         Ok(p) => {
             // SAFETY: the pool handed out WRAPPER_SIZE writable bytes.
             unsafe { p.as_ptr().write_bytes(0, WRAPPER_SIZE) };
@@ -54,12 +78,13 @@ pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
 /// Returns a wrapper block that is not parked.
 ///
 /// # Safety
-/// `mem` came from [`alloc_wrapper_mem`], is not parked, and is not used again.
+/// The GIL is held; `mem` came from [`alloc_wrapper_mem`], is not parked, and is not used again.
 pub unsafe fn free_wrapper_mem(mem: *mut c_void) {
     LIVE.fetch_sub(1, Relaxed);
     if let Some(p) = NonNull::new(mem.cast::<u8>()) {
-        // SAFETY: invariant 1: the block came from POOL with WRAPPER_SIZE and is freed once.
-        unsafe { POOL.free(p, WRAPPER_SIZE) };
+        // SAFETY: invariant 1: the block came from POOL with WRAPPER_SIZE and is freed once;
+        // the GIL is held (invariant 3).
+        unsafe { gil_cache().free(p, WRAPPER_SIZE) };
     }
 }
 

@@ -65,9 +65,16 @@ impl Drop for Blob {
     }
 }
 
-object_type!(Blob, "tether.testing.Blob", fields = [
-    field!(Blob, "size", FieldKind::Int, get = |b| Value::Int(b.layout.size() as i64)),
-]);
+object_type!(
+    Blob,
+    "tether.testing.Blob",
+    fields = [field!(
+        Blob,
+        "size",
+        FieldKind::Int,
+        get = |b| Value::Int(b.layout.size() as i64)
+    ),]
+);
 
 fn alloc_blob(args: &[Value]) -> Result<Value, Error> {
     use tether_alloc::allocator_api2::alloc::Allocator;
@@ -75,8 +82,14 @@ fn alloc_blob(args: &[Value]) -> Result<Value, Error> {
     let n = usize::try_from(n).map_err(|_| Error::Value(format!("negative size {n}")))?;
     let layout = core::alloc::Layout::from_size_align(n, 8)
         .map_err(|_| Error::Value(format!("size {n} is not a valid layout")))?;
-    let ptr = tether_runtime::ALLOC.allocate(layout).map_err(|_| Error::Alloc)?;
-    let blob = ObjRef::try_new(Blob { ptr: ptr.cast(), layout }).map_err(|_| Error::Alloc)?;
+    let ptr = tether_runtime::ALLOC
+        .allocate(layout)
+        .map_err(|_| Error::Alloc)?;
+    let blob = ObjRef::try_new(Blob {
+        ptr: ptr.cast(),
+        layout,
+    })
+    .map_err(|_| Error::Alloc)?;
     Ok(Value::Object(blob.into_any()))
 }
 
@@ -172,7 +185,8 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         TreeNode::type_index(),
     )?;
     m.add("TreeNode", cls)?;
-    let blob = crate::meta::create_native_class(py, root, "Blob", "tether.testing", Blob::type_index())?;
+    let blob =
+        crate::meta::create_native_class(py, root, "Blob", "tether.testing", Blob::type_index())?;
     m.add("Blob", blob)?;
     Ok(())
 }

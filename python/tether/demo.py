@@ -29,7 +29,7 @@ def rule(title: str) -> None:
 
 
 def show(label: str, value) -> None:
-    print(f"  {label:58} {value}")
+    print(f"  {label:68} {value}")
 
 
 def identity() -> None:
