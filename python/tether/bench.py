@@ -93,6 +93,81 @@ def run(quick: bool = False) -> dict:
     return {"cases": cases, "machine": machine, "number": number, "repeat": repeat}
 
 
+def _sweep_ns(objs, attr_of) -> float:
+    """ns per access over all of `objs`, median of 3 sweeps."""
+    import time
+
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter_ns()
+        for o in objs:
+            attr_of(o)
+        runs.append((time.perf_counter_ns() - t0) / len(objs))
+    return statistics.median(runs)
+
+
+def scaling(counts=(1_000, 10_000, 100_000, 1_000_000)) -> list:
+    """How the cost of a field read grows with the number of live objects: tied (revive path:
+    no wrapper held, so every read revives a parked wrapper), tying off (a fresh wrapper per
+    read), and ``__slots__``; and with 2 threads sharing the work (under the GIL)."""
+    import threading
+
+    rows = []
+    for n in counts:
+        outers = [Outer(Inner(i)) for i in range(n)]
+        for o in outers:
+            o.x  # every Inner wrapper parked
+        slots = [SlotsOuter(SlotsInner(i)) for i in range(n)]
+        get_x = lambda o: o.x  # noqa: E731
+        tied = _sweep_ns(outers, get_x)
+        tether.set_tying(False)
+        try:
+            fresh = _sweep_ns(outers, get_x)
+        finally:
+            tether.set_tying(True)
+        base = _sweep_ns(slots, get_x)
+
+        def two_threads():
+            import time
+
+            half = n // 2
+            parts = [outers[:half], outers[half:]]
+            t0 = time.perf_counter_ns()
+            ts = [threading.Thread(target=lambda p=p: [o.x for o in p]) for p in parts]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            return (time.perf_counter_ns() - t0) / n
+
+        threaded = statistics.median(two_threads() for _ in range(3))
+        rows.append(
+            {
+                "objects": n,
+                "tied_revive_ns": round(tied, 1),
+                "tying_off_ns": round(fresh, 1),
+                "slots_ns": round(base, 1),
+                "tied_2_threads_ns": round(threaded, 1),
+            }
+        )
+        del outers, slots
+    return rows
+
+
+def format_scaling(rows: list) -> str:
+    """A plain-text table of :func:`scaling`'s rows."""
+    out = [
+        f"{'live objects':>12} {'tied ns':>9} {'off ns':>9} {'slots ns':>9} {'tied 2 thr ns':>14}",
+        "-" * 57,
+    ]
+    for r in rows:
+        out.append(
+            f"{r['objects']:>12} {r['tied_revive_ns']:>9.1f} {r['tying_off_ns']:>9.1f} "
+            f"{r['slots_ns']:>9.1f} {r['tied_2_threads_ns']:>14.1f}"
+        )
+    return "\n".join(out)
+
+
 def format_table(result: dict) -> str:
     """A plain-text table of the figures."""
     rows = [
@@ -112,9 +187,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--scaling", action="store_true", help="also sweep 1e3..1e6 live objects")
     args = ap.parse_args(argv)
     result = run(quick=args.quick)
     print(format_table(result))
+    if args.scaling:
+        result["scaling"] = scaling()
+        print("\nField read cost by number of live objects (ns per read, one sweep over all):")
+        print(format_scaling(result["scaling"]))
     m = result["machine"]
     print(f"\n(median of {result['repeat']} x {result['number']} ops; {m['implementation']} "
           f"{m['python']} on {m['machine']}; ratios vs __slots__ measured in this run)")

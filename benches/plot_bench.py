@@ -1,0 +1,80 @@
+"""Draws docs/benchmarks.png from the figures `make bench` wrote.
+
+Inputs: the Python benchmark's JSON (`python -m tether.bench --scaling --json FILE`) and,
+where present, criterion's estimates under target/criterion. Usage:
+
+    python benches/plot_bench.py target/bench/python.json docs/benchmarks.png
+"""
+
+import json
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def criterion_medians(root: pathlib.Path) -> dict:
+    """{"group/bench": median ns} from criterion's new/estimates.json files."""
+    out = {}
+    for est in root.glob("**/new/estimates.json"):
+        rel = est.parent.parent.relative_to(root)
+        median = json.loads(est.read_text())["median"]["point_estimate"]
+        out[str(rel)] = median
+    return out
+
+
+def main(src: str, dst: str) -> int:
+    result = json.loads(pathlib.Path(src).read_text())
+    crit = criterion_medians(pathlib.Path("target/criterion"))
+    panels = 2 + bool(crit)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 5))
+
+    ax = axes[0]
+    cases = result["cases"]
+    names = [c["case"] for c in cases]
+    ax.barh(names, [c["ratio"] for c in cases], color="#4c72b0")
+    for i, c in enumerate(cases):
+        if c["target"]:
+            ax.plot([c["target"]] * 2, [i - 0.4, i + 0.4], color="#c44e52", lw=2)
+    ax.axvline(1.0, color="grey", lw=1, ls="--")
+    ax.set_xlabel("time ratio to a __slots__ class (same run); red: target")
+    ax.set_title("Python: tether vs pure Python")
+    ax.invert_yaxis()
+
+    ax = axes[1]
+    rows = result.get("scaling", [])
+    if rows:
+        n = [r["objects"] for r in rows]
+        for key, label in [
+            ("tied_revive_ns", "tied (revive)"),
+            ("tying_off_ns", "tying off"),
+            ("slots_ns", "__slots__"),
+            ("tied_2_threads_ns", "tied, 2 threads"),
+        ]:
+            ax.plot(n, [r[key] for r in rows], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("live objects")
+        ax.set_ylabel("ns per field read")
+        ax.set_title("Scaling with object count")
+        ax.legend()
+
+    if crit:
+        ax = axes[2]
+        keys = sorted(crit)[:24]
+        ax.barh(keys, [crit[k] for k in keys], color="#55a868")
+        ax.set_xlabel("median ns (criterion)")
+        ax.set_title("Rust: criterion medians")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.invert_yaxis()
+
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+    print(f"wrote {dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
