@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test rust-test py-test ext lint fmt check miri bench bench-py clean
+.PHONY: demo test rust-test py-test ext lint fmt check miri bench bench-py profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -47,16 +47,62 @@ fmt:
 ## make check: lint, tests, and the slow checkers (Miri with the System inner allocator).
 check: lint test miri
 
+# Miri runs tether-alloc on the System inner allocator, with strict provenance. Stacked Borrows
+# (Miri's default model) checks the unit tests and every integration test but the GlobalAlloc
+# binary; that binary and the doctests run under Tree Borrows: a std (or allocator_api2) `Box`
+# hands `dealloc` a pointer whose Stacked-Borrows provenance covers only the boxed value, so the
+# allocator's read of the header before it is flagged under that model alone
+# (rust-lang/unsafe-code-guidelines#402).
+MIRI_SB_TESTS := $(filter-out global_alloc,$(basename $(notdir $(wildcard alloc/tests/*.rs))))
+
 miri:
 	rustup +nightly component add miri rust-src
-	MIRIFLAGS=-Zmiri-strict-provenance $(CARGO) +nightly miri test -p tether-alloc --no-default-features
+	MIRIFLAGS=-Zmiri-strict-provenance $(CARGO) +nightly miri test -p tether-alloc \
+		--no-default-features --lib $(addprefix --test ,$(MIRI_SB_TESTS))
+	MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-tree-borrows" $(CARGO) +nightly miri test \
+		-p tether-alloc --no-default-features --test global_alloc
+	MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-tree-borrows" $(CARGO) +nightly miri test \
+		-p tether-alloc --no-default-features --doc
 
-## make bench: criterion suites and the Python benchmark.
+## make bench: criterion suites and the Python benchmark (with the scaling sweep), then the
+## chart docs/benchmarks.png drawn from those results.
 bench: bench-py
 	$(CARGO) bench -p tether
+	$(PY) -m pip install -q --disable-pip-version-check matplotlib
+	$(PY) benches/plot_bench.py target/bench/python.json docs/benchmarks.png
 
 bench-py: ext
-	$(PY) -m tether.bench
+	mkdir -p target/bench
+	$(PY) -m tether.bench --scaling --json target/bench/python.json
+
+## make profile: dhat heap profiles (profiles/README.md). The Rust workloads run natively in
+## release mode; the Python churn runs on a dhat build of the extension (feature dhat-heap) in
+## its own venv and target dir, so the normal build is left alone. Writes profiles/out/*.json.
+PROFILE_VENV ?= .venv-profile
+PROFILE_TARGET ?= target/profile
+PROFILE_PY := $(PROFILE_VENV)/bin/python
+PROFILE_STAMP := $(PROFILE_VENV)/.tether-deps
+
+$(PROFILE_STAMP): python/pyproject.toml
+	python3 -m venv $(PROFILE_VENV)
+	$(PROFILE_PY) -m pip install -q --disable-pip-version-check "maturin>=1.8,<2"
+	touch $@
+
+profiles/out:
+	mkdir -p $@
+
+profile: $(PROFILE_STAMP) | profiles/out
+	CARGO_TARGET_DIR=$(PROFILE_TARGET) $(CARGO) test --release -p tether-profiles --features global-inner --test no_leaks
+	CARGO_TARGET_DIR=$(PROFILE_TARGET) $(CARGO) build --release -p tether-profiles --features global-inner --bins
+	$(PROFILE_TARGET)/release/tree
+	$(PROFILE_TARGET)/release/mix
+	rm -rf $(PROFILE_TARGET)/wheels
+	cd python && CARGO_TARGET_DIR=$(abspath $(PROFILE_TARGET)) \
+		$(abspath $(PROFILE_VENV))/bin/maturin build --release --quiet --compatibility linux --features dhat-heap \
+		-i $(abspath $(PROFILE_PY)) -o $(abspath $(PROFILE_TARGET))/wheels
+	$(PROFILE_PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+		$(PROFILE_TARGET)/wheels/tether-*.whl
+	$(PROFILE_PY) profiles/churn.py
 
 clean:
 	$(CARGO) clean

@@ -15,15 +15,67 @@
 //! * `align64`: LIFO at align 64 (raw `mi_malloc_aligned(size, 64)` vs the header allocator,
 //!   which then places the object 64 bytes into its block).
 //!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall-clock time:
+//! on a small machine shared with parallel builds, wall-clock samples mostly measure how often
+//! the thread was preempted. CPU time leaves out the time the thread did not run (other
+//! processes still disturb it through shared caches).
+//!
 //! Results and the exact command: `docs/benchmarks.md`, section "tether-alloc".
 
 use allocator_api2::alloc::{Allocator, Layout};
 use core::alloc::GlobalAlloc;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::alloc::System;
 use std::hint::black_box;
 use std::ptr::NonNull;
+use std::time::Duration;
 use tether_alloc::{HeaderAlloc, MiMalloc, NoStats, Stats, StatsSink};
+
+/// The calling thread's CPU time: wall-clock time minus the time it was not scheduled.
+struct CpuTime;
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Values are nanoseconds, as for wall-clock time: reuse its formatter.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
 
 /// One allocator under test: allocate and free single blocks of a fixed layout.
 trait Contestant {
@@ -115,7 +167,7 @@ impl Contestant for Sys {
     }
 }
 
-type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+type Group<'a> = criterion::BenchmarkGroup<'a, CpuTime>;
 
 /// Benchmarks `who` as `name/size`: LIFO pairs (`order: None`) or a batch of `order.len()`
 /// blocks freed in that order.
@@ -163,7 +215,13 @@ fn run_all(g: &mut Group<'_>, layout: Layout, order: Option<&[u32]>, with_bump: 
     let header_mi = HeaderAlloc::<MiMalloc, NoStats>::new();
     run(g, "header_mi", layout, order, &mut Api(header_mi));
     let header_mi_stats = HeaderAlloc::<MiMalloc, Stats>::counting();
-    run(g, "header_mi_stats", layout, order, &mut Api(header_mi_stats));
+    run(
+        g,
+        "header_mi_stats",
+        layout,
+        order,
+        &mut Api(header_mi_stats),
+    );
     run(g, "system", layout, order, &mut Sys);
     let header_system = HeaderAlloc::with_inner(System);
     run(g, "header_system", layout, order, &mut Api(header_system));
@@ -186,16 +244,21 @@ fn permutation(n: usize) -> Vec<u32> {
     v
 }
 
-fn lifo(c: &mut Criterion) {
+fn lifo(c: &mut Criterion<CpuTime>) {
     let mut g = c.benchmark_group("lifo");
     g.throughput(Throughput::Elements(1));
     for size in [16, 64, 256, 992] {
-        run_all(&mut g, Layout::from_size_align(size, 8).unwrap(), None, true);
+        run_all(
+            &mut g,
+            Layout::from_size_align(size, 8).unwrap(),
+            None,
+            true,
+        );
     }
     g.finish();
 }
 
-fn batch(c: &mut Criterion) {
+fn batch(c: &mut Criterion<CpuTime>) {
     const N: usize = 10_000;
     let order = permutation(N);
     let mut g = c.benchmark_group("batch");
@@ -207,11 +270,16 @@ fn batch(c: &mut Criterion) {
     g.finish();
 }
 
-fn align64(c: &mut Criterion) {
+fn align64(c: &mut Criterion<CpuTime>) {
     let mut g = c.benchmark_group("align64");
     g.throughput(Throughput::Elements(1));
     for size in [64, 256] {
-        run_all(&mut g, Layout::from_size_align(size, 64).unwrap(), None, false);
+        run_all(
+            &mut g,
+            Layout::from_size_align(size, 64).unwrap(),
+            None,
+            false,
+        );
     }
     g.finish();
 }
@@ -219,7 +287,7 @@ fn align64(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     // 50 samples: medians are stable at that count, and the whole suite stays within minutes.
-    config = Criterion::default().sample_size(50);
+    config = Criterion::default().with_measurement(CpuTime).sample_size(50);
     targets = lifo, batch, align64
 }
 criterion_main!(benches);

@@ -9,8 +9,15 @@ use std::collections::HashMap;
 use std::ptr::NonNull;
 use tether_alloc::{header_of, HeaderAlloc, HEADER_OFFSET};
 
+#[cfg(not(feature = "global-inner"))]
 #[global_allocator]
 static GLOBAL: HeaderAlloc = HeaderAlloc::new();
+
+/// With `global-inner`, `HeaderAlloc::new()` would allocate from the global allocator, i.e. from
+/// itself: name an inner allocator instead.
+#[cfg(feature = "global-inner")]
+#[global_allocator]
+static GLOBAL: HeaderAlloc<std::alloc::System> = HeaderAlloc::with_inner(std::alloc::System);
 
 /// A 256-byte-aligned type, to show over-aligned allocation (offset = align, not 32).
 #[repr(align(256))]
@@ -20,7 +27,9 @@ struct Aligned {
 
 /// Whether the header before a live global-heap object is in state (a) (all null).
 fn header_is_clear<T>(p: *const T) -> bool {
-    let obj = NonNull::new(p.cast_mut()).expect("heap pointers are non-null").cast::<u8>();
+    let obj = NonNull::new(p.cast_mut())
+        .expect("heap pointers are non-null")
+        .cast::<u8>();
     // SAFETY: `p` points to a live allocation of the global allocator, which is a HeaderAlloc,
     // so its header precedes it; the reference is dropped before the allocation is.
     let h = unsafe { header_of(obj) };
@@ -39,10 +48,16 @@ fn main() {
         sentence.push_str(w);
         sentence.push(' ');
     }
-    println!("counted {} distinct words in {:?}", counts.len(), sentence.trim_end());
+    println!(
+        "counted {} distinct words in {:?}",
+        counts.len(),
+        sentence.trim_end()
+    );
 
     // A boxed over-aligned value: aligned, with a zeroed header 32 bytes before it.
-    let boxed = Box::new(Aligned { words: [1, 2, 3, 4] });
+    let boxed = Box::new(Aligned {
+        words: [1, 2, 3, 4],
+    });
     let addr = &*boxed as *const Aligned;
     println!(
         "Box<Aligned> at {addr:p}: aligned to 256: {}, sum {}, header at obj-{HEADER_OFFSET} clear: {}",

@@ -1,27 +1,45 @@
 //! Inner allocators: where a [`HeaderAlloc`](crate::HeaderAlloc) gets its blocks.
 //!
 //! Any `allocator_api2::alloc::Allocator` works as an inner allocator: [`MiMalloc`] (the
-//! default, when the `mimalloc` feature is on), `std::alloc::System` (under Miri, sanitizers and
-//! dhat), or `&bumpalo::Bump` (an arena: frees are no-ops, but the header's free callback still
-//! runs).
+//! default, when the `mimalloc` feature is on), `std::alloc::System` (under Miri and sanitizers),
+//! `allocator_api2::alloc::Global` (the `global-inner` feature: whatever `#[global_allocator]` the
+//! program installs, e.g. `dhat::Alloc` for heap profiles), or `&bumpalo::Bump` (an arena: frees
+//! are no-ops, but the header's free callback still runs).
+//!
+//! With `global-inner`, a `HeaderAlloc` on the default inner allocator must never itself be the
+//! `#[global_allocator]`: its every allocation would call the global allocator, i.e. itself,
+//! without end. Use `HeaderAlloc<MiMalloc>` or `HeaderAlloc<System>` for that.
 
 #[cfg(feature = "mimalloc")]
 pub use self::mi::MiMalloc;
 
-/// The inner allocator `HeaderAlloc::new()` uses: [`MiMalloc`] with the `mimalloc` feature,
-/// `std::alloc::System` without it (the configuration Miri runs).
-#[cfg(feature = "mimalloc")]
+/// The inner allocator `HeaderAlloc::new()` uses: `allocator_api2::alloc::Global` with the
+/// `global-inner` feature (it wins over `mimalloc`; never make such a `HeaderAlloc` the
+/// `#[global_allocator]`), else [`MiMalloc`] with the `mimalloc` feature, else
+/// `std::alloc::System` (the configuration Miri runs).
+#[cfg(feature = "global-inner")]
+pub type DefaultInner = allocator_api2::alloc::Global;
+/// The inner allocator `HeaderAlloc::new()` uses: `allocator_api2::alloc::Global` with the
+/// `global-inner` feature (it wins over `mimalloc`; never make such a `HeaderAlloc` the
+/// `#[global_allocator]`), else [`MiMalloc`] with the `mimalloc` feature, else
+/// `std::alloc::System` (the configuration Miri runs).
+#[cfg(all(feature = "mimalloc", not(feature = "global-inner")))]
 pub type DefaultInner = MiMalloc;
-/// The inner allocator `HeaderAlloc::new()` uses: [`MiMalloc`] with the `mimalloc` feature,
-/// `std::alloc::System` without it (the configuration Miri runs).
-#[cfg(not(feature = "mimalloc"))]
+/// The inner allocator `HeaderAlloc::new()` uses: `allocator_api2::alloc::Global` with the
+/// `global-inner` feature (it wins over `mimalloc`; never make such a `HeaderAlloc` the
+/// `#[global_allocator]`), else [`MiMalloc`] with the `mimalloc` feature, else
+/// `std::alloc::System` (the configuration Miri runs).
+#[cfg(not(any(feature = "mimalloc", feature = "global-inner")))]
 pub type DefaultInner = std::alloc::System;
 
 /// The default inner allocator as a constant, for `const` constructors of statics.
-#[cfg(feature = "mimalloc")]
+#[cfg(feature = "global-inner")]
+pub const DEFAULT_INNER: DefaultInner = allocator_api2::alloc::Global;
+/// The default inner allocator as a constant, for `const` constructors of statics.
+#[cfg(all(feature = "mimalloc", not(feature = "global-inner")))]
 pub const DEFAULT_INNER: DefaultInner = MiMalloc;
 /// The default inner allocator as a constant, for `const` constructors of statics.
-#[cfg(not(feature = "mimalloc"))]
+#[cfg(not(any(feature = "mimalloc", feature = "global-inner")))]
 pub const DEFAULT_INNER: DefaultInner = std::alloc::System;
 
 #[cfg(feature = "mimalloc")]
@@ -39,7 +57,8 @@ mod mi {
     /// mimalloc as an `Allocator`, calling `libmimalloc-sys` directly.
     ///
     /// For `align <= 16` (and `align <= size`) it calls plain `mi_malloc`/`mi_free`, mimalloc's
-    /// fastest path; only larger alignments take `mi_malloc_aligned`.
+    /// fastest path; only larger alignments take `mi_malloc_aligned`, with sizes up to 1 KiB
+    /// rounded up to a power of two so that it stays on its fast path (see `aligned_request`).
     ///
     /// ```
     /// use allocator_api2::alloc::Allocator;
@@ -57,6 +76,29 @@ mod mi {
     #[inline(always)]
     fn plain(layout: Layout) -> bool {
         layout.align() <= MI_MIN_ALIGN && layout.align() <= layout.size()
+    }
+
+    /// mimalloc's largest "small" size (`MI_SMALL_SIZE_MAX`, 128 words): the sizes its aligned
+    /// fast path serves.
+    const MI_SMALL_SIZE_MAX: usize = 128 * core::mem::size_of::<usize>();
+
+    /// The size to request from `mi_malloc_aligned` / `mi_zalloc_aligned` for a non-plain layout.
+    ///
+    /// mimalloc serves an aligned request from its fast path only when the next free block of the
+    /// size class is already aligned, which it guarantees for power-of-two classes (up to 4 KiB);
+    /// otherwise it over-allocates `size + align - 1` and flags the page as holding interior
+    /// pointers, which makes that `mi_free` slower as well (2 to 2.5 times the cost of the pair,
+    /// see docs/benchmarks.md). A header makes almost every over-aligned block a
+    /// non-power-of-two size (`align + object size`), so small sizes are rounded up to the next
+    /// power of two. The block is then at most twice the request, and often no larger than the
+    /// over-allocation would have been (`align + size + align - 1`, rounded to a size class).
+    #[inline(always)]
+    fn aligned_request(layout: Layout) -> usize {
+        if layout.size() <= MI_SMALL_SIZE_MAX {
+            layout.size().next_power_of_two()
+        } else {
+            layout.size()
+        }
     }
 
     #[inline(always)]
@@ -77,7 +119,7 @@ mod mi {
                 if plain(layout) {
                     ffi::mi_malloc(layout.size())
                 } else {
-                    ffi::mi_malloc_aligned(layout.size(), layout.align())
+                    ffi::mi_malloc_aligned(aligned_request(layout), layout.align())
                 }
             };
             wrap(p, layout.size())
@@ -90,7 +132,7 @@ mod mi {
                 if plain(layout) {
                     ffi::mi_zalloc(layout.size())
                 } else {
-                    ffi::mi_zalloc_aligned(layout.size(), layout.align())
+                    ffi::mi_zalloc_aligned(aligned_request(layout), layout.align())
                 }
             };
             wrap(p, layout.size())

@@ -55,8 +55,8 @@ pub use header::{
     block_layout, header_of, offset_for, FreeCallback, Header, HEADER_OFFSET, MAX_ALIGN,
 };
 pub use header_alloc::HeaderAlloc;
-pub use inner::{DefaultInner, DEFAULT_INNER};
 #[cfg(feature = "mimalloc")]
 pub use inner::MiMalloc;
+pub use inner::{DefaultInner, DEFAULT_INNER};
 pub use slab::{PoolCache, SlabPool, SlabPoolConfig, SlabPoolStats};
 pub use stats::{NoStats, Stats, StatsSink, StatsSnapshot};

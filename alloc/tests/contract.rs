@@ -61,7 +61,10 @@ unsafe fn check_fresh(p: NonNull<[u8]>, l: Layout, zeroed: bool, blocks: Lookup<
         let block = addr - offset_for(l.align());
         assert_eq!(blocks(block), block_layout(l), "{l:?}: block at {block:#x}");
         let bl = block_layout(l).unwrap();
-        assert!(h_addr >= block && addr + l.size() <= block + bl.size(), "{l:?}");
+        assert!(
+            h_addr >= block && addr + l.size() <= block + bl.size(),
+            "{l:?}"
+        );
     }
 }
 
@@ -334,7 +337,10 @@ fn resize_chain_keeps_header_and_runs_callback_once() {
             .unwrap();
             obj = p.cast::<u8>();
             assert_eq!(header_values(obj), header, "{l:?} -> {new:?}");
-            assert!(holds_pattern(obj, l.size().min(size), 5), "{l:?} -> {new:?}");
+            assert!(
+                holds_pattern(obj, l.size().min(size), 5),
+                "{l:?} -> {new:?}"
+            );
             fill(obj, size, 5);
             assert_eq!(alloc.stats().live_bytes, size);
             assert_eq!(alloc.stats().live_blocks, 1);
@@ -352,13 +358,7 @@ fn free_callback_cases<A: Allocator, S: StatsSink>(alloc: &HeaderAlloc<A, S>) {
     let full = HeaderValues::full(9);
     let cases = [
         (full, true),
-        (
-            HeaderValues {
-                py_obj: 0,
-                ..full
-            },
-            true,
-        ),
+        (HeaderValues { py_obj: 0, ..full }, true),
         (
             HeaderValues {
                 free_cb: None,
@@ -422,7 +422,6 @@ fn free_callback_bump() {
     assert_eq!(*b, 7);
     drop(b);
     assert_eq!(take_freed(), [HeaderValues::full(3).cached_mem]);
-    drop(alloc);
     bump.reset();
 }
 
@@ -486,7 +485,10 @@ fn overflow_cases<A: Allocator, S: StatsSink>(alloc: &HeaderAlloc<A, S>) {
                 set_header(obj, header);
                 assert_eq!(alloc.grow(obj, small, l), Err(AllocError), "{l:?}");
                 assert_eq!(alloc.grow_zeroed(obj, small, l), Err(AllocError), "{l:?}");
-                assert!(holds_pattern(obj, 16, align), "{l:?}: failed grow lost bytes");
+                assert!(
+                    holds_pattern(obj, 16, align),
+                    "{l:?}: failed grow lost bytes"
+                );
                 assert_eq!(header_values(obj), header, "{l:?}: failed grow lost header");
                 assert!(take_freed().is_empty());
                 alloc.deallocate(obj, small);

@@ -19,8 +19,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tether_alloc::{header_of, DefaultInner, Header, HeaderAlloc, Stats, HEADER_OFFSET};
 
+#[cfg(not(feature = "global-inner"))]
 #[global_allocator]
 static GLOBAL: HeaderAlloc<DefaultInner, Stats> = HeaderAlloc::counting();
+
+/// With `global-inner` the default inner allocator *is* the global allocator, so the global
+/// `HeaderAlloc` names its inner allocator explicitly (else it would call itself).
+#[cfg(feature = "global-inner")]
+#[global_allocator]
+static GLOBAL: HeaderAlloc<std::alloc::System, Stats> =
+    HeaderAlloc::counting_with_inner(std::alloc::System);
 
 /// Smaller workloads under Miri.
 const SCALE: usize = if cfg!(miri) { 1 } else { 50 };
@@ -102,7 +110,12 @@ fn realloc_keeps_header() {
             moves += usize::from(v.as_ptr() != ptr);
             // SAFETY: as above, for the reallocated buffer.
             let h = unsafe { header(v.as_ptr()) };
-            assert_eq!(h.py_obj(), wrapper, "py_obj lost at capacity {}", v.capacity());
+            assert_eq!(
+                h.py_obj(),
+                wrapper,
+                "py_obj lost at capacity {}",
+                v.capacity()
+            );
             assert_eq!(h.cached_mem(), cached);
             assert!(h.free_cb().is_some());
         }
@@ -113,7 +126,11 @@ fn realloc_keeps_header() {
     // SAFETY: as above.
     assert_eq!(unsafe { header(v.as_ptr()) }.py_obj(), wrapper);
     assert!(grows >= 5 && moves >= 1, "grows {grows}, moves {moves}");
-    assert_eq!(FREED_CALLS.load(Ordering::SeqCst), calls, "callback ran on realloc");
+    assert_eq!(
+        FREED_CALLS.load(Ordering::SeqCst),
+        calls,
+        "callback ran on realloc"
+    );
     drop(v);
     assert_eq!(FREED_CALLS.load(Ordering::SeqCst), calls + 1);
     assert_eq!(FREED_LAST.load(Ordering::SeqCst), 0xCAFE_0000);

@@ -233,7 +233,10 @@ fn run<A: Allocator>(
             }
             _ => {} // Nothing live to act on.
         }
-        assert!(take_freed().is_empty(), "callback outside deallocate: {op:?}");
+        assert!(
+            take_freed().is_empty(),
+            "callback outside deallocate: {op:?}"
+        );
         check(alloc, blocks, &live);
     }
     let mut expected = Vec::new();
@@ -263,7 +266,10 @@ fn check<A: Allocator>(
         assert_eq!(addr % obj.layout.align(), 0, "{obj:?}");
         // SAFETY: every object in the model is live with its layout.
         unsafe {
-            assert!(holds_pattern(obj.ptr, obj.layout.size(), obj.seed), "{obj:?}");
+            assert!(
+                holds_pattern(obj.ptr, obj.layout.size(), obj.seed),
+                "{obj:?}"
+            );
             assert_eq!(header_values(obj.ptr), obj.header, "{obj:?}");
         }
         let block = addr - offset_for(obj.layout.align());

@@ -576,9 +576,10 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let size = prop_oneof![3 => 1usize..=64, 1 => 1usize..=1024];
+    let which = any::<prop::sample::Index>();
     prop_oneof![
         5 => (size, 0u8..3).prop_map(|(size, via)| Op::Alloc { size, via }),
-        4 => (any::<prop::sample::Index>(), 0u8..3).prop_map(|(which, via)| Op::Free { which, via }),
+        4 => (which, 0u8..3).prop_map(|(which, via)| Op::Free { which, via }),
         1 => Just(Op::Trim),
     ]
 }

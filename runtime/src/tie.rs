@@ -100,7 +100,6 @@
 use crate::object::{counts, ObjAny, ObjHeader, STRONG_MASK, STRONG_ONE};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use core::ffi::c_void;
-use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use tether_alloc::FreeCallback;
 

@@ -114,10 +114,21 @@ impl FieldKind {
     /// assert_eq!(FieldKind::Float.coerce(Value::Int(2)).unwrap(), Value::Float(2.0));
     /// ```
     pub fn coerce(&self, v: Value) -> Result<Value, Error> {
-        match (self, &v) {
-            (FieldKind::Float, Value::Int(i)) => Ok(Value::Float(*i as f64)),
-            (FieldKind::Optional(inner), _) if !v.is_none() => inner.coerce(v),
-            _ => self.check(&v).map(|()| v),
+        if self.accepts(&v) {
+            return Ok(v);
+        }
+        match (self.widens_int(), &v) {
+            (true, Value::Int(i)) => Ok(Value::Float(*i as f64)),
+            _ => Err(Error::type_mismatch(&self.name(), v.kind_name())),
+        }
+    }
+
+    /// Whether an `Int` widens to this kind (`Float`, possibly optional).
+    fn widens_int(&self) -> bool {
+        match self {
+            FieldKind::Float => true,
+            FieldKind::Optional(inner) => inner.widens_int(),
+            _ => false,
         }
     }
 

@@ -14,9 +14,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
-use tether_runtime::{
-    object_type, tie, Finalized, ObjAny, ObjHeader, ObjRef, TieHost, TieState,
-};
+use tether_runtime::{object_type, tie, Finalized, ObjAny, ObjHeader, ObjRef, TieHost, TieState};
 
 // ---------------------------------------------------------------- the fake host
 
@@ -144,6 +142,17 @@ fn free_by_host(w: NonNull<Wrapper>) {
     // SAFETY: allocated by new_wrapper; nothing refers to it any more.
     drop(unsafe { Box::from_raw(w.as_ptr()) });
 }
+
+/// A pointer that may cross threads in a test (the test keeps the pointee alive).
+struct Addr<T>(NonNull<T>);
+impl<T> Clone for Addr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Addr<T> {}
+// SAFETY: tests only use the pointer while the pointee lives and synchronize through joins.
+unsafe impl<T> Send for Addr<T> {}
 
 fn lives(w: NonNull<Wrapper>) -> usize {
     // SAFETY: the caller knows the memory exists (live or cached).
@@ -278,7 +287,10 @@ fn revive_in_a_fails() {
     let mut mem = [0u64; 2];
     let mem = NonNull::from(&mut mem).cast::<c_void>();
     assert_eq!(tie::park(&obj, mem), Err(TieState::Detached));
-    assert_eq!(tie::unbind_for_last_release(&obj, mem), Err(TieState::Detached));
+    assert_eq!(
+        tie::unbind_for_last_release(&obj, mem),
+        Err(TieState::Detached)
+    );
 }
 
 #[test]
@@ -449,14 +461,18 @@ fn racing_binds_have_one_winner() {
     for _ in 0..iters(200, 3) {
         let obj = thing();
         let mut mems: Vec<Box<[u64; 2]>> = (0..4).map(|_| Box::new([0; 2])).collect();
-        let addrs: Vec<usize> = mems.iter_mut().map(|m| m.as_mut_ptr() as usize).collect();
+        let addrs: Vec<Addr<c_void>> = mems
+            .iter_mut()
+            .map(|m| Addr(NonNull::from(&mut **m).cast()))
+            .collect();
         let wins: Vec<bool> = thread::scope(|s| {
             let hs: Vec<_> = addrs
                 .iter()
                 .map(|&a| {
                     let obj = &obj;
                     s.spawn(move || {
-                        let p = NonNull::new(a as *mut c_void).unwrap();
+                        let a = a; // capture the whole Send wrapper
+                        let p = a.0;
                         match tie::bind(obj, p) {
                             Ok(()) => true,
                             Err(TieState::Bound(q)) => {
@@ -472,7 +488,7 @@ fn racing_binds_have_one_winner() {
         });
         assert_eq!(wins.iter().filter(|&&w| w).count(), 1);
         let winner = addrs[wins.iter().position(|&w| w).unwrap()];
-        assert_eq!(tie::lookup(&obj).unwrap().as_ptr() as usize, winner);
+        assert_eq!(tie::lookup(&obj).unwrap(), winner.0);
         assert!(matches!(tie::detach(&obj), TieState::Bound(_)));
     }
 }
@@ -487,11 +503,12 @@ fn wrapper_death_races_the_last_other_reference() {
         let obj = ObjRef::new(t).into_any();
         let w = new_wrapper(&obj);
         tie::bind(&obj, as_mem(w)).unwrap();
-        let w_addr = w.as_ptr() as usize;
+        let w_addr = Addr(w);
         let (a, b) = thread::scope(|s| {
             // The wrapper dies on one thread...
             let a = s.spawn(move || {
-                let w = NonNull::new(w_addr as *mut Wrapper).unwrap();
+                let w_addr = w_addr; // capture the whole Send wrapper
+                let w = w_addr.0;
                 // SAFETY: this thread owns the wrapper's last host reference.
                 let raw = unsafe { &mut *w.as_ptr() }.obj.take().unwrap();
                 // SAFETY: the wrapper's reference.
@@ -507,7 +524,7 @@ fn wrapper_death_races_the_last_other_reference() {
         let () = b;
         match a {
             Ok(Finalized::Parked) => parked += 1,
-            Ok(Finalized::Released) => free_by_host(NonNull::new(w_addr as *mut Wrapper).unwrap()),
+            Ok(Finalized::Released) => free_by_host(w),
             Err(s) => panic!("unexpected {s:?}"),
         }
         assert_eq!(drops(&d), 1);
@@ -519,7 +536,6 @@ fn wrapper_death_races_the_last_other_reference() {
 
 #[test]
 fn threads_share_a_tied_object() {
-    let _s = serial();
     // Park/revive cycles on one thread while others clone and drop the object: the cached
     // memory is freed once, at the end.
     let (_s, _leak, hc) = guards();
@@ -553,8 +569,10 @@ fn odd_wrapper_pointers_are_refused() {
     let _s = serial();
     tie::set_host(&HOST);
     let obj = thing();
-    let mut mem = [0u8; 4];
-    let odd = NonNull::new(mem.as_mut_ptr().wrapping_add(1)).unwrap().cast::<c_void>();
+    let mut mem = [0u64; 2];
+    let odd = NonNull::new(mem.as_mut_ptr().cast::<u8>().wrapping_add(1))
+        .unwrap()
+        .cast::<c_void>();
     let _ = tie::bind(&obj, odd);
 }
 

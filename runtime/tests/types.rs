@@ -23,16 +23,34 @@ struct Vec2 {
     label: Mutex<String>,
 }
 
-object_type!(Vec2, "test.types.Vec2", fields = [
-    field!(Vec2, "x", FieldKind::Float, get = |v| Value::Float(v.x)),
-    field!(Vec2, "y", FieldKind::Int,
-        get = |v| Value::Int(v.y.load(Ordering::Relaxed)),
-        set = |v, n| { v.y.store(n.as_int()?, Ordering::Relaxed); Ok(()) },
-        default = 0),
-    field!(Vec2, "label", FieldKind::Str,
-        get = |v| Value::from(v.label.lock().unwrap().as_str()),
-        set = |v, s| { *v.label.lock().unwrap() = s.as_str()?.to_owned(); Ok(()) }),
-]);
+object_type!(
+    Vec2,
+    "test.types.Vec2",
+    fields = [
+        field!(Vec2, "x", FieldKind::Float, get = |v| Value::Float(v.x)),
+        field!(
+            Vec2,
+            "y",
+            FieldKind::Int,
+            get = |v| Value::Int(v.y.load(Ordering::Relaxed)),
+            set = |v, n| {
+                v.y.store(n.as_int()?, Ordering::Relaxed);
+                Ok(())
+            },
+            default = 0
+        ),
+        field!(
+            Vec2,
+            "label",
+            FieldKind::Str,
+            get = |v| Value::from(v.label.lock().unwrap().as_str()),
+            set = |v, s| {
+                *v.label.lock().unwrap() = s.as_str()?.to_owned();
+                Ok(())
+            }
+        ),
+    ]
+);
 
 struct Vec3(#[allow(dead_code)] Vec2);
 object_type!(Vec3, "test.types.Vec3", parent = Vec2);
@@ -52,12 +70,18 @@ fn rust_type_registration_and_reflection() {
     assert_eq!(Vec2::type_index(), ti, "registered once");
     let info = type_info(ti).unwrap();
     assert_eq!((info.index, info.name.as_str()), (ti, "test.types.Vec2"));
-    assert_eq!((info.kind, info.parent, info.frozen), (TypeKind::Rust, None, false));
+    assert_eq!(
+        (info.kind, info.parent, info.frozen),
+        (TypeKind::Rust, None, false)
+    );
     assert_eq!(type_index_of("test.types.Vec2"), Some(ti));
     let names: Vec<_> = info.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["x", "y", "label"]);
     assert_eq!(info.fields[1].default, Some(Value::Int(0)));
-    assert!(matches!(info.fields[0].access, FieldAccess::Accessor { set: None, .. }));
+    assert!(matches!(
+        info.fields[0].access,
+        FieldAccess::Accessor { set: None, .. }
+    ));
     assert_eq!(info.field_index("label"), Some(2));
     assert_eq!(Vec3::type_info().parent, Some(ti));
     assert_eq!(Vec3::type_info().parent_info().unwrap().index, ti);
@@ -74,7 +98,10 @@ fn rust_fields_get_and_set() {
     assert_eq!(v.y.load(Ordering::Relaxed), 9);
     field_set(o, 2, Value::from("hello")).unwrap();
     assert_eq!(field_get(o, 2).unwrap(), Value::from("hello"));
-    assert!(matches!(field_set(o, 0, Value::Float(2.0)), Err(Error::Frozen(_))));
+    assert!(matches!(
+        field_set(o, 0, Value::Float(2.0)),
+        Err(Error::Frozen(_))
+    ));
     let e = field_set(o, 1, Value::from("nine")).unwrap_err();
     assert_eq!(e.to_string(), "type error: expected int, got str");
     assert_eq!(v.y.load(Ordering::Relaxed), 9, "kept on error");
@@ -120,7 +147,8 @@ fn point_type() -> u32 {
             vec![
                 FieldSpec::new("x", FieldKind::Float),
                 FieldSpec::new("y", FieldKind::Float).with_default(0.0),
-                FieldSpec::new("tag", FieldKind::Optional(Box::new(FieldKind::Str))).with_default(Value::None),
+                FieldSpec::new("tag", FieldKind::Optional(Box::new(FieldKind::Str)))
+                    .with_default(Value::None),
             ],
         )
         .unwrap()
@@ -145,14 +173,34 @@ fn records_construct_check_and_default() {
     assert_eq!(field_get(&p, 0).unwrap(), Value::Float(3.0));
 
     let e = Record::new(t, vec![]).unwrap_err();
-    assert_eq!(e.to_string(), "type error: test.types.Point: missing field x");
+    assert_eq!(
+        e.to_string(),
+        "type error: test.types.Point: missing field x"
+    );
     let e = Record::new(t, vec![Value::from("x")]).unwrap_err();
-    assert_eq!(e.to_string(), "type error: test.types.Point.x: expected float, got str");
-    let too_many = vec![Value::Float(1.0), Value::Float(2.0), Value::None, Value::None];
+    assert_eq!(
+        e.to_string(),
+        "type error: test.types.Point.x: expected float, got str"
+    );
+    let too_many = vec![
+        Value::Float(1.0),
+        Value::Float(2.0),
+        Value::None,
+        Value::None,
+    ];
     assert!(matches!(Record::new(t, too_many), Err(Error::Type(_))));
-    assert!(matches!(Record::new(u32::MAX - 7, vec![]), Err(Error::NotFound(_))));
-    assert!(matches!(Record::new(Vec2::type_index(), vec![]), Err(Error::Type(_))));
-    assert!(matches!(record_get(vec2().as_any(), 0), Err(Error::Type(_))));
+    assert!(matches!(
+        Record::new(u32::MAX - 7, vec![]),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        Record::new(Vec2::type_index(), vec![]),
+        Err(Error::Type(_))
+    ));
+    assert!(matches!(
+        record_get(vec2().as_any(), 0),
+        Err(Error::Type(_))
+    ));
     assert!(matches!(record_get(&p, 3), Err(Error::NotFound(_))));
 }
 
@@ -161,7 +209,11 @@ fn record_set_checks_and_keeps_old_value_on_error() {
     let _s = serial();
     let _leak = LeakCheck::new();
     let t = point_type();
-    let p = Record::new(t, vec![Value::Float(1.0), Value::Float(2.0), Value::from("a")]).unwrap();
+    let p = Record::new(
+        t,
+        vec![Value::Float(1.0), Value::Float(2.0), Value::from("a")],
+    )
+    .unwrap();
     record_set(&p, 2, Value::from("b")).unwrap();
     assert_eq!(record_get(&p, 2).unwrap(), Value::from("b"));
     record_set(&p, 2, Value::None).unwrap();
@@ -171,7 +223,10 @@ fn record_set_checks_and_keeps_old_value_on_error() {
         "type error: test.types.Point.tag: expected Optional[str], got int"
     );
     assert_eq!(record_get(&p, 2).unwrap(), Value::None);
-    assert!(matches!(record_set(&p, 9, Value::None), Err(Error::NotFound(_))));
+    assert!(matches!(
+        record_set(&p, 9, Value::None),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -181,7 +236,10 @@ fn record_fields_own_their_values() {
     let holder = register_record_type(
         "test.types.Holder",
         None,
-        vec![FieldSpec::new("item", FieldKind::Object(Tracked::type_index()))],
+        vec![FieldSpec::new(
+            "item",
+            FieldKind::Object(Tracked::type_index()),
+        )],
     )
     .unwrap();
     let (t1, d1) = Tracked::new();
@@ -238,7 +296,11 @@ fn record_inheritance_and_subtype_fields() {
 
     // Schema errors.
     assert!(matches!(
-        register_record_type("test.types.Dup", Some(base), vec![FieldSpec::new("a", FieldKind::Int)]),
+        register_record_type(
+            "test.types.Dup",
+            Some(base),
+            vec![FieldSpec::new("a", FieldKind::Int)]
+        ),
         Err(Error::Value(_))
     ));
     assert!(matches!(
@@ -293,7 +355,10 @@ fn frozen_records_refuse_writes() {
     let r = Record::new(t, vec![Value::Int(1)]).unwrap();
     let e = record_set(&r, 0, Value::Int(2)).unwrap_err();
     assert!(matches!(e, Error::Frozen(_)));
-    assert_eq!(e.to_string(), "cannot assign: test.types.Frozen is frozen (field v)");
+    assert_eq!(
+        e.to_string(),
+        "cannot assign: test.types.Frozen is frozen (field v)"
+    );
     assert_eq!(record_get(&r, 0).unwrap(), Value::Int(1));
     // Frozen and mutable types do not mix in a hierarchy.
     assert!(matches!(
@@ -343,7 +408,7 @@ fn records_under_threads() {
 #[test]
 fn value_conversions_and_errors() {
     let _s = serial();
-    assert_eq!(Value::from(true).as_bool().unwrap(), true);
+    assert!(Value::from(true).as_bool().unwrap());
     assert_eq!(Value::from(7u8), Value::Int(7));
     assert_eq!(Value::from(2.5f32), Value::Float(2.5));
     assert_eq!(Value::from(String::from("s")).as_str().unwrap(), "s");
@@ -423,7 +488,11 @@ fn host_handles_count_through_the_vtable() {
     drop((copies, err));
     let raw = HostHandle::try_from(v).unwrap().into_raw();
     assert_eq!(raw, p);
-    assert_eq!(HOST_REFS.load(Ordering::SeqCst), 1, "into_raw keeps the last reference");
+    assert_eq!(
+        HOST_REFS.load(Ordering::SeqCst),
+        1,
+        "into_raw keeps the last reference"
+    );
 }
 
 // ---------------------------------------------------------------- functions
@@ -447,7 +516,10 @@ fn function_call_and_policies() {
     let e = concat.call(&[Value::Int(1)]).unwrap_err();
     assert_eq!(e.to_string(), "type error: expected str, got int");
     assert_eq!(calls.load(Ordering::Relaxed), 2);
-    assert_eq!(Function::tied(|_| Ok(Value::None)).policy(), ReturnPolicy::Tied);
+    assert_eq!(
+        Function::tied(|_| Ok(Value::None)).policy(),
+        ReturnPolicy::Tied
+    );
 }
 
 #[test]
@@ -466,7 +538,9 @@ fn global_registry() {
     assert!(get_global("test.types.argc").unwrap().ptr_eq(&replacement));
     assert!(list_globals().contains(&"test.types.argc".to_owned()));
     assert!(get_global("test.types.missing").is_none());
-    assert!(remove_global("test.types.argc").unwrap().ptr_eq(&replacement));
+    assert!(remove_global("test.types.argc")
+        .unwrap()
+        .ptr_eq(&replacement));
     assert!(get_global("test.types.argc").is_none());
 }
 
@@ -475,13 +549,22 @@ fn field_kind_names_and_checks() {
     let _s = serial();
     assert_eq!(FieldKind::Bytes.name(), "bytes");
     assert_eq!(FieldKind::Object(ANY_OBJECT).name(), "object");
-    assert_eq!(FieldKind::Object(Vec2::type_index()).name(), "test.types.Vec2");
-    assert_eq!(FieldKind::Optional(Box::new(FieldKind::Float)).coerce(Value::Int(1)).unwrap(), Value::Float(1.0));
+    assert_eq!(
+        FieldKind::Object(Vec2::type_index()).name(),
+        "test.types.Vec2"
+    );
+    assert_eq!(
+        FieldKind::Optional(Box::new(FieldKind::Float))
+            .coerce(Value::Int(1))
+            .unwrap(),
+        Value::Float(1.0)
+    );
     assert!(FieldKind::Bool.check(&Value::Int(1)).is_err());
-    assert!(FieldKind::Object(Vec2::type_index()).check(&Value::from(ObjRef::new(Vec3(Vec2 {
-        x: 0.0,
-        y: AtomicI64::new(0),
-        label: Mutex::new(String::new()),
-    }))))
-    .is_ok());
+    assert!(FieldKind::Object(Vec2::type_index())
+        .check(&Value::from(ObjRef::new(Vec3(Vec2 {
+            x: 0.0,
+            y: AtomicI64::new(0),
+            label: Mutex::new(String::new()),
+        }))))
+        .is_ok());
 }

@@ -13,7 +13,8 @@
 //!
 //! The hot paths touch only `bins[c]` and the block itself: no lock, no atomic.
 
-use super::{check_poison, class_of, poison, read_link, write_link, SlabPool, NUM_CLASSES};
+use super::block::{check_poison, poison, read_link, write_link};
+use super::{class_of, SlabPool, NUM_CLASSES};
 use crate::inner::DefaultInner;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::ptr::{null_mut, NonNull};
@@ -28,9 +29,9 @@ struct Bin {
 /// A per-thread cache of a [`SlabPool`]'s blocks: alloc and free are a free-list pop and push
 /// on plain fields (no lock, no atomic). A class's bin holds at most its bound
 /// ([`SlabPoolConfig::cache_bytes`](crate::SlabPoolConfig::cache_bytes)); when a free could
-/// exceed it, the bin moves blocks to the depot until it is half full; when it is empty,
-/// `alloc` refills half the bound from the depot. Dropping the
-/// cache gives every block back to the depots.
+/// exceed it, the bin gives its older blocks to the depot until it is half full; when it is
+/// empty, `alloc` refills half the bound from the depot. Dropping the cache gives every block
+/// back to the depots.
 ///
 /// Get one per thread with [`SlabPool::cache`]. Any block of the pool may be freed through any
 /// of its caches, whichever thread allocated it.
@@ -128,7 +129,8 @@ impl<'p, A: Allocator> PoolCache<'p, A> {
     }
 
     /// Returns a block to this thread's bin; when the bin may be full, it is counted and, if
-    /// more than half full, flushed down to half its bound first. In debug builds the block's bytes after the link word are poisoned.
+    /// more than half full, flushed down to half its bound first. In debug builds the block's
+    /// bytes after the link word are poisoned.
     ///
     /// # Safety
     /// `ptr` was returned by [`alloc`](Self::alloc) on a cache of this cache's pool (this one or

@@ -12,7 +12,9 @@
 //! 4. `cached` is the sum of the bin lengths the live caches of this class last reported;
 //!    `floor` is at most the depot's free blocks just after the last trim (lowered by takes).
 
-use super::{poison, read_link, write_link, ClassInfo, SlabPoolStats};
+use super::block::{poison, read_link, write_link};
+use super::config::ClassInfo;
+use super::SlabPoolStats;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::ptr::{null_mut, NonNull};
 

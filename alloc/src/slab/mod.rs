@@ -10,7 +10,7 @@
 //!  |- class c (blocks of 16 * (c + 1) bytes), one per size class
 //!  |    depot: Mutex { free list: blk -> blk -> null, bump slab (carved lazily), slab registry }
 //!  |                      ^                 |
-//!  |          flush half when full   refill a batch when empty
+//!  |       flush down to half when full   refill a batch when empty
 //!  |                      |                 v
 //!  |    PoolCache (one per thread, !Send): bin[c] head -> blk -> blk -> null, len <= limit
 //!  `- inner allocator: slabs of `cap * size` bytes, 16-aligned
@@ -19,6 +19,21 @@
 //! Blocks belong to the pool, not to a thread: a block taken through one thread's cache may be
 //! freed through any other cache of the same pool, or through [`SlabPool::free`]; it simply
 //! joins that cache's bin. Remote free is correct by construction.
+//!
+//! Design notes:
+//! * Slabs need no alignment beyond 16: a block's slab is found only by `trim`, by binary search
+//!   in the class's address-sorted slab registry. Aligning slabs to their size would make that
+//!   O(1) but costs mimalloc an over-allocation per slab, and `trim` is a slow path.
+//! * A new slab is carved lazily (a bump pointer), so memory a class never uses is never
+//!   touched.
+//! * A cache's bin does not count its blocks on the hot path: a free spends a unit of "room",
+//!   an alloc only pops. When the room runs out the bin is walked once (invariant 1 of the
+//!   `cache` module), so the alloc path updates no counter.
+//! * Retention: after each trim a depot remembers its free blocks (the ones it could not release
+//!   because their slabs had blocks out) as a floor, lowered as blocks leave. It trims itself
+//!   when its free bytes exceed the floor by `max_retained_bytes`. So free bytes never exceed
+//!   the floor plus the bound, and each automatic trim (a walk of the depot's free list) is paid
+//!   for by at least `max_retained_bytes` of returns, never one walk per free.
 //!
 //! Invariants:
 //! 1. Class `c` serves sizes `16c + 1 ..= 16(c + 1)` with blocks of `size = 16(c + 1)` bytes.
@@ -37,14 +52,18 @@
 //! 5. A [`PoolCache`] borrows its pool and is `!Send`: its bins are plain fields touched only by
 //!    the thread that owns it, without atomics.
 
+mod block;
 mod cache;
+mod config;
 mod depot;
 
+use self::block::{check_poison, poison};
 pub use self::cache::PoolCache;
+use self::config::ClassInfo;
+pub use self::config::{SlabPoolConfig, SlabPoolStats};
 use self::depot::Depot;
 use crate::inner::DefaultInner;
 use allocator_api2::alloc::{AllocError, Allocator};
-use core::alloc::Layout;
 use core::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -59,186 +78,13 @@ const NUM_CLASSES: usize = MAX_SIZE / GRANULE;
 const MAX_SLAB_BYTES: usize = 1 << 30;
 /// The most blocks a cache keeps per class (bounds a refill's walk under the depot lock).
 const MAX_CACHE_BLOCKS: usize = 256;
-/// Bytes of a free block that hold the list link (invariant 3).
-const LINK: usize = core::mem::size_of::<*mut u8>();
-/// The byte debug builds fill freed blocks with (after the link word).
-#[cfg(debug_assertions)]
-const POISON: u8 = 0xDD;
-#[cfg(debug_assertions)]
-static POISON_BYTES: [u8; MAX_SIZE] = [POISON; MAX_SIZE];
 
-const _: () = assert!(GRANULE.is_power_of_two() && GRANULE >= LINK && MAX_SIZE % GRANULE == 0);
+const _: () = assert!(GRANULE.is_power_of_two() && MAX_SIZE % GRANULE == 0);
 
 /// The size class of a request: `None`-like (`>= NUM_CLASSES`) for 0 and for `> MAX_SIZE`.
 #[inline(always)]
 const fn class_of(size: usize) -> usize {
     size.wrapping_sub(1) >> GRANULE_SHIFT
-}
-
-/// How a [`SlabPool`] sizes its slabs, thread caches and retention. Out-of-range values are
-/// clamped, never rejected.
-///
-/// ```
-/// use tether_alloc::{SlabPool, SlabPoolConfig};
-/// let config = SlabPoolConfig { slab_bytes: 16 << 10, ..SlabPoolConfig::DEFAULT };
-/// static POOL: SlabPool<std::alloc::System> = SlabPool::with_config(
-///     std::alloc::System,
-///     SlabPoolConfig { max_retained_bytes: 0, ..SlabPoolConfig::DEFAULT },
-/// );
-/// let pool = SlabPool::with_config(std::alloc::System, config);
-/// assert_eq!(pool.config().slab_bytes, 16 << 10);
-/// assert_eq!(POOL.config().max_retained_bytes, 0);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlabPoolConfig {
-    /// Bytes per slab asked of the inner allocator. Each class rounds it down to whole blocks
-    /// (at least one block), and it is capped at 1 GiB. Default 64 KiB.
-    pub slab_bytes: usize,
-    /// The bound of one thread cache for one class, in bytes; the block count is clamped to
-    /// `1..=256`. A full cache flushes half its blocks to the depot; an empty one refills half
-    /// its bound. Default 16 KiB.
-    pub cache_bytes: usize,
-    /// Free bytes a class's depot may gain beyond what its last trim could not release (blocks
-    /// in slabs that still had blocks out) before it trims itself. `0` trims on every return
-    /// that leaves releasable slabs; `usize::MAX` never trims automatically. Default 1 MiB.
-    pub max_retained_bytes: usize,
-}
-
-impl SlabPoolConfig {
-    /// The largest request a pool serves, in bytes.
-    pub const MAX_BLOCK_SIZE: usize = MAX_SIZE;
-    /// The alignment of every block.
-    pub const BLOCK_ALIGN: usize = GRANULE;
-    /// The default configuration: 64 KiB slabs, 16 KiB per class per cache, 1 MiB retained per
-    /// class.
-    pub const DEFAULT: SlabPoolConfig = SlabPoolConfig {
-        slab_bytes: 64 << 10,
-        cache_bytes: 16 << 10,
-        max_retained_bytes: 1 << 20,
-    };
-
-    /// The block size serving a request of `size` bytes: `size` rounded up to a multiple of 16,
-    /// or `None` for 0 and for more than [`MAX_BLOCK_SIZE`](Self::MAX_BLOCK_SIZE).
-    ///
-    /// ```
-    /// use tether_alloc::SlabPoolConfig;
-    /// assert_eq!(SlabPoolConfig::block_size(1), Some(16));
-    /// assert_eq!(SlabPoolConfig::block_size(48), Some(48));
-    /// assert_eq!(SlabPoolConfig::block_size(1000), Some(1008));
-    /// assert_eq!(SlabPoolConfig::block_size(0), None);
-    /// assert_eq!(SlabPoolConfig::block_size(1025), None);
-    /// ```
-    pub const fn block_size(size: usize) -> Option<usize> {
-        let c = class_of(size);
-        if c < NUM_CLASSES {
-            Some((c + 1) * GRANULE)
-        } else {
-            None
-        }
-    }
-}
-
-impl Default for SlabPoolConfig {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-/// A point-in-time summary of a [`SlabPool`], summed over its classes.
-///
-/// Each class is read under its own lock, so a snapshot taken while other threads work is not a
-/// consistent cut across classes. `cached_blocks` is as of each cache's last exchange with the
-/// depot (refill, flush, drop); it is exact once caches are flushed or dropped, and
-/// `in_use_blocks` (blocks out of the depots and not counted as cached) is exact then too.
-///
-/// ```
-/// use tether_alloc::SlabPool;
-/// let pool = SlabPool::new(std::alloc::System);
-/// let p = pool.alloc(100).unwrap();
-/// let s = pool.stats();
-/// // 100 bytes use the 112-byte class: a 64 KiB slab holds 585 of them.
-/// assert_eq!((s.slabs, s.bytes_held, s.in_use_blocks), (1, 585 * 112, 1));
-/// assert_eq!(s.free_blocks, 584);
-/// // SAFETY: `p` came from this pool with size 100.
-/// unsafe { pool.free(p, 100) };
-/// ```
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SlabPoolStats {
-    /// Slabs held from the inner allocator.
-    pub slabs: usize,
-    /// Bytes held from the inner allocator (the sum of the slabs' layouts).
-    pub bytes_held: usize,
-    /// Blocks in the depots: on their free lists or not yet carved.
-    pub free_blocks: usize,
-    /// Blocks in thread caches (as last reported by each cache).
-    pub cached_blocks: usize,
-    /// Blocks handed out to callers (out of the depots and not counted as cached).
-    pub in_use_blocks: usize,
-}
-
-/// What a class needs on its slow paths, fixed at construction.
-#[derive(Debug, Clone, Copy)]
-struct ClassInfo {
-    /// Block size (invariant 1).
-    size: usize,
-    /// Blocks per slab.
-    cap: usize,
-    /// The inner layout of one slab: `(cap * size, 16)`.
-    slab_layout: Layout,
-    /// Blocks a cache keeps at most.
-    limit: u32,
-    /// Blocks a refill asks for.
-    batch: usize,
-    /// `max_retained_bytes` in blocks.
-    retain: usize,
-}
-
-impl ClassInfo {
-    const EMPTY: ClassInfo = ClassInfo {
-        size: 0,
-        cap: 0,
-        slab_layout: Layout::new::<u8>(),
-        limit: 0,
-        batch: 0,
-        retain: 0,
-    };
-
-    const fn new(c: usize, config: &SlabPoolConfig) -> ClassInfo {
-        let size = (c + 1) * GRANULE;
-        let slab = min(config.slab_bytes, MAX_SLAB_BYTES);
-        let cap = max(slab / size, 1);
-        let limit = clamp(config.cache_bytes / size, 1, MAX_CACHE_BLOCKS);
-        ClassInfo {
-            size,
-            cap,
-            // SAFETY: GRANULE is a power of two and cap * size <= max(MAX_SLAB_BYTES, MAX_SIZE)
-            // = 2^30, far below isize::MAX - GRANULE.
-            slab_layout: unsafe { Layout::from_size_align_unchecked(cap * size, GRANULE) },
-            limit: limit as u32,
-            batch: max(limit / 2, 1),
-            retain: config.max_retained_bytes / size,
-        }
-    }
-}
-
-const fn min(a: usize, b: usize) -> usize {
-    if a < b {
-        a
-    } else {
-        b
-    }
-}
-
-const fn max(a: usize, b: usize) -> usize {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-const fn clamp(v: usize, lo: usize, hi: usize) -> usize {
-    max(min(v, hi), lo)
 }
 
 /// Keeps each depot on its own cache lines, so classes do not contend through false sharing.
@@ -467,77 +313,4 @@ impl<A: Allocator> Drop for SlabPool<A> {
             depot.release_all(info, &self.inner);
         }
     }
-}
-
-/// The link (next free block or null) stored in a free block.
-///
-/// # Safety
-/// `block` is a free block (invariant 3): 16-aligned, valid for reads of `LINK` bytes, link
-/// initialized.
-#[inline(always)]
-unsafe fn read_link(block: NonNull<u8>) -> *mut u8 {
-    // SAFETY: forwarded to the caller.
-    unsafe { block.cast::<*mut u8>().read() }
-}
-
-/// Stores `next` as the link of `block`.
-///
-/// # Safety
-/// `block` is a block of this pool that the caller owns (invariant 2): 16-aligned, valid for
-/// writes of `LINK` bytes.
-#[inline(always)]
-unsafe fn write_link(block: NonNull<u8>, next: *mut u8) {
-    // SAFETY: forwarded to the caller.
-    unsafe { block.cast::<*mut u8>().write(next) }
-}
-
-/// Fills the bytes after the link word with `POISON` (debug builds; nothing in release).
-///
-/// # Safety
-/// `block` is an owned block of `size` bytes.
-#[cfg(debug_assertions)]
-#[inline(always)]
-unsafe fn poison(block: NonNull<u8>, size: usize) {
-    // SAFETY: forwarded to the caller; LINK < size, so the range lies inside the block.
-    unsafe { block.add(LINK).write_bytes(POISON, size - LINK) }
-}
-
-/// Fills the bytes after the link word with `POISON` (debug builds; nothing in release).
-///
-/// # Safety
-/// `block` is an owned block of `size` bytes.
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-unsafe fn poison(_block: NonNull<u8>, _size: usize) {}
-
-/// Checks (debug builds) that a block just taken off a free list was not written since it was
-/// freed: its bytes after the link word are still `POISON`. Panics with the block's address if
-/// not, a write-after-free bug in the caller.
-///
-/// # Safety
-/// `block` is a block of `size` bytes taken off a free list (invariant 3).
-#[cfg(debug_assertions)]
-#[inline(always)]
-unsafe fn check_poison(block: NonNull<u8>, size: usize) {
-    // SAFETY: forwarded to the caller; the bytes are initialized (invariant 3).
-    let bytes = unsafe { core::slice::from_raw_parts(block.add(LINK).as_ptr(), size - LINK) };
-    if bytes != &POISON_BYTES[..size - LINK] {
-        poison_violation(block, size);
-    }
-}
-
-/// Checks (debug builds) that a block just taken off a free list was not written since it was
-/// freed.
-///
-/// # Safety
-/// `block` is a block of `size` bytes taken off a free list (invariant 3).
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-unsafe fn check_poison(_block: NonNull<u8>, _size: usize) {}
-
-#[cfg(debug_assertions)]
-#[cold]
-#[inline(never)]
-fn poison_violation(block: NonNull<u8>, size: usize) -> ! {
-    panic!("SlabPool: block {block:p} of {size} bytes was written after it was freed");
 }

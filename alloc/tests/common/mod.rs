@@ -265,10 +265,14 @@ impl<A> Tracking<A> {
     fn insert(&self, block: NonNull<[u8]>, layout: Layout) {
         let addr = block.cast::<u8>().as_ptr().addr();
         if block.len() < layout.size() || addr % layout.align() != 0 {
-            self.fault(format!("inner returned a bad block {addr:#x} for {layout:?}"));
+            self.fault(format!(
+                "inner returned a bad block {addr:#x} for {layout:?}"
+            ));
         }
         if let Some(old) = self.live.lock().unwrap().insert(addr, layout) {
-            self.fault(format!("block {addr:#x} handed out twice ({old:?}, {layout:?})"));
+            self.fault(format!(
+                "block {addr:#x} handed out twice ({old:?}, {layout:?})"
+            ));
         }
     }
 

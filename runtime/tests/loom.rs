@@ -1,0 +1,405 @@
+//! loom models of the reference counts and of the tie transitions, across 2–3 threads.
+//!
+//! Run with `make loom`, i.e.
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/tgt/loom cargo test -p tether-runtime --test loom --release`.
+//!
+//! The models can fail: `make loom-broken` builds the runtime with
+//! `--cfg tether_loom_broken="..."` (a Relaxed release without the acquire fence, a tie claim
+//! by load-and-store instead of CAS, a check-then-act finalizer), and each variant is caught by
+//! the model named in `Makefile`.
+
+#![cfg(loom)]
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tether_runtime::{
+    alloc_stats, object_type, tie, Finalized, ObjAny, ObjRef, Object, TieHost, TieState,
+};
+
+/// The payload: a loom cell, so loom checks that the destructor's write is ordered after every
+/// other thread's read, and a drop counter.
+struct Payload {
+    cell: UnsafeCell<u64>,
+    drops: Arc<AtomicUsize>,
+}
+
+// SAFETY: the cell is only read through shared references while the object is alive and written
+// only by the destructor; loom checks exactly that this is race-free.
+unsafe impl Sync for Payload {}
+// SAFETY: as above.
+unsafe impl Send for Payload {}
+
+object_type!(Payload, "loom.Payload");
+
+impl Payload {
+    fn read(&self) -> u64 {
+        self.cell.with(|p| {
+            // SAFETY: loom tracks this access.
+            unsafe { *p }
+        })
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        self.cell.with_mut(|p| {
+            // SAFETY: loom tracks this access; it must not race with any read.
+            unsafe { *p = 0 }
+        });
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn payload() -> (ObjRef<Payload>, Arc<AtomicUsize>) {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let r = ObjRef::new(Payload {
+        cell: UnsafeCell::new(7),
+        drops: drops.clone(),
+    });
+    (r, drops)
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Registers the type (a std OnceLock, outside the model), serializes the tests (they share the
+/// allocator's counters), and returns the live block count to come back to.
+fn setup() -> (MutexGuard<'static, ()>, usize) {
+    let g = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let _ = Payload::type_index();
+    tie::set_host(&HOST);
+    (g, alloc_stats().live_blocks)
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+// ---------------------------------------------------------------- reference counts
+
+/// Two strong holders release concurrently; one has just read the value. The destructor runs
+/// once, after the read (this is what the Release decrement + Acquire fence are for).
+#[test]
+fn strong_release_orders_uses_before_destruction() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let b = a.clone();
+        let t = thread::spawn(move || {
+            assert_eq!(b.read(), 7);
+            drop(b);
+        });
+        assert_eq!(a.read(), 7);
+        drop(a);
+        t.join().unwrap();
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// The last strong drop races a weak upgrade and a weak drop: the upgrade either fails or
+/// yields a live value; the value and the block are each destroyed once.
+#[test]
+fn last_drop_races_weak_upgrade() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let w1 = a.downgrade();
+        let w2 = w1.clone();
+        let t1 = thread::spawn(move || {
+            if let Some(s) = w1.upgrade() {
+                assert_eq!(s.read(), 7);
+            }
+        });
+        let t2 = thread::spawn(move || drop(w2));
+        drop(a);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// Clones and drops on three threads, through both the typed and the erased handle.
+#[test]
+fn clone_drop_three_threads() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let any = a.clone().into_any();
+        let b = a.clone();
+        let t1 = thread::spawn(move || {
+            let c = any.clone();
+            drop(any);
+            assert_eq!(c.downcast_ref::<Payload>().unwrap().read(), 7);
+        });
+        let t2 = thread::spawn(move || {
+            let mut b = b;
+            // get_mut succeeds only when b is the last handle.
+            if let Some(p) = b.get_mut() {
+                p.cell.with_mut(|_| ());
+            }
+        });
+        drop(a);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// try_unwrap races a clone's drop: either the value comes out (and the weak ref then fails to
+/// upgrade) or the handle is handed back.
+#[test]
+fn try_unwrap_races_drop() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let b = a.clone();
+        let w = a.downgrade();
+        let t = thread::spawn(move || drop(b));
+        match a.try_unwrap() {
+            Ok(v) => {
+                assert!(w.upgrade().is_none());
+                assert_eq!(v.read(), 7);
+            }
+            Err(a) => drop(a),
+        }
+        t.join().unwrap();
+        drop(w);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+// ---------------------------------------------------------------- the tie machine
+
+/// Fake wrapper memory: counts how it was released, and knows which thread is finalizing it.
+struct Mem {
+    freed_by_cb: AtomicUsize,
+    finalizing: AtomicBool,
+    finalizer: Mutex<Option<thread::ThreadId>>,
+}
+
+impl Mem {
+    fn new() -> Box<Mem> {
+        Box::new(Mem {
+            freed_by_cb: AtomicUsize::new(0),
+            finalizing: AtomicBool::new(false),
+            finalizer: Mutex::new(None),
+        })
+    }
+    fn ptr(&self) -> NonNull<c_void> {
+        NonNull::from(self).cast()
+    }
+}
+
+unsafe extern "C" fn free_cached(mem: *mut c_void) {
+    // SAFETY: only `Mem`s are bound in these tests, and they outlive the model iteration.
+    let m = unsafe { &*mem.cast::<Mem>() };
+    if m.finalizing.load(Ordering::Relaxed) {
+        let me = thread::current().id();
+        let finalizer = *m.finalizer.lock().unwrap();
+        assert_ne!(
+            finalizer,
+            Some(me),
+            "free_cb ran re-entrantly inside the wrapper's own finalization"
+        );
+    }
+    m.freed_by_cb.fetch_add(1, Ordering::Relaxed);
+}
+
+static HOST: TieHost = TieHost { free_cached };
+
+/// A pointer that may cross loom threads (the memory outlives them).
+#[derive(Clone, Copy)]
+struct P(NonNull<c_void>);
+// SAFETY: the pointee lives until the model iteration ends, after the joins.
+unsafe impl Send for P {}
+
+/// Two threads bind different wrappers: exactly one wins, the other observes it.
+#[test]
+fn racing_binds_have_one_winner() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, _drops) = payload();
+        let obj = a.into_any();
+        let m1 = Mem::new();
+        let m2 = Mem::new();
+        let (p1, p2) = (P(m1.ptr()), P(m2.ptr()));
+        let o2 = obj.clone();
+        let t = thread::spawn(move || {
+            let p2 = p2;
+            tie::bind(&o2, p2.0)
+        });
+        let r1 = tie::bind(&obj, p1.0);
+        let r2 = t.join().unwrap();
+        match (r1, r2) {
+            (Ok(()), Err(TieState::Bound(w))) => assert_eq!(w, p1.0),
+            (Err(TieState::Bound(w)), Ok(())) => assert_eq!(w, p2.0),
+            other => panic!("both or neither bound: {other:?}"),
+        }
+        let winner = tie::lookup(&obj).unwrap();
+        assert_eq!(tie::detach(&obj), TieState::Bound(winner));
+        drop(obj);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// One thread parks the wrapper while another looks it up and tries to revive it: revive only
+/// succeeds after the park, with the same memory; lookup sees the wrapper or nothing.
+#[test]
+fn park_races_lookup_and_revive() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, _drops) = payload();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        tie::bind(&obj, w.0).unwrap();
+        let o2 = obj.clone();
+        let t = thread::spawn(move || {
+            let w = w;
+            if let Some(seen) = tie::lookup(&o2) {
+                assert_eq!(seen, w.0);
+            }
+            match tie::revive(&o2) {
+                Ok(mem) => {
+                    assert_eq!(mem, w.0);
+                    true
+                }
+                Err(TieState::Bound(b)) => {
+                    assert_eq!(b, w.0);
+                    false
+                }
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        });
+        tie::park(&obj, w.0).unwrap();
+        let revived = t.join().unwrap();
+        let expect = if revived {
+            TieState::Bound(w.0)
+        } else {
+            TieState::Parked(w.0)
+        };
+        assert_eq!(tie::state(&obj), expect);
+        assert_eq!(tie::detach(&obj), expect);
+        // Detach from (c) frees the memory; from (b) the host keeps it.
+        assert_eq!(m.freed_by_cb.load(Ordering::Relaxed), usize::from(!revived));
+        drop(obj);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// Detach races revive on a parked wrapper: exactly one of them gets the memory.
+#[test]
+fn detach_races_revive() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, _drops) = payload();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        tie::bind(&obj, w.0).unwrap();
+        tie::park(&obj, w.0).unwrap();
+        let o2 = obj.clone();
+        let t = thread::spawn(move || tie::revive(&o2).is_ok());
+        let prev = tie::detach(&obj);
+        let revived = t.join().unwrap();
+        let freed = m.freed_by_cb.load(Ordering::Relaxed);
+        match prev {
+            TieState::Parked(p) => {
+                assert_eq!((p, revived, freed), (w.0, false, 1));
+            }
+            TieState::Bound(p) => {
+                assert_eq!((p, revived, freed), (w.0, true, 0));
+            }
+            TieState::Detached => panic!("detach saw (a)"),
+        }
+        assert_eq!(tie::state(&obj), TieState::Detached);
+        drop(obj);
+        assert_eq!(
+            m.freed_by_cb.load(Ordering::Relaxed),
+            freed,
+            "no second free"
+        );
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// The wrapper dies (park_or_release) while the last other reference is dropped on another
+/// thread: the wrapper memory is released exactly once — by the host (`Released`) or through
+/// `free_cb` (`Parked`, object died in (c)) — and never re-entrantly on the finalizing thread.
+#[test]
+fn wrapper_death_races_last_other_reference() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        let wrapper_ref = obj.clone();
+        tie::bind(&obj, w.0).unwrap();
+        let t = thread::spawn(move || drop(obj));
+        *m.finalizer.lock().unwrap() = Some(thread::current().id());
+        m.finalizing.store(true, Ordering::Relaxed);
+        let outcome = tie::park_or_release(wrapper_ref, w.0).map_err(|(_, s)| s);
+        m.finalizing.store(false, Ordering::Relaxed);
+        t.join().unwrap();
+        let freed = m.freed_by_cb.load(Ordering::Relaxed);
+        match outcome {
+            Ok(Finalized::Parked) => assert_eq!(freed, 1, "parked, then the object died in (c)"),
+            Ok(Finalized::Released) => assert_eq!(freed, 0, "the host frees it, not free_cb"),
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// A weak reference is upgraded while the wrapper holding the last strong reference dies.
+#[test]
+fn wrapper_death_races_weak_upgrade() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let weak = a.downgrade();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        tie::bind(&obj, w.0).unwrap();
+        let t = thread::spawn(move || {
+            let w = w;
+            weak.upgrade().map(|s| {
+                // A revived (or still bound) wrapper is the same memory.
+                match tie::state(s.as_any()) {
+                    TieState::Bound(b) | TieState::Parked(b) => assert_eq!(b, w.0),
+                    TieState::Detached => {}
+                }
+                drop(s);
+            })
+        });
+        let outcome = tie::park_or_release(obj, w.0).map_err(|(_, s)| s);
+        let _ = t.join().unwrap();
+        let freed = m.freed_by_cb.load(Ordering::Relaxed);
+        match outcome {
+            Ok(Finalized::Parked) => assert_eq!(freed, 1),
+            Ok(Finalized::Released) => assert_eq!(freed, 0),
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+// Keep ObjAny in the public surface exercised here even when a test above changes.
+#[allow(dead_code)]
+fn _uses(_: ObjAny) {}
