@@ -280,8 +280,9 @@ impl<A: Allocator> SlabPool<A> {
         &self.inner
     }
 
-    /// Locks class `c`'s depot. A poisoned lock is taken over: no code path panics between two
-    /// depot mutations that must go together, so the state is consistent.
+    /// Locks class `c`'s depot. A poisoned lock is taken over: the depot's own code does not
+    /// panic while it holds the lock (only a panicking inner allocator could), so its state is
+    /// consistent.
     #[inline]
     fn depot(&self, c: usize) -> MutexGuard<'_, Depot> {
         self.depots[c]
