@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test rust-test py-test ext lint fmt check miri bench bench-py profile clean
+.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken bench bench-py profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -20,6 +20,7 @@ rust-test:
 	$(CARGO) test --workspace --exclude tether-py --all-targets
 	$(CARGO) test --workspace --exclude tether-py --doc
 	$(CARGO) test -p tether-alloc --no-default-features
+	$(CARGO) test -p tether-runtime --no-default-features
 
 # The venv and the Python tools come from PyPI; nothing is installed by hand.
 $(STAMP): python/pyproject.toml
@@ -45,7 +46,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make check: lint, tests, and the slow checkers (Miri with the System inner allocator).
-check: lint test miri
+check: lint test miri miri-runtime loom
 
 # Miri runs tether-alloc on the System inner allocator, with strict provenance. Stacked Borrows
 # (Miri's default model) checks the unit tests and every integration test but the GlobalAlloc
@@ -63,6 +64,32 @@ miri:
 		-p tether-alloc --no-default-features --test global_alloc
 	MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-tree-borrows" $(CARGO) +nightly miri test \
 		-p tether-alloc --no-default-features --doc
+
+# Miri runs tether-runtime (objects, tie machine, records; unit, integration and doc tests) on
+# the System inner allocator, strict provenance, Stacked Borrows.
+miri-runtime:
+	rustup +nightly component add miri rust-src
+	MIRIFLAGS=-Zmiri-strict-provenance $(CARGO) +nightly miri test -p tether-runtime --no-default-features
+
+# loom models of the reference counts and the tie transitions (runtime/tests/loom.rs), in their
+# own target dir (RUSTFLAGS changes every crate's build).
+LOOM_TARGET ?= target/loom
+LOOM_MAX_PREEMPTIONS ?= 4
+loom:
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) CARGO_TARGET_DIR=$(LOOM_TARGET) \
+		$(CARGO) test -p tether-runtime --test loom --release
+
+# The models can fail: each deliberately broken protocol builds, and its loom run must fail.
+loom-broken:
+	@for v in release_relaxed tie_no_cas finalize_check_then_act; do \
+		flags="--cfg loom --cfg tether_loom_broken=\"$$v\""; \
+		RUSTFLAGS="$$flags" CARGO_TARGET_DIR=$(LOOM_TARGET)-broken \
+			$(CARGO) test -q -p tether-runtime --test loom --release --no-run || exit 1; \
+		if RUSTFLAGS="$$flags" LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) CARGO_TARGET_DIR=$(LOOM_TARGET)-broken \
+			$(CARGO) test -q -p tether-runtime --test loom --release >/dev/null 2>&1; then \
+			echo "loom-broken: $$v was NOT caught"; exit 1; fi; \
+		echo "loom-broken: $$v caught"; \
+	done
 
 ## make bench: criterion suites and the Python benchmark (with the scaling sweep), then the
 ## chart docs/benchmarks.png drawn from those results.

@@ -254,29 +254,28 @@ pub(crate) unsafe fn release_strong_with(
         }
         return;
     }
-    // SAFETY: forwarded.
-    unsafe { release_strong_slow(p, drop_value, free_block) }
-}
-
-/// The part of [`release_strong_with`] after the fast path.
-///
-/// # Safety
-/// As for [`release_strong_with`].
-#[inline(never)]
-unsafe fn release_strong_slow(
-    p: NonNull<ObjHeader>,
-    drop_value: unsafe fn(NonNull<ObjHeader>),
-    free_block: unsafe fn(NonNull<ObjHeader>),
-) {
-    // SAFETY: our strong reference keeps the header alive until the fetch_sub.
-    let c = unsafe { counts(p) };
     // Release: our uses of the value happen-before whoever destroys it.
     let old = c.fetch_sub(STRONG_ONE, RELEASE);
     if old & STRONG_MASK != 1 {
         return;
     }
-    // We released the last strong reference. Acquire: the other strong holders' Release
-    // decrements happen-before the destructor.
+    // SAFETY: we released the last strong reference (forwarded otherwise).
+    unsafe { release_last_strong(p, old, drop_value, free_block) }
+}
+
+/// The destruction after the last strong reference was released by a `fetch_sub` that read
+/// `old` (out of line: the common non-last release stays small).
+///
+/// # Safety
+/// As for [`release_strong_with`], and the caller's decrement took the strong count to 0.
+#[inline(never)]
+unsafe fn release_last_strong(
+    p: NonNull<ObjHeader>,
+    old: u64,
+    drop_value: unsafe fn(NonNull<ObjHeader>),
+    free_block: unsafe fn(NonNull<ObjHeader>),
+) {
+    // Acquire: the other strong holders' Release decrements happen-before the destructor.
     acquire_fence();
     // SAFETY: strong reached 0, so the value is ours to drop (invariant 3); the strong refs'
     // weak reference, still held, keeps the block alive.
@@ -419,6 +418,15 @@ unsafe fn deleter_of<T>(p: NonNull<ObjHeader>, kind: DeleteKind) {
 /// Implement it with [`object_type!`](crate::object_type), which registers the type once per
 /// process and then answers with one acquire load.
 ///
+/// # Safety
+///
+/// Downcasts ([`ObjAny::downcast`], [`ObjAny::downcast_ref`], [`ObjAny::as_typed`]) trust the
+/// type index: an implementation must return the same index on every call, obtained from
+/// [`register_rust_type`](crate::register_rust_type) for this type alone (no other type, Rust
+/// or record, may report it). `object_type!` guarantees this; that is why the trait is `unsafe`
+/// (the contract sketches a safe trait, but a safe hand-written `impl` returning another
+/// type's index would make the safe downcasts unsound).
+///
 /// ```
 /// use tether_runtime::{object_type, type_info, Object};
 /// struct Counter(u64);
@@ -427,7 +435,7 @@ unsafe fn deleter_of<T>(p: NonNull<ObjHeader>, kind: DeleteKind) {
 /// assert_eq!(type_info(ti).unwrap().name, "doc.Counter");
 /// assert_eq!(Counter::type_index(), ti);
 /// ```
-pub trait Object: Send + Sync + 'static {
+pub unsafe trait Object: Send + Sync + 'static {
     /// This type's index in the registry.
     fn type_index() -> u32;
 

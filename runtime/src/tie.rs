@@ -11,7 +11,7 @@
 //! | (a) [`Detached`](TieState::Detached) | null | null | never wrapped, or unbound |
 //! | (b) [`Bound(W)`](TieState::Bound)    | W    | W    | W is the live canonical wrapper |
 //! | (c) [`Parked(W)`](TieState::Parked)  | null | W    | W was finalized; its memory is cached for revival |
-//! | (d) busy (transient)                 | any  | x \| 1 | a transition is in progress |
+//! | busy (transient)                     | any  | x \| 1 | a transition is in progress |
 //!
 //! ```text
 //!            bind                      park / park_or_release (object lives on)
@@ -27,7 +27,7 @@
 //! # Operations
 //!
 //! Each operation is one linearizable transition. The state word is `cached_mem`: a transition
-//! claims it with a compare-and-swap that sets its low bit (state (d), "busy"), checks its
+//! claims it with a compare-and-swap that sets its low bit (the busy bit), checks its
 //! precondition on `py_obj` and `cached_mem`, writes `py_obj`, and publishes the new state with
 //! a `Release` store of `cached_mem`, which clears the bit. A failed precondition restores the
 //! state unchanged and returns the observed [`TieState`] as the error. The busy window is a few
@@ -89,7 +89,7 @@
 //!
 //! # Invariants
 //!
-//! 1. Outside state (d): `py_obj` is null or equal to `cached_mem` (states (a), (b), (c)).
+//! 1. Outside a busy window: `py_obj` is null or equal to `cached_mem` (states (a), (b), (c)).
 //! 2. `py_obj`, `cached_mem` (other than clearing it in the funnel) and `free_cb` are written
 //!    only by the holder of the busy bit.
 //! 3. Every operation is called with a strong reference (`&ObjAny`), so the object is alive and

@@ -4,7 +4,7 @@
 //! * Rust types register once per process through [`object_type!`](crate::object_type) (a
 //!   `OnceLock` per type; afterwards `T::type_index()` is one acquire load).
 //! * Record types ([`register_record_type`]) get their schema at run time; their objects store
-//!   the fields inline ([`crate::record`]).
+//!   the fields inline ([`Record`](crate::Record)).
 //!
 //! # Invariants
 //!
@@ -644,7 +644,9 @@ macro_rules! object_type {
         $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [$($field),*]);
     };
     (@impl $ty:ty, $name:expr, $parent:expr, [$($field:expr),*]) => {
-        impl $crate::Object for $ty {
+        // SAFETY: the index comes from registering this type, under a fresh per-impl OnceLock,
+        // and every later call returns that same index (`Object`'s contract).
+        unsafe impl $crate::Object for $ty {
             #[inline]
             fn type_index() -> u32 {
                 static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
