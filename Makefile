@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken bench bench-py profile clean
+.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -20,7 +20,7 @@ rust-test:
 	$(CARGO) test --workspace --exclude tether-py --all-targets
 	$(CARGO) test --workspace --exclude tether-py --doc
 	$(CARGO) test -p tether-alloc --no-default-features
-	$(CARGO) test -p tether-runtime --no-default-features
+	$(CARGO) test -p tether-runtime --no-default-features --features stats
 
 # The venv and the Python tools come from PyPI; nothing is installed by hand.
 $(STAMP): python/pyproject.toml
@@ -46,7 +46,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make check: lint, tests, and the slow checkers (Miri with the System inner allocator).
-check: lint test miri miri-runtime loom
+check: lint test miri miri-runtime loom asan asan-py fuzz
 
 # Miri runs tether-alloc on the System inner allocator, with strict provenance. Stacked Borrows
 # (Miri's default model) checks the unit tests and every integration test but the GlobalAlloc
@@ -69,7 +69,7 @@ miri:
 # the System inner allocator, strict provenance, Stacked Borrows.
 miri-runtime:
 	rustup +nightly component add miri rust-src
-	MIRIFLAGS=-Zmiri-strict-provenance $(CARGO) +nightly miri test -p tether-runtime --no-default-features
+	MIRIFLAGS=-Zmiri-strict-provenance $(CARGO) +nightly miri test -p tether-runtime --no-default-features --features stats
 
 # loom models of the reference counts and the tie transitions (runtime/tests/loom.rs), in their
 # own target dir (RUSTFLAGS changes every crate's build).
@@ -89,6 +89,66 @@ loom-broken:
 			$(CARGO) test -q -p tether-runtime --test loom --release >/dev/null 2>&1; then \
 			echo "loom-broken: $$v was NOT caught"; exit 1; fi; \
 		echo "loom-broken: $$v caught"; \
+	done
+
+## make asan / asan-py / fuzz: AddressSanitizer and fuzzing (docs/hardening.md). All on nightly
+## and the System inner allocator (ASan cannot see inside mimalloc), each in a target dir (and
+## venv) of its own, so the normal build and python/tether/_native*.so are left alone.
+ASAN_TARGET ?= target/asan
+ASAN_TRIPLE ?= x86_64-unknown-linux-gnu
+# allocator_may_return_null=1: the suites ask for impossible sizes on purpose and expect
+# null/AllocError, which ASan would otherwise turn into a fatal allocation-size-too-big report.
+ASAN_ENV := RUSTFLAGS=-Zsanitizer=address RUSTDOCFLAGS=-Zsanitizer=address \
+	ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 CARGO_TARGET_DIR=$(ASAN_TARGET)
+
+# The Rust suites of tether-alloc and tether-runtime (unit, integration, doc), std rebuilt with
+# ASan (-Zbuild-std), leak checking on.
+asan:
+	rustup +nightly component add rust-src
+	$(ASAN_ENV) $(CARGO) +nightly test -Zbuild-std --target $(ASAN_TRIPLE) -p tether-alloc --no-default-features
+	$(ASAN_ENV) $(CARGO) +nightly test -Zbuild-std --target $(ASAN_TRIPLE) -p tether-runtime --no-default-features --features stats
+
+# pytest against an ASan build of the extension (System backend) in its own venv: the wheel is
+# built with maturin and pip-installed there. CPython is not instrumented: gcc's libasan is
+# preloaded and PYTHONMALLOC=malloc sends every Python allocation through it. detect_leaks=0:
+# CPython does not free everything at exit (see docs/hardening.md). The soak tests assert RSS
+# stays flat, which ASan's quarantine of freed blocks defeats, so they run in a second pass with
+# the quarantine off (overflow checks stay on).
+ASAN_VENV ?= .venv-asan
+ASAN_PY_TARGET ?= target/asan-py
+ASAN_PY := $(ASAN_VENV)/bin/python
+ASAN_STAMP := $(ASAN_VENV)/.tether-deps
+ASAN_PY_OPTIONS := detect_leaks=0:allocator_may_return_null=1
+ASAN_PY_RUN = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc
+
+$(ASAN_STAMP): python/pyproject.toml
+	python3 -m venv $(ASAN_VENV)
+	$(ASAN_PY) -m pip install -q --disable-pip-version-check "maturin>=1.8,<2" "pytest>=8" "hypothesis>=6"
+	touch $@
+
+asan-py: $(ASAN_STAMP)
+	rustup +nightly component add rust-src
+	@test -f "$$(gcc -print-file-name=libasan.so)" || { echo "asan-py: gcc's libasan.so not found"; exit 1; }
+	rm -rf $(ASAN_PY_TARGET)/wheels
+	cd python && RUSTUP_TOOLCHAIN=nightly RUSTFLAGS=-Zsanitizer=address \
+		CARGO_TARGET_DIR=$(abspath $(ASAN_PY_TARGET)) $(abspath $(ASAN_VENV))/bin/maturin build \
+		--release --quiet --compatibility linux --no-default-features --features extension-module \
+		--target $(ASAN_TRIPLE) -Zbuild-std -i $(abspath $(ASAN_PY)) -o $(abspath $(ASAN_PY_TARGET))/wheels
+	$(ASAN_PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+		$(ASAN_PY_TARGET)/wheels/tether-*.whl
+	$(ASAN_PY_RUN) ASAN_OPTIONS=$(ASAN_PY_OPTIONS) \
+		$(ASAN_PY) -m pytest tests/python -q -p no:cacheprovider --ignore=tests/python/test_soak.py
+	$(ASAN_PY_RUN) ASAN_OPTIONS=$(ASAN_PY_OPTIONS):quarantine_size_mb=0:thread_local_quarantine_size_kb=0 \
+		$(ASAN_PY) -m pytest tests/python/test_soak.py -q -p no:cacheprovider
+
+# Short runs of the cargo-fuzz targets (fuzz/, a crate outside the workspace; ASan on, System
+# inner allocator). FUZZ_TIME=600 for the long runs recorded in docs/hardening.md.
+FUZZ_TIME ?= 30
+FUZZ_TARGETS := alloc_ops tie_ops
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_TIME) -print_final_stats=1 || exit 1; \
 	done
 
 ## make bench: criterion suites and the Python benchmark (with the scaling sweep), then the

@@ -183,6 +183,17 @@ mod mi {
     }
 
     impl MiMalloc {
+        /// Asks mimalloc to return the memory it keeps for reuse (freed pages not yet
+        /// purged) to the operating system: `mi_collect(force)`. Useful before measuring RSS.
+        ///
+        /// ```
+        /// tether_alloc::MiMalloc::collect(true);
+        /// ```
+        pub fn collect(force: bool) {
+            // SAFETY: mi_collect takes no pointers and may be called at any time.
+            unsafe { ffi::mi_collect(force) }
+        }
+
         /// Moves a block to a new layout, keeping the common prefix of its bytes.
         ///
         /// # Safety

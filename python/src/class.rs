@@ -41,9 +41,11 @@ impl FieldDef {
         let py = unsafe { Python::assume_attached() };
         match &self.access {
             FieldAccess::Inline(i) => {
-                // SAFETY: the GIL serializes every access to record fields from Python, and
-                // the reference is used only before any Python code can run.
-                let v = unsafe { tether_runtime::record_field_ref(obj, *i) };
+                // SAFETY: `obj` is an instance of the owner record type (caller), whose schema
+                // gave this slot index, so it is a record with more than `i` fields; the GIL
+                // serializes every access to record fields from Python, and the reference is
+                // used only before any Python code can run.
+                let v = unsafe { tether_runtime::record_field_ref_unchecked(obj, *i) };
                 to_py(py, v, true)
             }
             FieldAccess::Accessor { get, .. } => to_py(py, &get(obj), true),
@@ -70,8 +72,9 @@ impl FieldDef {
             .map_err(|e| annotate(py, e, &format!("field '{}'", self.name)))?;
         match &self.access {
             FieldAccess::Inline(i) => {
-                // SAFETY: GIL-serialized access (caller); the kind was checked above.
-                let old = unsafe { tether_runtime::record_field_replace(obj, *i, v) };
+                // SAFETY: as in `read`: a record with more than `i` fields, GIL-serialized
+                // access (caller); the kind was checked above.
+                let old = unsafe { tether_runtime::record_field_replace_unchecked(obj, *i, v) };
                 drop(old); // may run Python code (a released object); the new value is in place
                 Ok(())
             }
@@ -196,8 +199,23 @@ impl ClassInfo {
         self.build(py, slots)
     }
 
+    /// Checks that `obj` really is an instance of this class's native type (a wrapper's
+    /// `__class__` can be reassigned between tether classes; reading a field of the new class
+    /// from a record of the old one must never happen).
+    pub fn check_native(&self, obj: &ObjAny) -> PyResult<()> {
+        if obj.type_index() == self.type_index || obj.is_instance(self.type_index) {
+            Ok(())
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "this object's native type is not {}'s (was __class__ reassigned?)",
+                self.name
+            )))
+        }
+    }
+
     /// `{field: value}` for pickling and copying.
     pub fn state_dict<'py>(&self, py: Python<'py>, obj: &ObjAny) -> PyResult<Bound<'py, PyDict>> {
+        self.check_native(obj)?;
         let d = PyDict::new(py);
         for f in self.fields() {
             // SAFETY: GIL held; `obj` is an instance of this class (its wrapper's class).

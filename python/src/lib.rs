@@ -91,10 +91,21 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
-/// `tether.trim()`: returns fully free pool slabs to the allocator.
+/// `tether.trim()`: returns fully free wrapper-pool slabs to the allocator and (with mimalloc)
+/// asks mimalloc to return its retained free pages to the OS. Returns the pool bytes released.
 #[pyfunction]
-fn trim() {
-    pool::POOL.trim();
+fn trim() -> usize {
+    let released = pool::POOL.trim();
+    #[cfg(feature = "mimalloc")]
+    tether_alloc::MiMalloc::collect(true);
+    released
+}
+
+/// `_native._trim_pool()`: the cheap half of `trim`, run after full garbage collections (see
+/// `tether/__init__.py`) so that the pool's retention stays bounded in long-running processes.
+#[pyfunction]
+fn _trim_pool() -> usize {
+    pool::POOL.trim()
 }
 
 #[pymodule(gil_used = true)]
@@ -127,6 +138,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tying_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
+    m.add_function(wrap_pyfunction!(_trim_pool, m)?)?;
     let recon = wrap_pyfunction!(_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
     let _ = RECONSTRUCTOR.set(py, recon.into_any().unbind());

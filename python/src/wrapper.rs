@@ -358,6 +358,7 @@ unsafe extern "C" fn tp_repr(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
                     return Ok(format!("<{name} (moved)>"));
                 };
                 let info = class::info_of(ffi::Py_TYPE(o))?;
+                info.check_native(&obj)?;
                 let mut parts = Vec::new();
                 for f in info.fields() {
                     let v = Bound::from_owned_ptr_or_err(py, f.read(&obj)?)?;

@@ -55,3 +55,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def _trim_after_full_collection(phase, info):
+    # Parked and freed wrapper memory lives in a slab pool whose automatic retention bound is
+    # relative to its last trim; a trim after each full collection keeps it bounded absolutely.
+    if phase == "stop" and info.get("generation") == 2:
+        _native._trim_pool()
+
+
+import gc as _gc  # noqa: E402
+
+from . import _native  # noqa: E402
+
+_gc.callbacks.append(_trim_after_full_collection)

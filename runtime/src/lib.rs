@@ -72,7 +72,10 @@ pub use function::{
     ReturnPolicy,
 };
 pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, Object, WeakRef};
-pub use record::{record_field_ref, record_field_replace, record_get, record_set, Record};
+pub use record::{
+    record_field_ref, record_field_ref_unchecked, record_field_replace,
+    record_field_replace_unchecked, record_get, record_set, Record,
+};
 pub use tie::{
     bind, detach, lookup, park, park_or_release, revive, set_host, unbind_for_last_release,
     Finalized, TieHost, TieState,
@@ -89,12 +92,31 @@ pub use tether_alloc::{DefaultInner, Stats, StatsSnapshot};
 
 use tether_alloc::HeaderAlloc;
 
-/// The allocator of every runtime object: a counting [`HeaderAlloc`] on the default inner
-/// allocator (mimalloc with the `mimalloc` feature, `System` without), so every object has the
-/// tie header before it.
-pub static ALLOC: HeaderAlloc<DefaultInner, Stats> = HeaderAlloc::counting();
+/// The statistics sink of [`ALLOC`]: [`Stats`] with the `stats` feature (the default),
+/// [`NoStats`](tether_alloc::NoStats) without it.
+#[cfg(feature = "stats")]
+pub type AllocStats = Stats;
+/// The statistics sink of [`ALLOC`]: [`Stats`] with the `stats` feature (the default),
+/// [`NoStats`](tether_alloc::NoStats) without it.
+#[cfg(not(feature = "stats"))]
+pub type AllocStats = tether_alloc::NoStats;
 
-/// The allocation counters of [`ALLOC`] (blocks and bytes live, peak, totals).
+/// Whether [`alloc_stats`] counts (the `stats` feature).
+pub const STATS_ENABLED: bool = cfg!(feature = "stats");
+
+/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
+/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
+/// before it; counting with the `stats` feature.
+#[cfg(feature = "stats")]
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::counting();
+/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
+/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
+/// before it; counting with the `stats` feature.
+#[cfg(not(feature = "stats"))]
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::new();
+
+/// The allocation counters of [`ALLOC`] (blocks and bytes live, peak, totals); all zero when
+/// the `stats` feature is off ([`STATS_ENABLED`]).
 ///
 /// ```
 /// use tether_runtime::{alloc_stats, object_type, ObjRef};
@@ -102,8 +124,11 @@ pub static ALLOC: HeaderAlloc<DefaultInner, Stats> = HeaderAlloc::counting();
 /// object_type!(Blob, "doc.alloc_stats.Blob");
 /// let before = alloc_stats().total_allocs;
 /// drop(ObjRef::new(Blob([0; 40])));
-/// assert!(alloc_stats().total_allocs > before);
+/// assert!(alloc_stats().total_allocs > before || !tether_runtime::STATS_ENABLED);
 /// ```
 pub fn alloc_stats() -> StatsSnapshot {
-    ALLOC.stats()
+    #[cfg(feature = "stats")]
+    return ALLOC.stats();
+    #[cfg(not(feature = "stats"))]
+    return StatsSnapshot::default();
 }

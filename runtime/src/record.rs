@@ -277,6 +277,38 @@ pub unsafe fn record_field_replace(obj: &ObjAny, i: usize, value: Value) -> Valu
     core::mem::replace(unsafe { &mut *cell.get() }, value)
 }
 
+/// A reference to field `i` of the record `obj` with no check at all: the host's fast path,
+/// for hosts that have already established that `obj` is a record of a type with more than `i`
+/// fields (e.g. through the type index of the object and a schema they built the access from).
+///
+/// # Safety
+/// `obj` is a record object with more than `i` fields, and no write to this field may run
+/// concurrently with, or during, the returned borrow (see [`record_field_ref`]).
+///
+/// ```
+/// use tether_runtime::{record_field_ref_unchecked, register_record_type, FieldKind, FieldSpec, Record, Value};
+/// let t = register_record_type("doc.unchecked.P", None, vec![FieldSpec::new("x", FieldKind::Int)]).unwrap();
+/// let p = Record::new(t, vec![Value::Int(3)]).unwrap();
+/// // SAFETY: `p` is a record of type `t`, which has one field; nothing writes concurrently.
+/// assert_eq!(unsafe { record_field_ref_unchecked(&p, 0) }, &Value::Int(3));
+/// ```
+#[inline]
+pub unsafe fn record_field_ref_unchecked(obj: &ObjAny, i: usize) -> &Value {
+    // SAFETY: the caller guarantees a live record with `i < len` and no concurrent writer.
+    unsafe { &*slot(obj.as_ptr(), i).get() }
+}
+
+/// [`record_field_replace`] with no check at all (see [`record_field_ref_unchecked`]).
+///
+/// # Safety
+/// `obj` is a record object with more than `i` fields; no other access to this field runs
+/// concurrently; `value` is of the field's kind (the caller checked it).
+#[inline]
+pub unsafe fn record_field_replace_unchecked(obj: &ObjAny, i: usize, value: Value) -> Value {
+    // SAFETY: the caller guarantees a live record with `i < len` and exclusive access.
+    core::mem::replace(unsafe { &mut *slot(obj.as_ptr(), i).get() }, value)
+}
+
 /// The [`Deleter`](crate::Deleter) of record objects.
 ///
 /// # Safety

@@ -245,6 +245,10 @@ def test_class_assignment_between_tether_classes_is_checked():
     i.__class__ = Child
     with pytest.raises(TypeError, match="does not apply"):
         i.extra
+    with pytest.raises(TypeError, match="native type"):
+        repr(i)
+    with pytest.raises(TypeError, match="native type"):
+        i.__reduce__()
 
 
 def test_uninitialized_object_raises_cleanly():
