@@ -6,7 +6,7 @@
 //!    through [`free_wrapper_mem`] (the wrapper died without parking) or through
 //!    [`free_parked`] (the allocator's free funnel, when the native object dies while parked).
 //! 2. [`PARKED`] counts blocks currently in state (c); it is adjusted at park, revive and release.
-//! 3. [`GIL_CACHE`] is touched only with the GIL held: the GIL gives mutual exclusion and
+//! 3. `GIL_CACHE` is touched only with the GIL held: the GIL gives mutual exclusion and
 //!    orders successive holders, so one pool cache serves every Python thread without atomics.
 //!    The free funnel ([`free_parked`]) may run without the GIL and uses the pool's locked path.
 
