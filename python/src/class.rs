@@ -36,6 +36,7 @@ impl FieldDef {
     ///
     /// # Safety
     /// GIL held; `obj` is an instance of the field's owner type.
+    #[inline]
     pub unsafe fn read(&self, obj: &ObjAny) -> PyResult<*mut ffi::PyObject> {
         // SAFETY: the GIL is held (caller).
         let py = unsafe { Python::assume_attached() };

@@ -55,6 +55,7 @@ pub fn handle_to_object<'py>(py: Python<'py>, h: &HostHandle) -> PyResult<Bound<
 
 /// Converts a value to a new Python reference. `tied`: objects come back as their canonical
 /// wrapper (else as a fresh, unbound one).
+#[inline]
 pub fn to_py(py: Python<'_>, v: &Value, tied: bool) -> PyResult<*mut ffi::PyObject> {
     Ok(match v {
         Value::None => py.None().into_ptr(),

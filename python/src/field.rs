@@ -29,6 +29,7 @@ static DESCR_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut()
 ///
 /// # Safety
 /// GIL held; `o` is a live object.
+#[inline(always)]
 unsafe fn target(
     o: *mut ffi::PyObject,
     def: &FieldDef,

@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 ///
 /// # Safety
 /// The GIL must be held (true in every CPython slot).
+#[inline(always)]
 pub unsafe fn trap<R>(on_err: R, f: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
     // SAFETY: the caller holds the GIL.
     let py = unsafe { Python::assume_attached() };
