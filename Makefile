@@ -195,4 +195,4 @@ profile: $(PROFILE_STAMP) | profiles/out
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-profile .venv-asan profiles/out fuzz/target
