@@ -285,6 +285,15 @@ fn threads_balance() {
     // Warm up once: the first spawn and the first blocking receive on this thread initialize
     // process- and thread-wide state (e.g. the channel's cached per-thread context) that lives on.
     threads_workload();
+    // std's channels cache a per-thread waiting context the first time a thread *blocks* in
+    // `recv`; whether the warm-up blocked depends on timing, so block once on purpose.
+    let (tx, rx) = std::sync::mpsc::channel::<u8>();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tx.send(1).unwrap();
+    });
+    assert_eq!(rx.recv().unwrap(), 1);
+    sender.join().unwrap();
     let base = live_blocks();
     threads_workload();
     // A joined thread's last handles (std's `Thread`/packet `Arc`s) can be released a moment
