@@ -44,15 +44,8 @@ pub fn reconstructor(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 #[pyfunction]
 fn _reconstruct(py: Python<'_>, cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<Py<PyAny>> {
     let tp = cls.as_ptr().cast::<pyo3::ffi::PyTypeObject>();
-    // SAFETY: `tp` is a live type; GIL held; tether classes allocate through pool::tp_alloc.
-    unsafe {
-        class::check_instantiable(tp)?;
-        let w = pool::tp_alloc(tp, 0);
-        if w.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        Ok(Py::from_owned_ptr(py, w))
-    }
+    // SAFETY: `tp` is a live type and the GIL is held; the result is a new reference.
+    unsafe { Ok(Py::from_owned_ptr(py, wrapper::new_uninit(tp)?)) }
 }
 
 /// `tether.set_tying(on)`: with tying off, every access hands out a fresh, unbound wrapper (the

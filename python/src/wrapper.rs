@@ -114,15 +114,38 @@ pub unsafe fn type_name(tp: *mut ffi::PyTypeObject) -> String {
 /// # Safety
 /// GIL held; `cls` is a tether class.
 unsafe fn new_wrapper(cls: *mut ffi::PyTypeObject, obj: &ObjAny) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: tether classes use pool::tp_alloc; GIL held.
-    let w = unsafe { pool::tp_alloc(cls, 0) };
-    if w.is_null() {
-        // SAFETY: GIL held.
-        return Err(PyErr::fetch(unsafe { Python::assume_attached() }));
-    }
+    // SAFETY: forwarded (GIL held, a tether class).
+    let w = unsafe { alloc_instance(cls) }?;
     // SAFETY: `w` is a fresh wrapper; it takes its own strong reference (invariant 1).
     unsafe { (*w.cast::<Wrapper>()).rec = obj.clone().into_raw().as_ptr() };
     Ok(w)
+}
+
+/// A zeroed, uninitialized instance of tether class `cls` (null `rec`), as a new reference.
+///
+/// # Safety
+/// GIL held; `cls` is a tether class.
+unsafe fn alloc_instance(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: tether classes use pool::tp_alloc; GIL held.
+    let w = unsafe { pool::tp_alloc(cls, 0) };
+    if w.is_null() {
+        // SAFETY: GIL held (tp_alloc raised MemoryError).
+        return Err(PyErr::fetch(unsafe { Python::assume_attached() }));
+    }
+    Ok(w)
+}
+
+/// A new, uninitialized instance of `cls` for `tp_new` and the pickle reconstructor, after
+/// checking that `cls` may be instantiated (not abstract, not a native-only type).
+///
+/// # Safety
+/// GIL held; `cls` is a live type object.
+pub unsafe fn new_uninit(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: forwarded; `check_instantiable` succeeds only for tether classes.
+    unsafe {
+        class::check_instantiable(cls)?;
+        alloc_instance(cls)
+    }
 }
 
 /// The wrapper for `obj` as a new reference: the canonical one if `tied` and tying is on
@@ -300,16 +323,7 @@ unsafe extern "C" fn tp_new(
     _kw: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython slot: GIL held, `cls` a tether class (tp_new is only inherited by them).
-    unsafe {
-        trap(ptr::null_mut(), |_py| {
-            class::check_instantiable(cls)?;
-            let w = pool::tp_alloc(cls, 0);
-            if w.is_null() {
-                return Err(PyErr::fetch(_py));
-            }
-            Ok(w)
-        })
-    }
+    unsafe { trap(ptr::null_mut(), |_py| new_uninit(cls)) }
 }
 
 /// `tp_init`: builds the native record from the arguments.
