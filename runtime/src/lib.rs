@@ -72,10 +72,7 @@ pub use function::{
     ReturnPolicy,
 };
 pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, Object, WeakRef};
-pub use record::{
-    record_field_ref, record_field_ref_unchecked, record_field_replace,
-    record_field_replace_unchecked, record_get, record_set, Record,
-};
+pub use record::{record_get, record_load_unchecked, record_replace_unchecked, record_set, Record};
 pub use tie::{
     bind, detach, lookup, park, park_or_release, revive, set_host, unbind_for_last_release,
     Finalized, TieHost, TieState,

@@ -13,8 +13,13 @@
 //!    initialized before the object is handed out.
 //! 2. Its `ObjHeader`'s type index is a [`TypeKind::Record`] type, and its deleter is
 //!    [`record_deleter`]: record type indices are never given to other layouts.
-//! 3. Slots are read and written under the record's lock (`record_get`, `record_set`), except
-//!    through the `unsafe` unsynchronized accessors, whose callers serialize access themselves.
+//! 3. **The record rule.** Every read and write of a slot holds the record's lock, from every
+//!    thread and every host (there is no unlocked accessor). Under the lock only native work
+//!    happens: a read clones the value (atomic increments: objects, strings, functions, host
+//!    handles, none of which calls the host), a write swaps it. No host code runs and no value
+//!    is dropped while the lock is held: the old value of a write is dropped after the lock is
+//!    released, by the caller. So a host holding its own lock (the GIL) may take a record lock,
+//!    and a thread holding a record lock never waits for the host's lock: no deadlock.
 //! 4. Every slot holds a value that passed its field's kind check.
 
 use crate::error::Error;
@@ -36,7 +41,13 @@ struct RecordHead {
     len: usize,
 }
 
-/// The layout of a record with `len` fields and the offset of slot 0.
+/// The offset of slot 0 from the object: independent of the number of fields.
+const SLOT0: usize = {
+    let align = core::mem::align_of::<UnsafeCell<Value>>();
+    (core::mem::size_of::<RecordHead>() + align - 1) & !(align - 1)
+};
+
+/// The layout of a record with `len` fields and the offset of slot 0 (which is [`SLOT0`]).
 fn record_layout(len: usize) -> Result<(Layout, usize), Error> {
     let slots = Layout::array::<UnsafeCell<Value>>(len).map_err(|_| Error::Alloc)?;
     let (layout, offset) = Layout::new::<RecordHead>()
@@ -102,6 +113,7 @@ impl Record {
             );
         }
         let (layout, offset) = record_layout(n)?;
+        debug_assert_eq!(offset, SLOT0);
         let block = ALLOC.allocate(layout)?.cast::<u8>();
         // SAFETY: `block` is fresh, valid and aligned for `layout`: RecordHead at 0, `n` slots at
         // `offset` (invariant 1). Ownership of each value moves into its slot.
@@ -116,6 +128,7 @@ impl Record {
                 first.add(i).write(UnsafeCell::new(v));
             }
         }
+        info.count_live(true);
         // SAFETY: a fully built object with one strong count, which the handle takes.
         Ok(unsafe { ObjAny::from_raw(block.cast()) })
     }
@@ -175,13 +188,13 @@ unsafe fn head(obj: &ObjAny) -> &RecordHead {
 /// # Safety
 /// `p` is a live record object and `i < len`.
 unsafe fn slot<'a>(p: NonNull<ObjHeader>, i: usize) -> &'a UnsafeCell<Value> {
-    // SAFETY: invariant 1: the layout of `len` slots; `i < len` by the caller.
+    // SAFETY: as below: a live record's head.
+    debug_assert!(i < unsafe { (*p.as_ptr().cast::<RecordHead>()).len });
+    // SAFETY: invariant 1: the layout of `len` slots, slot 0 at SLOT0; `i < len` by the caller.
     unsafe {
-        let len = (*p.as_ptr().cast::<RecordHead>()).len;
-        let (_, offset) = record_layout(len).unwrap_unchecked();
         &*p.as_ptr()
             .cast::<u8>()
-            .add(offset)
+            .add(SLOT0)
             .cast::<UnsafeCell<Value>>()
             .add(i)
     }
@@ -248,65 +261,45 @@ pub fn record_set(obj: &ObjAny, i: usize, value: Value) -> Result<(), Error> {
     Ok(())
 }
 
-/// A reference to field `i` of the record `obj`, without locking.
-///
-/// # Safety
-/// No write to this field ([`record_set`], [`record_field_replace`]) may run concurrently
-/// with, or during, the returned borrow (a host serializes access, e.g. with the GIL).
-///
-/// # Panics
-/// If `obj` is not a record or `i` is out of range.
-pub unsafe fn record_field_ref(obj: &ObjAny, i: usize) -> &Value {
-    let (_, _, cell) = checked_slot(obj, i).unwrap_or_else(|e| panic!("record_field_ref: {e}"));
-    // SAFETY: the caller guarantees no concurrent writer for the borrow's duration.
-    unsafe { &*cell.get() }
-}
-
-/// Replaces field `i` of the record `obj` without locking and without a kind or frozen check;
-/// returns the old value.
-///
-/// # Safety
-/// No other access to this field may run concurrently (see [`record_field_ref`]); the caller
-/// checks the kind first ([`FieldKind::check`](crate::FieldKind::check)) to keep invariant 4.
-///
-/// # Panics
-/// If `obj` is not a record or `i` is out of range.
-pub unsafe fn record_field_replace(obj: &ObjAny, i: usize, value: Value) -> Value {
-    let (_, _, cell) = checked_slot(obj, i).unwrap_or_else(|e| panic!("record_field_replace: {e}"));
-    // SAFETY: the caller guarantees exclusive access to the slot.
-    core::mem::replace(unsafe { &mut *cell.get() }, value)
-}
-
-/// A reference to field `i` of the record `obj` with no check at all: the host's fast path,
+/// A copy of field `i` of the record `obj` with no type or index check: the host's fast path,
 /// for hosts that have already established that `obj` is a record of a type with more than `i`
-/// fields (e.g. through the type index of the object and a schema they built the access from).
+/// fields (e.g. through the object's type index and a schema they built the access from).
+/// Like [`record_get`] it copies under the record's lock (the record rule, invariant 3).
 ///
 /// # Safety
-/// `obj` is a record object with more than `i` fields, and no write to this field may run
-/// concurrently with, or during, the returned borrow (see [`record_field_ref`]).
+/// `obj` is a record object with more than `i` fields.
 ///
 /// ```
-/// use tether_runtime::{record_field_ref_unchecked, register_record_type, FieldKind, FieldSpec, Record, Value};
+/// use tether_runtime::{record_load_unchecked, register_record_type, FieldKind, FieldSpec, Record, Value};
 /// let t = register_record_type("doc.unchecked.P", None, vec![FieldSpec::new("x", FieldKind::Int)]).unwrap();
 /// let p = Record::new(t, vec![Value::Int(3)]).unwrap();
-/// // SAFETY: `p` is a record of type `t`, which has one field; nothing writes concurrently.
-/// assert_eq!(unsafe { record_field_ref_unchecked(&p, 0) }, &Value::Int(3));
+/// // SAFETY: `p` is a record of type `t`, which has one field.
+/// assert_eq!(unsafe { record_load_unchecked(&p, 0) }, Value::Int(3));
 /// ```
 #[inline]
-pub unsafe fn record_field_ref_unchecked(obj: &ObjAny, i: usize) -> &Value {
-    // SAFETY: the caller guarantees a live record with `i < len` and no concurrent writer.
-    unsafe { &*slot(obj.as_ptr(), i).get() }
+pub unsafe fn record_load_unchecked(obj: &ObjAny, i: usize) -> Value {
+    // SAFETY: the caller guarantees a live record (invariant 2 gives its head) with `i < len`.
+    let (h, cell) = unsafe { (head(obj), slot(obj.as_ptr(), i)) };
+    let _g = guard(h);
+    // SAFETY: invariant 3: the lock serializes slot access; the clone runs no host code.
+    unsafe { (*cell.get()).clone() }
 }
 
-/// [`record_field_replace`] with no check at all (see [`record_field_ref_unchecked`]).
+/// Replaces field `i` of the record `obj` with `value` under the record's lock, with no type,
+/// index, kind or frozen check, and returns the old value, which the caller drops (outside any
+/// lock of its own: the drop may run host code).
 ///
 /// # Safety
-/// `obj` is a record object with more than `i` fields; no other access to this field runs
-/// concurrently; `value` is of the field's kind (the caller checked it).
+/// `obj` is a record object with more than `i` fields, and `value` is of the field's kind (the
+/// caller checked it, keeping invariant 4).
 #[inline]
-pub unsafe fn record_field_replace_unchecked(obj: &ObjAny, i: usize, value: Value) -> Value {
-    // SAFETY: the caller guarantees a live record with `i < len` and exclusive access.
-    core::mem::replace(unsafe { &mut *slot(obj.as_ptr(), i).get() }, value)
+pub unsafe fn record_replace_unchecked(obj: &ObjAny, i: usize, mut value: Value) -> Value {
+    // SAFETY: the caller guarantees a live record with `i < len`.
+    let (h, cell) = unsafe { (head(obj), slot(obj.as_ptr(), i)) };
+    let _g = guard(h);
+    // SAFETY: invariant 3: the lock serializes slot access.
+    core::mem::swap(unsafe { &mut *cell.get() }, &mut value);
+    value
 }
 
 /// The [`Deleter`](crate::Deleter) of record objects.
@@ -318,6 +311,11 @@ unsafe fn record_deleter(p: NonNull<ObjHeader>, kind: DeleteKind) {
     let len = unsafe { (*p.as_ptr().cast::<RecordHead>()).len };
     match kind {
         DeleteKind::DropValue => {
+            // SAFETY: the header is alive until FreeBlock; invariant 2: a record type.
+            let index = unsafe { (*p.as_ptr()).type_index() };
+            if let Some(info) = type_info(index) {
+                info.count_live(false);
+            }
             for i in 0..len {
                 // SAFETY: strong count 0: nobody else can reach the slots; each dropped once.
                 unsafe { ptr::drop_in_place(slot(p, i).get()) };

@@ -21,7 +21,7 @@ use crate::value::Value;
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// A [`FieldKind::Object`] index that accepts any object.
@@ -257,9 +257,30 @@ pub struct TypeInfo {
     /// Whether writes are refused (records declared frozen).
     pub frozen: bool,
     host_data: AtomicPtr<c_void>,
+    /// Live objects of a record type (see [`TypeInfo::live_objects`]).
+    live: AtomicUsize,
 }
 
 impl TypeInfo {
+    /// How many objects of this record type are alive (built and not yet destroyed); always 0
+    /// for Rust types, which are not counted. A host uses it to keep its class for the type
+    /// alive while objects of the type exist (they may be wrapped again later).
+    ///
+    /// The count is a snapshot: another thread may build or destroy an object right after.
+    pub fn live_objects(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Counts an object of this record type in (`true`) or out (`false`).
+    pub(crate) fn count_live(&self, born: bool) {
+        // Relaxed: a statistic for hosts, read as a snapshot; it orders nothing.
+        if born {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// What the host attached ([`set_host_data`](Self::set_host_data)), or null.
     pub fn host_data(&self) -> *mut c_void {
         // Acquire: pairs with the Release in set_host_data, so whatever the pointer refers to
@@ -420,6 +441,7 @@ pub fn register_rust_type(name: &str, parent: Option<u32>, fields: Vec<FieldInfo
         kind: TypeKind::Rust,
         frozen: false,
         host_data: AtomicPtr::new(ptr::null_mut()),
+        live: AtomicUsize::new(0),
     };
     match publish(&mut reg, info) {
         Ok(i) => i,
@@ -529,6 +551,7 @@ pub fn register_record_type_with(
             kind: TypeKind::Record,
             frozen: options.frozen,
             host_data: AtomicPtr::new(ptr::null_mut()),
+            live: AtomicUsize::new(0),
         },
     )
 }

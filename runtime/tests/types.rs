@@ -8,11 +8,12 @@ use core::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tether_runtime::{
-    field, field_get, field_set, get_global, list_globals, object_type, record_field_ref,
-    record_field_replace, record_get, record_set, register_global, register_global_override,
-    register_record_type, register_record_type_with, remove_global, type_index_of, type_info,
-    Error, FieldAccess, FieldKind, FieldSpec, Function, HostHandle, HostVTable, ObjAny, ObjRef,
-    Object, Record, RecordOptions, ReturnPolicy, TypeKind, Value, ANY_OBJECT,
+    field, field_get, field_set, get_global, list_globals, object_type, record_get,
+    record_load_unchecked, record_replace_unchecked, record_set, register_global,
+    register_global_override, register_record_type, register_record_type_with, remove_global,
+    type_index_of, type_info, Error, FieldAccess, FieldKind, FieldSpec, Function, HostHandle,
+    HostVTable, ObjAny, ObjRef, Object, Record, RecordOptions, ReturnPolicy, TypeKind, Value,
+    ANY_OBJECT,
 };
 
 // ---------------------------------------------------------------- Rust types
@@ -369,18 +370,25 @@ fn frozen_records_refuse_writes() {
 }
 
 #[test]
-fn unsynchronized_record_access() {
+fn unchecked_record_access_is_locked_and_counted() {
     let _s = serial();
     let _leak = LeakCheck::new();
     let t = point_type();
+    let before = tether_runtime::type_info(t).unwrap().live_objects();
     let p = Record::new(t, vec![Value::Float(1.0)]).unwrap();
-    // SAFETY: this test is the only user of `p`.
+    assert_eq!(
+        tether_runtime::type_info(t).unwrap().live_objects(),
+        before + 1
+    );
+    // SAFETY: `p` is a record of `t`, which has a field 0 of kind float.
     unsafe {
-        assert_eq!(record_field_ref(&p, 0), &Value::Float(1.0));
-        let old = record_field_replace(&p, 0, Value::Float(5.0));
+        assert_eq!(record_load_unchecked(&p, 0), Value::Float(1.0));
+        let old = record_replace_unchecked(&p, 0, Value::Float(5.0));
         assert_eq!(old, Value::Float(1.0));
-        assert_eq!(record_field_ref(&p, 0), &Value::Float(5.0));
+        assert_eq!(record_load_unchecked(&p, 0), Value::Float(5.0));
     }
+    drop(p);
+    assert_eq!(tether_runtime::type_info(t).unwrap().live_objects(), before);
 }
 
 #[test]
@@ -458,41 +466,33 @@ fn functions_are_values() {
     assert_eq!(f.policy(), ReturnPolicy::Fresh);
 }
 
-static HOST_REFS: AtomicUsize = AtomicUsize::new(0);
-unsafe fn host_inc(_: NonNull<c_void>) {
-    HOST_REFS.fetch_add(1, Ordering::SeqCst);
+static HOST_RELEASES: AtomicUsize = AtomicUsize::new(0);
+unsafe fn host_release(_: NonNull<c_void>) {
+    HOST_RELEASES.fetch_add(1, Ordering::SeqCst);
 }
-unsafe fn host_dec(_: NonNull<c_void>) {
-    HOST_REFS.fetch_sub(1, Ordering::SeqCst);
-}
-static HOST_VT: HostVTable = HostVTable {
-    clone: host_inc,
-    drop: host_dec,
-};
+static HOST_VT: HostVTable = HostVTable { drop: host_release };
 
 #[test]
-fn host_handles_count_through_the_vtable() {
+fn host_handles_share_one_host_reference() {
     let _s = serial();
     static mut PYOBJ: u64 = 0;
     let p = NonNull::new(&raw mut PYOBJ).unwrap().cast::<c_void>();
-    HOST_REFS.store(1, Ordering::SeqCst);
+    HOST_RELEASES.store(0, Ordering::SeqCst);
     // SAFETY: a static address, a thread-safe vtable, one reference handed over.
     let h = unsafe { HostHandle::from_raw(p, &HOST_VT) };
     let v = Value::Opaque(h);
     let copies: Vec<Value> = (0..3).map(|_| v.clone()).collect();
-    assert_eq!(HOST_REFS.load(Ordering::SeqCst), 4);
+    assert_eq!(v.as_opaque().unwrap().share_count(), 4);
     assert_eq!(v.as_opaque().unwrap().as_ptr(), p);
     assert_eq!(copies[0], v, "host handles compare by identity");
     let err = Error::Host(v.as_opaque().unwrap().clone());
     assert_eq!(err.to_string(), "host error");
-    drop((copies, err));
-    let raw = HostHandle::try_from(v).unwrap().into_raw();
-    assert_eq!(raw, p);
-    assert_eq!(
-        HOST_REFS.load(Ordering::SeqCst),
-        1,
-        "into_raw keeps the last reference"
-    );
+    // Clones on another thread never call the host; only the last drop does, once.
+    let t = std::thread::spawn(move || drop((copies, err)));
+    t.join().unwrap();
+    assert_eq!(HOST_RELEASES.load(Ordering::SeqCst), 0);
+    drop(v);
+    assert_eq!(HOST_RELEASES.load(Ordering::SeqCst), 1);
 }
 
 // ---------------------------------------------------------------- functions
