@@ -1,21 +1,32 @@
-//! Class information: what a tether class's fields are and how to build its native records.
+//! Class information: what a tether class's fields are, how to build its native records, and
+//! which class the runtime hands out for a type index.
 //!
 //! Every tether class (instance of the metaclass, see [`crate::meta`]) carries a pointer to a
 //! leaked, immutable [`ClassInfo`] in the metaclass's extra slot. Field definitions are leaked
 //! too (`&'static`), so descriptors and subclasses can point at them without reference counts.
-//! Classes are registered with the runtime (type index -> class) and live for the process.
+//!
+//! Classes are ordinary mortal objects. The runtime's type registry holds a *borrowed* pointer
+//! to each class ([`register_class`]), cleared when the class dies ([`unregister_class`]). While
+//! native objects of a record type are alive, its class is kept alive for them by one strong
+//! reference ([`hold_class`]), given back by [`release_idle_classes`] (after full collections
+//! and at exit) once the type has no live objects: a class with no instances and no Python
+//! references is then collected like any other, and with it whatever its methods' globals hold.
 
-use crate::convert::{from_py_kind, to_py};
+use crate::convert::{from_py_kind, Moves};
 use crate::errors::to_pyerr;
-use crate::meta;
-use pyo3::exceptions::{PyAttributeError, PyTypeError};
+use crate::native::{load_field, Slot};
+use crate::pytypes::type_name;
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Mutex;
 use tether_runtime::types::{type_info, FieldAccess, FieldKind};
 use tether_runtime::{ObjAny, Record, Value};
 
 /// One field of a tether class.
+#[derive(Debug)]
 pub struct FieldDef {
     /// The attribute name.
     pub name: String,
@@ -27,66 +38,31 @@ pub struct FieldDef {
     pub access: FieldAccess,
     /// The class (runtime type index) that declared the field.
     pub owner: u32,
-    /// Whether the declaring class is frozen.
+    /// Whether the declaring type is frozen (from the runtime's registry entry).
     pub frozen: bool,
 }
 
 impl FieldDef {
-    /// Reads the field of `obj` as a new Python reference (objects as their canonical wrapper).
-    ///
-    /// # Safety
-    /// GIL held; `obj` is an instance of the field's owner type.
+    /// What [`crate::native`]'s field accessors check.
     #[inline]
-    pub unsafe fn read(&self, obj: &ObjAny) -> PyResult<*mut ffi::PyObject> {
-        // SAFETY: the GIL is held (caller).
-        let py = unsafe { Python::assume_attached() };
-        match &self.access {
-            FieldAccess::Inline(i) => {
-                // SAFETY: `obj` is an instance of the owner record type (caller), whose schema
-                // gave this slot index, so it is a record with more than `i` fields; the GIL
-                // serializes every access to record fields from Python, and the reference is
-                // used only before any Python code can run.
-                let v = unsafe { tether_runtime::record_field_ref_unchecked(obj, *i) };
-                to_py(py, v, true)
-            }
-            FieldAccess::Accessor { get, .. } => to_py(py, &get(obj), true),
+    pub fn slot(&self) -> Slot<'_> {
+        Slot {
+            owner: self.owner,
+            access: &self.access,
+            name: &self.name,
         }
     }
 
-    /// Writes `value` into the field of `obj`, checking its kind; on error nothing changes.
-    ///
-    /// # Safety
-    /// GIL held; `obj` is an instance of the field's owner type.
-    pub unsafe fn write(
+    /// Converts `value` for this field (tokens peeked into `moves`); a `TypeError` names the
+    /// field. May run Python code.
+    pub fn convert<'py>(
         &self,
-        py: Python<'_>,
-        obj: &ObjAny,
-        value: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        if self.frozen {
-            return Err(crate::errors::FrozenInstanceError::new_err(format!(
-                "cannot assign to field '{}' of a frozen class",
-                self.name
-            )));
-        }
-        let v = from_py_kind(value, &self.kind)
-            .map_err(|e| annotate(py, e, &format!("field '{}'", self.name)))?;
-        match &self.access {
-            FieldAccess::Inline(i) => {
-                // SAFETY: as in `read`: a record with more than `i` fields, GIL-serialized
-                // access (caller); the kind was checked above.
-                let old = unsafe { tether_runtime::record_field_replace_unchecked(obj, *i, v) };
-                drop(old); // may run Python code (a released object); the new value is in place
-                Ok(())
-            }
-            FieldAccess::Accessor { set: Some(set), .. } => {
-                set(obj, v).map_err(|e| to_pyerr(py, e))
-            }
-            FieldAccess::Accessor { set: None, .. } => Err(PyAttributeError::new_err(format!(
-                "field '{}' is read-only",
-                self.name
-            ))),
-        }
+        value: &Bound<'py, PyAny>,
+        moves: &mut Moves<'py>,
+        what: &str,
+    ) -> PyResult<Value> {
+        from_py_kind(value, &self.kind, moves)
+            .map_err(|e| annotate(value.py(), e, &format!("{what}field '{}'", self.name)))
     }
 }
 
@@ -100,6 +76,7 @@ pub fn annotate(py: Python<'_>, e: PyErr, what: &str) -> PyErr {
 }
 
 /// Everything tether knows about one class.
+#[derive(Debug)]
 pub struct ClassInfo {
     /// The runtime type index of its native records.
     pub type_index: u32,
@@ -111,6 +88,15 @@ pub struct ClassInfo {
     pub constructible: bool,
     /// The class name, for messages.
     pub name: String,
+    /// Whether [`hold_class`] holds a reference to the class for its native objects.
+    pub held: AtomicBool,
+}
+
+/// Where constructor-like arguments come from, for the messages.
+#[derive(Clone, Copy)]
+enum Source {
+    Call,
+    State,
 }
 
 impl ClassInfo {
@@ -123,7 +109,66 @@ impl ClassInfo {
         self.fields.iter().position(|f| f.name == name)
     }
 
-    fn build(&self, py: Python<'_>, slots: Vec<Option<Value>>) -> PyResult<ObjAny> {
+    fn check_constructible(&self) -> PyResult<()> {
+        if self.constructible {
+            Ok(())
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "{} is a native type and cannot be constructed from Python",
+                self.name
+            )))
+        }
+    }
+
+    /// The one slot-filling loop of construction and unpickling: positional values in field
+    /// order, then named ones; defaults for the rest; then the record. Tokens are peeked into
+    /// `moves`; the caller commits them once nothing else can fail.
+    fn build<'py>(
+        &self,
+        py: Python<'py>,
+        positional: &[Bound<'py, PyAny>],
+        named: Option<&Bound<'py, PyDict>>,
+        moves: &mut Moves<'py>,
+        source: Source,
+    ) -> PyResult<ObjAny> {
+        self.check_constructible()?;
+        let what = match source {
+            Source::Call => format!("{}() ", self.name),
+            Source::State => format!("cannot restore {} ", self.name),
+        };
+        if positional.len() > self.fields.len() {
+            return Err(PyTypeError::new_err(format!(
+                "{}() takes at most {} positional argument(s) ({} given)",
+                self.name,
+                self.fields.len(),
+                positional.len()
+            )));
+        }
+        let mut slots: Vec<Option<Value>> = (0..self.fields.len()).map(|_| None).collect();
+        for (i, a) in positional.iter().enumerate() {
+            slots[i] = Some(self.fields[i].convert(a, moves, &what)?);
+        }
+        for (k, v) in named.into_iter().flat_map(|d| d.iter()) {
+            let k = k.cast_into::<PyString>()?;
+            let k = k.to_str()?;
+            let i = self.field_index(k).ok_or_else(|| match source {
+                Source::Call => {
+                    PyTypeError::new_err(format!("{}() got an unexpected field '{k}'", self.name))
+                }
+                Source::State => PyTypeError::new_err(format!(
+                    "cannot restore {}: the data has a field '{k}' the class does not declare \
+                     (was the class changed since it was pickled?)",
+                    self.name
+                )),
+            })?;
+            if slots[i].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{}() got multiple values for field '{k}'",
+                    self.name
+                )));
+            }
+            slots[i] = Some(self.fields[i].convert(&v, moves, &what)?);
+        }
         let mut values = Vec::with_capacity(slots.len());
         let mut missing = Vec::new();
         for (f, v) in self.fields.iter().zip(slots) {
@@ -142,62 +187,27 @@ impl ClassInfo {
         Record::new(self.type_index, values).map_err(|e| to_pyerr(py, e))
     }
 
-    fn check_constructible(&self) -> PyResult<()> {
-        if self.constructible {
-            Ok(())
-        } else {
-            Err(PyTypeError::new_err(format!(
-                "{} is a native type and cannot be constructed from Python",
-                self.name
-            )))
-        }
+    /// A native record from constructor arguments (positional in field order, or keywords).
+    pub fn construct<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kw: Option<&Bound<'py, PyDict>>,
+        moves: &mut Moves<'py>,
+    ) -> PyResult<ObjAny> {
+        let positional: Vec<_> = args.iter().collect();
+        self.build(py, &positional, kw, moves, Source::Call)
     }
 
-    /// A native record from constructor arguments (positional in field order, or keywords).
-    pub fn construct(
+    /// A native record from a pickled state dict: every field must be present or defaulted and
+    /// no unknown field may appear (the class may have changed since pickling).
+    pub fn from_state<'py>(
         &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kw: Option<&Bound<'_, PyDict>>,
+        py: Python<'py>,
+        state: &Bound<'py, PyDict>,
+        moves: &mut Moves<'py>,
     ) -> PyResult<ObjAny> {
-        self.check_constructible()?;
-        if args.len() > self.fields.len() {
-            return Err(PyTypeError::new_err(format!(
-                "{}() takes at most {} positional argument(s) ({} given)",
-                self.name,
-                self.fields.len(),
-                args.len()
-            )));
-        }
-        let mut slots: Vec<Option<Value>> = (0..self.fields.len()).map(|_| None).collect();
-        for (i, a) in args.iter().enumerate() {
-            let f = self.fields[i];
-            slots[i] =
-                Some(from_py_kind(&a, &f.kind).map_err(|e| {
-                    annotate(py, e, &format!("{}() field '{}'", self.name, f.name))
-                })?);
-        }
-        if let Some(kw) = kw {
-            for (k, v) in kw.iter() {
-                let k = k.cast_into::<PyString>()?;
-                let k = k.to_str()?;
-                let i = self.field_index(k).ok_or_else(|| {
-                    PyTypeError::new_err(format!("{}() got an unexpected field '{k}'", self.name))
-                })?;
-                if slots[i].is_some() {
-                    return Err(PyTypeError::new_err(format!(
-                        "{}() got multiple values for field '{k}'",
-                        self.name
-                    )));
-                }
-                let f = self.fields[i];
-                slots[i] = Some(
-                    from_py_kind(&v, &f.kind)
-                        .map_err(|e| annotate(py, e, &format!("{}() field '{k}'", self.name)))?,
-                );
-            }
-        }
-        self.build(py, slots)
+        self.build(py, &[], Some(state), moves, Source::State)
     }
 
     /// Checks that `obj` really is an instance of this class's native type (a wrapper's
@@ -214,39 +224,18 @@ impl ClassInfo {
         }
     }
 
-    /// `{field: value}` for pickling and copying.
+    /// `{field: value}` for pickling and copying, from a counted handle (building the dict
+    /// runs Python code).
     pub fn state_dict<'py>(&self, py: Python<'py>, obj: &ObjAny) -> PyResult<Bound<'py, PyDict>> {
         self.check_native(obj)?;
         let d = PyDict::new(py);
         for f in self.fields() {
-            // SAFETY: GIL held; `obj` is an instance of this class (its wrapper's class).
-            let v = unsafe { Bound::from_owned_ptr_or_err(py, f.read(obj)?)? };
-            d.set_item(&f.name, v)?;
+            let v = load_field(obj, f.slot())?;
+            let v = crate::convert::to_py(py, &v, true)?;
+            // SAFETY: `to_py` returns a new reference.
+            d.set_item(&f.name, unsafe { Bound::from_owned_ptr(py, v) })?;
         }
         Ok(d)
-    }
-
-    /// A native record from a pickled state dict: every field must be present or defaulted and
-    /// no unknown field may appear (the class may have changed since pickling).
-    pub fn from_state(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<ObjAny> {
-        self.check_constructible()?;
-        let mut slots: Vec<Option<Value>> = (0..self.fields.len()).map(|_| None).collect();
-        for (k, v) in state.iter() {
-            let k = k.cast_into::<PyString>()?;
-            let k = k.to_str()?;
-            let i = self.field_index(k).ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "cannot restore {}: the data has a field '{k}' the class does not declare \
-                     (was the class changed since it was pickled?)",
-                    self.name
-                ))
-            })?;
-            let f = self.fields[i];
-            slots[i] = Some(from_py_kind(&v, &f.kind).map_err(|e| {
-                annotate(py, e, &format!("cannot restore {} field '{k}'", self.name))
-            })?);
-        }
-        self.build(py, slots)
     }
 }
 
@@ -256,7 +245,7 @@ impl ClassInfo {
 /// `tp` is a live type object; GIL held.
 pub unsafe fn info_of(tp: *mut ffi::PyTypeObject) -> PyResult<&'static ClassInfo> {
     // SAFETY: forwarded.
-    unsafe { meta::class_info(tp) }
+    unsafe { crate::meta::class_info(tp) }
         .ok_or_else(|| PyTypeError::new_err("not a tether class (tether.Object subclass)"))
 }
 
@@ -269,7 +258,7 @@ pub unsafe fn check_instantiable(cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     let flags = unsafe { (*cls).tp_flags };
     if flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
         // SAFETY: `cls` is live.
-        let name = unsafe { crate::wrapper::type_name(cls) };
+        let name = unsafe { type_name(cls) };
         return Err(PyTypeError::new_err(format!(
             "Can't instantiate abstract class {name}"
         )));
@@ -278,34 +267,94 @@ pub unsafe fn check_instantiable(cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     unsafe { info_of(cls) }?.check_constructible()
 }
 
-/// The class registered for runtime type `type_index` (borrowed; classes are immortal).
+/// The class registered for runtime type `type_index` (borrowed: use it before any Python code
+/// can run, or take a reference).
 pub fn class_for(type_index: u32) -> PyResult<*mut ffi::PyTypeObject> {
     let info = type_info(type_index)
         .ok_or_else(|| PyTypeError::new_err(format!("unknown native type index {type_index}")))?;
     let cls = info.host_data();
     if cls.is_null() {
         return Err(PyTypeError::new_err(format!(
-            "native type '{}' has no Python class",
+            "native type '{}' has no Python class (it was never declared, or it was collected)",
             info.name
         )));
     }
     Ok(cls.cast())
 }
 
-/// Records `cls` as the class of runtime type `type_index`, keeping it alive for the process.
+/// Records `cls` as the class of runtime type `type_index` (a borrowed pointer, cleared by
+/// [`unregister_class`]). A type's class is set once: a second class for the same type index
+/// is refused.
 ///
 /// # Safety
 /// `cls` is a live tether class; GIL held.
 pub unsafe fn register_class(type_index: u32, cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     let info = type_info(type_index)
         .ok_or_else(|| PyTypeError::new_err(format!("unknown native type index {type_index}")))?;
-    // SAFETY: the registry's reference keeps the class alive for the process.
-    unsafe { ffi::Py_INCREF(cls.cast()) };
-    let old = info.host_data();
-    info.set_host_data(cls.cast());
-    if !old.is_null() {
-        // SAFETY: the previous class had the registry's reference, released here.
-        unsafe { ffi::Py_DECREF(old.cast()) };
+    let now = info.init_host_data(cls.cast());
+    if now != cls.cast() {
+        return Err(PyTypeError::new_err(format!(
+            "native type '{}' already has a Python class",
+            info.name
+        )));
     }
     Ok(())
+}
+
+/// Forgets `cls` as its type's class (from the class's dealloc).
+pub fn unregister_class(type_index: u32, cls: *mut ffi::PyTypeObject) {
+    if let Some(info) = type_info(type_index) {
+        if info.host_data() == cls.cast() {
+            info.set_host_data(core::ptr::null_mut());
+        }
+    }
+}
+
+/// Classes held for their native objects, each with one strong reference (GIL-serialized; the
+/// mutex only makes the static shareable and is never held across Python code).
+static HELD: Mutex<Vec<(u32, usize)>> = Mutex::new(Vec::new());
+
+/// Keeps `cls` alive while native objects of its type exist (called when an object of the
+/// class is built or wrapped). Cheap when already held: one load.
+///
+/// # Safety
+/// `cls` is a live tether class whose info is `info`; GIL held.
+#[inline]
+pub unsafe fn hold_class(info: &ClassInfo, cls: *mut ffi::PyTypeObject) {
+    if !info.constructible || info.held.load(Relaxed) {
+        return; // native-only types' classes live in the module that created them
+    }
+    info.held.store(true, Relaxed);
+    // SAFETY: `cls` is live (caller); this reference is HELD's, released in
+    // `release_idle_classes`.
+    unsafe { ffi::Py_INCREF(cls.cast()) };
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((info.type_index, cls as usize));
+}
+
+/// Gives back the references of held classes whose types have no live native objects; returns
+/// how many were released. A released class whose objects reappear (built natively) is held
+/// again when one is wrapped.
+pub fn release_idle_classes(py: Python<'_>) -> usize {
+    let idle: Vec<(u32, usize)> = {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        let (idle, busy) = held
+            .drain(..)
+            .partition(|(t, _)| type_info(*t).is_none_or(|i| i.live_objects() == 0));
+        *held = busy;
+        idle
+    };
+    for &(_, cls) in &idle {
+        let cls = cls as *mut ffi::PyTypeObject;
+        // SAFETY: HELD's reference keeps `cls` alive until released below; GIL held (`py`).
+        unsafe {
+            if let Ok(info) = info_of(cls) {
+                info.held.store(false, Relaxed);
+            }
+            ffi::Py_DECREF(cls.cast());
+        }
+    }
+    let _ = py;
+    idle.len()
 }

@@ -7,33 +7,50 @@
 
 use crate::errors::MovedError;
 use crate::function::{Moved, PyFunction};
-use crate::wrapper::{self, borrow_native};
+use crate::native;
+use crate::pytypes::{is_wrapper, type_name};
+use crate::wrapper;
 use core::ffi::c_void;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tether_runtime::types::{type_info, FieldKind};
-use tether_runtime::{HostHandle, HostVTable, ObjAny, Value};
+use tether_runtime::{HostHandle, HostVTable, ObjAny, ObjHeader, Value};
 
-unsafe fn handle_clone(p: NonNull<c_void>) {
-    // SAFETY: the handle holds a strong reference to a live Python object; attach takes the GIL
-    // (cheaply, if already held) before touching its refcount.
-    Python::attach(|_| unsafe { ffi::Py_IncRef(p.as_ptr().cast()) });
-}
+/// Set once the interpreter starts finalizing (from `atexit`, see `tether/__init__.py`): from
+/// then on a thread that does not hold the GIL never tries to take it.
+pub static FINALIZING: AtomicBool = AtomicBool::new(false);
 
+/// Releases the Python reference of a host handle. Never unwinds, and never calls into Python
+/// when it cannot: after the interpreter is gone, or from a thread without the GIL once
+/// finalization began (attaching then would hang or stop the thread), the reference is leaked.
 unsafe fn handle_drop(p: NonNull<c_void>) {
-    // SAFETY: as in `handle_clone`; this releases the handle's own reference.
-    Python::attach(|_| unsafe { ffi::Py_DecRef(p.as_ptr().cast()) });
+    let release = || {
+        // SAFETY: reading the interpreter's state is allowed at any time from any thread.
+        if unsafe { ffi::Py_IsInitialized() } == 0 {
+            return; // the interpreter is gone: leak rather than touch it
+        }
+        // SAFETY: as above.
+        if unsafe { ffi::PyGILState_Check() } == 1 {
+            // SAFETY: the GIL is held; the handle owns this reference.
+            unsafe { ffi::Py_DecRef(p.as_ptr().cast()) };
+        } else if !FINALIZING.load(Relaxed) {
+            // SAFETY: as above, after attaching.
+            Python::attach(|_| unsafe { ffi::Py_DecRef(p.as_ptr().cast()) });
+        }
+    };
+    // A panic (PyO3 refusing to attach) must not unwind into the runtime's drop path, which
+    // may be inside a CPython slot: the reference is leaked instead.
+    let _ = catch_unwind(AssertUnwindSafe(release));
 }
 
 /// The vtable of Python objects held by the runtime.
-pub static PY_HANDLE: HostVTable = HostVTable {
-    clone: handle_clone,
-    drop: handle_drop,
-};
+pub static PY_HANDLE: HostVTable = HostVTable { drop: handle_drop };
 
 /// A host handle holding a new reference to `o`.
 pub fn object_to_handle(o: &Bound<'_, PyAny>) -> HostHandle {
@@ -71,23 +88,74 @@ pub fn to_py(py: Python<'_>, v: &Value, tied: bool) -> PyResult<*mut ffi::PyObje
     })
 }
 
-/// A native object from a Python value: a live wrapper (a new reference is taken) or a
-/// `tether.move()` token (its reference is taken over).
-fn native_of(o: &Bound<'_, PyAny>) -> PyResult<Option<ObjAny>> {
+/// The `tether.move()` tokens one operation converts: all-or-nothing moves.
+///
+/// Conversion only *peeks* at a token (a counted clone of its object, the token keeps it). The
+/// operation calls [`Moves::commit`] after its last step that can fail and before it stores
+/// anything, so a rejected operation leaves every token holding its object. A token can be used
+/// once per operation, and [`Moves::commit`] refuses (consuming none) if Python code that ran
+/// during the conversion consumed one of them in the meantime.
+#[derive(Debug, Default)]
+pub struct Moves<'py> {
+    peeked: Vec<(Bound<'py, Moved>, NonNull<ObjHeader>)>,
+}
+
+impl<'py> Moves<'py> {
+    /// No tokens (for conversions that may not consume any, e.g. defaults).
+    pub fn new() -> Self {
+        Moves { peeked: Vec::new() }
+    }
+
+    fn peek(&mut self, token: &Bound<'py, Moved>) -> PyResult<ObjAny> {
+        if self.peeked.iter().any(|(t, _)| t.is(token)) {
+            return Err(MovedError::new_err(
+                "the same tether.move() token was passed twice",
+            ));
+        }
+        let obj = token
+            .get()
+            .peek()
+            .ok_or_else(|| MovedError::new_err("this tether.move() token was already consumed"))?;
+        self.peeked.push((token.clone(), obj.as_ptr()));
+        Ok(obj)
+    }
+
+    /// Consumes every peeked token, or none. Runs no Python code: the objects taken out are
+    /// also held by the converted values, so releasing the tokens' references destroys nothing.
+    pub fn commit(self) -> PyResult<()> {
+        if self.peeked.iter().any(|(t, p)| !t.get().holds(*p)) {
+            return Err(MovedError::new_err(
+                "a tether.move() token was consumed while this operation converted its arguments",
+            ));
+        }
+        for (t, _) in &self.peeked {
+            drop(t.get().take());
+        }
+        Ok(())
+    }
+}
+
+/// A native object from a Python value: a counted handle from a live wrapper, or a peek at a
+/// `tether.move()` token (see [`Moves`]).
+fn native_of<'py>(o: &Bound<'py, PyAny>, moves: &mut Moves<'py>) -> PyResult<Option<ObjAny>> {
     // SAFETY: `o` is live and the GIL is held.
-    if unsafe { wrapper::is_wrapper(o.as_ptr()) } {
-        // SAFETY: checked to be a wrapper; the borrow is cloned before `o` can go away.
-        let obj = unsafe { borrow_native(o.as_ptr()) }?;
-        return Ok(Some((*obj).clone()));
+    if unsafe { is_wrapper(o.as_ptr()) } {
+        // SAFETY: checked to be a wrapper; `o` keeps it alive.
+        return unsafe { native::counted(o.as_ptr()) }.map(Some);
     }
     if let Ok(m) = o.cast::<Moved>() {
-        return m
-            .get()
-            .take()
-            .map(Some)
-            .ok_or_else(|| MovedError::new_err("this tether.move() token was already consumed"));
+        return moves.peek(m).map(Some);
     }
     Ok(None)
+}
+
+/// The Python-facing name of a native object's type (its class's name, if it has one).
+fn object_type_name(obj: &ObjAny) -> String {
+    match crate::class::class_for(obj.type_index()) {
+        // SAFETY: a registered class is a live type object (it unregisters when it dies).
+        Ok(cls) => unsafe { type_name(cls) },
+        Err(_) => obj.type_info().name.clone(),
+    }
 }
 
 fn kind_name(kind: &FieldKind) -> String {
@@ -100,34 +168,43 @@ fn kind_name(kind: &FieldKind) -> String {
         FieldKind::Any => "object".into(),
         FieldKind::Optional(k) => format!("Optional[{}]", kind_name(k)),
         FieldKind::Object(t) => match crate::class::class_for(*t) {
-            // SAFETY: registered classes are immortal type objects.
-            Ok(cls) => unsafe { wrapper::type_name(cls) },
+            // SAFETY: as in `object_type_name`.
+            Ok(cls) => unsafe { type_name(cls) },
             Err(_) => type_info(*t).map_or_else(|| "tether.Object".into(), |i| i.name.clone()),
         },
     }
 }
 
-fn type_error(expected: &FieldKind, got: &Bound<'_, PyAny>) -> PyErr {
-    let got = got
-        .get_type()
-        .name()
-        .map_or_else(|_| "?".to_string(), |n| n.to_string());
+fn type_error(expected: &FieldKind, got: &str) -> PyErr {
     PyTypeError::new_err(format!("expected {}, got {got}", kind_name(expected)))
 }
 
-/// Converts `o` for a field of `kind`, or raises `TypeError` naming what was expected.
-pub fn from_py_kind(o: &Bound<'_, PyAny>, kind: &FieldKind) -> PyResult<Value> {
+fn py_type_name(o: &Bound<'_, PyAny>) -> String {
+    o.get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string())
+}
+
+/// Converts `o` for a field of `kind`, or raises `TypeError` naming what was expected and what
+/// was given (for a `tether.move()` token: the type of the object inside). Tokens are peeked
+/// into `moves`, never consumed here. May run Python code (`__index__`, `__float__`, `str`
+/// subclasses): callers hold no uncounted borrow across it.
+pub fn from_py_kind<'py>(
+    o: &Bound<'py, PyAny>,
+    kind: &FieldKind,
+    moves: &mut Moves<'py>,
+) -> PyResult<Value> {
     match kind {
         FieldKind::Optional(inner) => {
             if o.is_none() {
                 Ok(Value::None)
             } else {
-                from_py_kind(o, inner)
+                from_py_kind(o, inner, moves)
             }
         }
         FieldKind::Int => {
             if !o.is_instance_of::<PyInt>() {
-                return Err(type_error(kind, o));
+                return Err(type_error(kind, &py_type_name(o)));
             }
             o.extract::<i64>()
                 .map(Value::Int)
@@ -137,31 +214,44 @@ pub fn from_py_kind(o: &Bound<'_, PyAny>, kind: &FieldKind) -> PyResult<Value> {
             if o.is_instance_of::<PyFloat>() || o.is_instance_of::<PyInt>() {
                 Ok(Value::Float(o.extract::<f64>()?))
             } else {
-                Err(type_error(kind, o))
+                Err(type_error(kind, &py_type_name(o)))
             }
         }
         FieldKind::Bool => match o.cast::<PyBool>() {
             Ok(b) => Ok(Value::Bool(b.is_true())),
-            Err(_) => Err(type_error(kind, o)),
+            Err(_) => Err(type_error(kind, &py_type_name(o))),
         },
         FieldKind::Str => match o.cast::<PyString>() {
             Ok(s) => Ok(Value::Str(Arc::from(s.to_str()?))),
-            Err(_) => Err(type_error(kind, o)),
+            Err(_) => Err(type_error(kind, &py_type_name(o))),
         },
         FieldKind::Bytes => match o.cast::<PyBytes>() {
             Ok(b) => Ok(Value::Bytes(Arc::from(b.as_bytes()))),
-            Err(_) => Err(type_error(kind, o)),
+            Err(_) => Err(type_error(kind, &py_type_name(o))),
         },
-        FieldKind::Any => Ok(Value::Opaque(object_to_handle(o))),
-        FieldKind::Object(t) => match native_of(o)? {
+        // A token stores the object it carries; anything else is held as a Python object.
+        FieldKind::Any => match o.cast::<Moved>() {
+            Ok(m) => moves.peek(m).map(Value::Object),
+            Err(_) => Ok(Value::Opaque(object_to_handle(o))),
+        },
+        FieldKind::Object(t) => match native_of(o, moves)? {
             Some(obj) if obj.is_instance(*t) => Ok(Value::Object(obj)),
-            _ => Err(type_error(kind, o)),
+            Some(obj) => {
+                let got = object_type_name(&obj);
+                if o.cast::<Moved>().is_ok() {
+                    // Not consumed: forget the peek so a later commit leaves this token alone.
+                    moves.peeked.pop();
+                }
+                Err(type_error(kind, &got))
+            }
+            None => Err(type_error(kind, &py_type_name(o))),
         },
     }
 }
 
-/// Converts an argument of a native function call, with no declared kind.
-pub fn from_py_any(o: &Bound<'_, PyAny>) -> PyResult<Value> {
+/// Converts an argument of a native function call, with no declared kind (tokens are peeked
+/// into `moves`).
+pub fn from_py_any<'py>(o: &Bound<'py, PyAny>, moves: &mut Moves<'py>) -> PyResult<Value> {
     if o.is_none() {
         return Ok(Value::None);
     }
@@ -182,7 +272,7 @@ pub fn from_py_any(o: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(b) = o.cast_exact::<PyBytes>() {
         return Ok(Value::Bytes(Arc::from(b.as_bytes())));
     }
-    if let Some(obj) = native_of(o)? {
+    if let Some(obj) = native_of(o, moves)? {
         return Ok(Value::Object(obj));
     }
     if let Ok(f) = o.cast::<PyFunction>() {

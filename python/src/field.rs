@@ -7,8 +7,11 @@
 //! read past a record's fields.
 
 use crate::class::FieldDef;
+use crate::convert::{to_py, Moves};
+use crate::errors::{FrozenInstanceError, MovedError};
+use crate::native;
+use crate::pytypes::is_wrapper;
 use crate::trap::trap;
-use crate::wrapper::{borrow_native, is_wrapper};
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
@@ -25,31 +28,11 @@ struct FieldDescr {
 
 static DESCR_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
-/// The checked native object of `o` for field `def`.
-///
-/// # Safety
-/// GIL held; `o` is a live object.
-#[inline(always)]
-unsafe fn target(
-    o: *mut ffi::PyObject,
-    def: &FieldDef,
-) -> PyResult<core::mem::ManuallyDrop<tether_runtime::ObjAny>> {
-    // SAFETY: `o` is live (caller).
-    if !unsafe { is_wrapper(o) } {
-        return Err(PyTypeError::new_err(format!(
-            "field '{}' applies only to tether objects",
-            def.name
-        )));
-    }
-    // SAFETY: checked to be a wrapper.
-    let obj = unsafe { borrow_native(o) }?;
-    if obj.type_index() != def.owner && !obj.is_instance(def.owner) {
-        return Err(PyTypeError::new_err(format!(
-            "field '{}' does not apply to this object's native type",
-            def.name
-        )));
-    }
-    Ok(obj)
+fn not_a_wrapper(def: &FieldDef) -> PyErr {
+    PyTypeError::new_err(format!(
+        "field '{}' applies only to tether objects",
+        def.name
+    ))
 }
 
 unsafe extern "C" fn descr_get(
@@ -64,9 +47,14 @@ unsafe extern "C" fn descr_get(
             return d;
         }
         let def = &*(*d.cast::<FieldDescr>()).def;
-        trap(ptr::null_mut(), |_py| {
-            let obj = target(o, def)?;
-            def.read(&obj)
+        trap(ptr::null_mut(), |py| {
+            if !is_wrapper(o) {
+                return Err(not_a_wrapper(def));
+            }
+            // The hot path: an uncounted view for the copy only; no Python code runs until it
+            // is gone (the copy holds its own references).
+            let v = native::view(o)?.load(def.slot())?;
+            to_py(py, &v, true)
         })
     }
 }
@@ -86,8 +74,30 @@ unsafe extern "C" fn descr_set(
                     def.name
                 )));
             }
-            let obj = target(o, def)?;
-            def.write(py, &obj, &Bound::from_borrowed_ptr(py, value))?;
+            if !is_wrapper(o) {
+                return Err(not_a_wrapper(def));
+            }
+            if def.frozen {
+                return Err(FrozenInstanceError::new_err(format!(
+                    "cannot assign to field '{}' of a frozen class",
+                    def.name
+                )));
+            }
+            // Counted: the conversion below runs Python code, which may move `o`'s object out
+            // and drop it.
+            let obj = native::counted(o)?;
+            let mut moves = Moves::new();
+            let v = def.convert(&Bound::from_borrowed_ptr(py, value), &mut moves, "")?;
+            // Re-check after the call-out: the assignment targets the object `o` holds now.
+            if !native::still_holds(o, &obj) {
+                return Err(MovedError::new_err(format!(
+                    "cannot assign field '{}': the object was moved out of this wrapper while                      the value was converted",
+                    def.name
+                )));
+            }
+            moves.commit()?;
+            let old = native::store_field(&obj, def.slot(), v)?;
+            drop(old); // may run Python code: nothing borrowed is used after it
             Ok(0)
         })
     }

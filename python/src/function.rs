@@ -1,6 +1,6 @@
 //! Native functions as Python callables, Python callables as native functions, and moves.
 
-use crate::convert::{from_py_any, handle_to_object, object_to_handle, to_py};
+use crate::convert::{from_py_any, handle_to_object, object_to_handle, to_py, Moves};
 use crate::errors::{to_pyerr, MovedError};
 use crate::wrapper;
 use pyo3::exceptions::PyTypeError;
@@ -29,10 +29,12 @@ impl PyFunction {
 impl PyFunction {
     #[pyo3(signature = (*args))]
     fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let mut moves = Moves::new();
         let values = args
             .iter()
-            .map(|a| from_py_any(&a))
+            .map(|a| from_py_any(&a, &mut moves))
             .collect::<PyResult<Vec<Value>>>()?;
+        moves.commit()?;
         let out = self.func.call(&values).map_err(|e| to_pyerr(py, e))?;
         drop(values);
         let tied = matches!(self.func.policy(), ReturnPolicy::Tied);
@@ -63,16 +65,30 @@ pub struct Moved {
 }
 
 impl Moved {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<ObjAny>> {
+        self.obj.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes the object out (once).
     pub fn take(&self) -> Option<ObjAny> {
-        self.obj.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.slot().take()
+    }
+
+    /// A counted handle to the object, which the token keeps (see `convert::Moves`).
+    pub fn peek(&self) -> Option<ObjAny> {
+        self.slot().clone()
+    }
+
+    /// Whether the token still holds the object at `p`.
+    pub fn holds(&self, p: core::ptr::NonNull<tether_runtime::ObjHeader>) -> bool {
+        self.slot().as_ref().is_some_and(|o| o.as_ptr() == p)
     }
 }
 
 #[pymethods]
 impl Moved {
     fn __repr__(&self) -> String {
-        let live = self.obj.lock().map(|o| o.is_some()).unwrap_or(false);
+        let live = self.slot().is_some();
         format!(
             "<tether.Moved ({})>",
             if live { "pending" } else { "consumed" }
@@ -86,7 +102,7 @@ impl Moved {
 #[pyfunction(name = "move")]
 pub fn move_(x: &Bound<'_, PyAny>) -> PyResult<Moved> {
     // SAFETY: `x` is live; GIL held.
-    if !unsafe { wrapper::is_wrapper(x.as_ptr()) } {
+    if !unsafe { crate::pytypes::is_wrapper(x.as_ptr()) } {
         return Err(PyTypeError::new_err("tether.move() takes a tether object"));
     }
     // SAFETY: checked to be a wrapper.
@@ -112,7 +128,10 @@ pub fn host_function(f: &Bound<'_, PyAny>, policy: ReturnPolicy) -> PyResult<Obj
             }
             let tuple = PyTuple::new(py, py_args).map_err(|e| host_error(py, e))?;
             let out = callable.call1(tuple).map_err(|e| host_error(py, e))?;
-            from_py_any(&out).map_err(|e| host_error(py, e))
+            let mut moves = Moves::new();
+            let v = from_py_any(&out, &mut moves).map_err(|e| host_error(py, e))?;
+            moves.commit().map_err(|e| host_error(py, e))?;
+            Ok(v)
         })
     });
     Ok(func)

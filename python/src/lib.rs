@@ -18,9 +18,11 @@ pub mod errors;
 pub mod field;
 pub mod function;
 pub mod meta;
+pub mod native;
 pub mod pool;
 #[cfg(feature = "dhat-heap")]
 pub mod profiling;
+pub mod pytypes;
 pub mod testing;
 pub mod trap;
 pub mod wrapper;
@@ -101,6 +103,23 @@ fn _trim_pool() -> usize {
     pool::POOL.trim()
 }
 
+/// `_native._release_idle_classes()`: gives back the references that kept classes alive for
+/// their native objects, for types that have none left (run before full garbage collections and
+/// at exit, see `tether/__init__.py`). Returns how many classes were released.
+#[pyfunction]
+fn _release_idle_classes(py: Python<'_>) -> usize {
+    class::release_idle_classes(py)
+}
+
+/// `_native._at_exit()`: the interpreter is finalizing. From now on native threads never try to
+/// take the GIL to release Python objects (they leak them instead of hanging), and classes
+/// without native objects are released so their modules' globals can be finalized.
+#[pyfunction]
+fn _at_exit(py: Python<'_>) {
+    convert::FINALIZING.store(true, Relaxed);
+    class::release_idle_classes(py);
+}
+
 #[pymodule(gil_used = true)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -132,6 +151,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
     m.add_function(wrap_pyfunction!(_trim_pool, m)?)?;
+    m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
+    m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     let recon = wrap_pyfunction!(_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
     let _ = RECONSTRUCTOR.set(py, recon.into_any().unbind());

@@ -15,14 +15,15 @@
 //!    extra slot and the class in the runtime's type registry.
 
 use crate::class::{register_class, ClassInfo, FieldDef};
-use crate::convert::from_py_kind;
+use crate::convert::{from_py_kind, Moves};
 use crate::field::new_descr;
-use crate::pool::{self, WRAPPER_SIZE};
+use crate::pool;
+use crate::pytypes::{is_tether_class, BASE_TYPE, META_TYPE, WRAPPER_SIZE};
 use crate::trap::trap;
-use crate::wrapper::{self, BASE_TYPE};
+use crate::wrapper;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -32,8 +33,12 @@ use tether_runtime::types::{
     ANY_OBJECT,
 };
 
-/// The metaclass type object.
-pub static META_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+/// The Rust-defined runtime type the next class creation declares, set only by
+/// [`create_native_class`] (this extension's own code) around its call of the metaclass and
+/// taken by `meta_new` before any Python code runs. A class body has no way to set it, so no
+/// Python code can bind a class to another type's objects.
+static PENDING_NATIVE: AtomicU32 = AtomicU32::new(NO_NATIVE);
+const NO_NATIVE: u32 = u32::MAX;
 
 /// Offset of the `*const ClassInfo` slot in a class object (after CPython's heap type).
 const INFO_OFFSET: usize = core::mem::size_of::<ffi::PyHeapTypeObject>();
@@ -49,12 +54,10 @@ static DECLARATIONS: AtomicU64 = AtomicU64::new(0);
 /// # Safety
 /// `tp` is a live type object; GIL held.
 pub unsafe fn class_info(tp: *mut ffi::PyTypeObject) -> Option<&'static ClassInfo> {
-    let meta = META_TYPE.load(Relaxed);
     // SAFETY: `tp` is live; a type whose metatype is (a subtype of) ours has the extra slot,
     // which holds null or a leaked &'static ClassInfo.
     unsafe {
-        let mt = ffi::Py_TYPE(tp.cast());
-        if meta.is_null() || (mt != meta && ffi::PyType_IsSubtype(mt, meta) == 0) {
+        if !is_tether_class(tp) {
             return None;
         }
         let slot = tp.cast::<u8>().add(INFO_OFFSET).cast::<*const ClassInfo>();
@@ -300,9 +303,12 @@ fn own_fields(
                     FieldKind::Object(SELF_KIND) => FieldKind::Object(ANY_OBJECT),
                     k => runtime_kind(k),
                 };
-                Some(from_py_kind(&v, &check).map_err(|e| {
+                let mut moves = Moves::new();
+                let d = from_py_kind(&v, &check, &mut moves).map_err(|e| {
                     crate::class::annotate(py, e, &format!("default of {class_name}.{name}"))
-                })?)
+                })?;
+                moves.commit()?; // a token as a default: the class takes its object
+                Some(d)
             }
         };
         out.push(OwnField {
@@ -366,6 +372,7 @@ fn declare_record(
         frozen,
         constructible: true,
         name: class_name.to_string(),
+        held: AtomicBool::new(false),
     };
     Ok((info, new_defs))
 }
@@ -385,16 +392,17 @@ fn declare_native(
             default: f.default.clone(),
             access: f.access.clone(),
             owner: type_index,
-            frozen: false,
+            frozen: ti.frozen,
         }));
         fields.push(def);
     }
     let info = ClassInfo {
         type_index,
         fields: fields.clone(),
-        frozen: false,
+        frozen: ti.frozen,
         constructible: false,
         name: class_name.to_string(),
+        held: AtomicBool::new(false),
     };
     Ok((info, fields))
 }
@@ -406,6 +414,11 @@ unsafe extern "C" fn meta_new(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython slot: GIL held; `args` is a tuple, `kw` a dict or null.
     unsafe {
+        // Taken first, before any Python code runs (see PENDING_NATIVE).
+        let native = match PENDING_NATIVE.swap(NO_NATIVE, Relaxed) {
+            NO_NATIVE => None,
+            idx => Some(idx),
+        };
         trap(ptr::null_mut(), |py| {
             let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
             let (name, bases, ns): (Bound<PyString>, Bound<PyTuple>, Bound<PyDict>) =
@@ -422,13 +435,6 @@ unsafe extern "C" fn meta_new(
                 Some(v) => {
                     kw.del_item("frozen")?;
                     Some(v.is_truthy()?)
-                }
-                None => None,
-            };
-            let native = match ns.get_item("__tether_native_type__")? {
-                Some(v) => {
-                    ns.del_item("__tether_native_type__")?;
-                    Some(v.extract::<u32>()?)
                 }
                 None => None,
             };
@@ -521,6 +527,9 @@ unsafe extern "C" fn meta_dealloc(o: *mut ffi::PyObject) {
     // SAFETY: CPython slot: `o` is a dying class object. type's own dealloc frees it but does
     // not release the reference the class holds to its (heap) metatype; we do (notes: measured).
     unsafe {
+        if let Some(info) = class_info(o.cast()) {
+            crate::class::unregister_class(info.type_index, o.cast());
+        }
         let mt = ffi::Py_TYPE(o);
         let type_dealloc = (*ptr::addr_of_mut!(ffi::PyType_Type))
             .tp_dealloc
@@ -603,6 +612,8 @@ pub fn create_native_class<'py>(
     let ns = PyDict::new(py);
     ns.set_item("__module__", module)?;
     ns.set_item("__qualname__", name)?;
-    ns.set_item("__tether_native_type__", type_index)?;
-    meta.call1((name, (root,), ns))
+    PENDING_NATIVE.store(type_index, Relaxed);
+    let cls = meta.call1((name, (root,), ns));
+    PENDING_NATIVE.store(NO_NATIVE, Relaxed); // in case the call failed before meta_new
+    cls
 }

@@ -10,16 +10,13 @@
 //!    orders successive holders, so one pool cache serves every Python thread without atomics.
 //!    The free funnel ([`free_parked`]) may run without the GIL and uses the pool's locked path.
 
-use crate::wrapper::Wrapper;
+pub use crate::pytypes::WRAPPER_SIZE;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use pyo3::ffi;
 use tether_alloc::{DefaultInner, PoolCache, SlabPool};
-
-/// Bytes of every wrapper object: `PyObject` header, the native pointer, the weakref list.
-pub const WRAPPER_SIZE: usize = core::mem::size_of::<Wrapper>();
 
 /// The pool all wrapper memory comes from.
 pub static POOL: SlabPool<DefaultInner> = SlabPool::new(tether_alloc::DEFAULT_INNER);

@@ -93,6 +93,96 @@ fn alloc_blob(args: &[Value]) -> Result<Value, Error> {
     Ok(Value::Object(blob.into_any()))
 }
 
+/// A native thread working on a record while Python uses it (`start_writer`, `start_reader`):
+/// the test of the record rule with threads the GIL does not serialize.
+pub struct Worker {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::sync::Mutex<Option<std::thread::JoinHandle<Result<(), String>>>>,
+}
+
+object_type!(
+    Worker,
+    "tether.testing.Worker",
+    fields = [field!(
+        Worker,
+        "done",
+        FieldKind::Bool,
+        get = |w| Value::Bool(w.done.load(std::sync::atomic::Ordering::Acquire))
+    ),]
+);
+
+fn spawn_worker(
+    work: impl FnOnce() -> Result<(), Error> + Send + 'static,
+) -> Result<Value, Error> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let handle = std::thread::spawn(move || {
+        let r = work().map_err(|e| e.to_string());
+        // Release: the worker's effects happen-before a reader that sees `done`.
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        r
+    });
+    let w = ObjRef::try_new(Worker {
+        done,
+        handle: std::sync::Mutex::new(Some(handle)),
+    })
+    .map_err(|_| Error::Alloc)?;
+    Ok(Value::Object(w.into_any()))
+}
+
+fn record_and_index(args: &[Value], name: &str) -> Result<(tether_runtime::ObjAny, usize, usize), Error> {
+    match args {
+        [obj, i, n, ..] => Ok((
+            obj.as_object()?.clone(),
+            usize::try_from(i.as_int()?).map_err(|_| Error::Value("negative index".into()))?,
+            usize::try_from(n.as_int()?).map_err(|_| Error::Value("negative count".into()))?,
+        )),
+        _ => Err(Error::Type(format!("{name}(obj, index, n, ...)"))),
+    }
+}
+
+/// `start_writer(obj, index, n, *values)`: a native thread sets field `index` of record `obj`
+/// to the values in turn, `n` times, through the runtime's locked `record_set`.
+fn start_writer(args: &[Value]) -> Result<Value, Error> {
+    let (obj, i, n) = record_and_index(args, "start_writer")?;
+    let values = args[3..].to_vec();
+    if values.is_empty() {
+        return Err(Error::Type("start_writer needs at least one value".into()));
+    }
+    spawn_worker(move || {
+        for k in 0..n {
+            tether_runtime::record_set(&obj, i, values[k % values.len()].clone())?;
+        }
+        Ok(())
+    })
+}
+
+/// `start_reader(obj, index, n)`: a native thread copies field `index` of record `obj` `n`
+/// times through the runtime's locked `record_get` and drops each copy.
+fn start_reader(args: &[Value]) -> Result<Value, Error> {
+    let (obj, i, n) = record_and_index(args, "start_reader")?;
+    spawn_worker(move || {
+        for _ in 0..n {
+            drop(tether_runtime::record_get(&obj, i)?);
+        }
+        Ok(())
+    })
+}
+
+/// `join(worker)`: waits for a worker whose `done` is set; raises what the worker raised.
+fn join(args: &[Value]) -> Result<Value, Error> {
+    let w = one_arg("join", args)?.as_object()?;
+    let w = w
+        .downcast_ref::<Worker>()
+        .ok_or_else(|| Error::type_mismatch("Worker", w.type_info().name.as_str()))?;
+    let handle = w.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match handle.map(|h| h.join()) {
+        Some(Ok(Ok(()))) | None => Ok(Value::None),
+        Some(Ok(Err(e))) => Err(Error::Value(format!("worker failed: {e}"))),
+        Some(Err(_)) => Err(Error::Value("worker panicked".into())),
+    }
+}
+
 /// A complete tree of `depth` levels below the root; node `i` has children `2i+1`, `2i+2`.
 fn build(index: i64, depth: u32) -> ObjRef<TreeNode> {
     let (left, right) = if depth == 0 {
@@ -174,6 +264,9 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         ("tether.testing.discard", Function::tied(discard)),
         ("tether.testing.make_tree", Function::tied(make_tree)),
         ("tether.testing.alloc_blob", Function::tied(alloc_blob)),
+        ("tether.testing.start_writer", Function::tied(start_writer)),
+        ("tether.testing.start_reader", Function::tied(start_reader)),
+        ("tether.testing.join", Function::tied(join)),
     ] {
         register_global_override(name, f);
     }
@@ -188,5 +281,13 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
     let blob =
         crate::meta::create_native_class(py, root, "Blob", "tether.testing", Blob::type_index())?;
     m.add("Blob", blob)?;
+    let worker = crate::meta::create_native_class(
+        py,
+        root,
+        "Worker",
+        "tether.testing",
+        Worker::type_index(),
+    )?;
+    m.add("Worker", worker)?;
     Ok(())
 }

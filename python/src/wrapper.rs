@@ -1,12 +1,6 @@
 //! The wrapper object and its life cycle: one canonical wrapper per native object.
 //!
-//! ```text
-//!  Wrapper (WRAPPER_SIZE = 32 bytes, from the slab pool)
-//!  +-----------+----------+---------------------+----------------------+
-//!  | ob_refcnt | ob_type  | rec: *ObjHeader     | weaklist             |
-//!  +-----------+----------+---------------------+----------------------+
-//!                          one strong reference to the native object (null: moved / not initialized)
-//! ```
+//! The layout is in [`crate::pytypes`].
 //!
 //! Invariants (all under the GIL; the module is declared `gil_used`):
 //! 1. A wrapper with non-null `rec` owns exactly one strong reference to that native object.
@@ -23,91 +17,24 @@
 //!    binding is detached before they run, so such code gets a new wrapper, never the dying one.
 
 use crate::class;
-use crate::errors::MovedError;
-use crate::pool::{self, LIVE, PARKED, WRAPPER_SIZE};
+use crate::convert::Moves;
+use crate::native;
+use crate::pool::{self, LIVE, PARKED};
+use crate::pytypes::{type_name, Wrapper, BASE_TYPE, WRAPPER_SIZE};
 use crate::trap::trap;
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use tether_runtime::tie::{self, Finalized, TieState};
-use tether_runtime::{ObjAny, ObjHeader};
-
-/// The memory layout of every tether wrapper.
-#[repr(C)]
-pub struct Wrapper {
-    /// CPython's object header.
-    pub ob_base: ffi::PyObject,
-    /// One strong reference to the native object, or null (moved from / not yet initialized).
-    pub rec: *mut ObjHeader,
-    /// CPython's weak reference list.
-    pub weaklist: *mut ffi::PyObject,
-}
-
-const _: () = assert!(WRAPPER_SIZE == 32);
-
-/// `tether._native._Base`, the ffi-built type every tether class derives from.
-pub static BASE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+use tether_runtime::ObjAny;
 
 /// Whether `wrap` hands out canonical wrappers (the tying switch).
 pub static TYING: AtomicBool = AtomicBool::new(true);
-
-/// Is `o` a tether wrapper? Every class whose metatype is (a subtype of) the tether metaclass
-/// was checked and patched to the wrapper layout at creation (see [`crate::meta`]).
-///
-/// # Safety
-/// `o` is a live object; GIL held.
-#[inline]
-pub unsafe fn is_wrapper(o: *mut ffi::PyObject) -> bool {
-    let meta = crate::meta::META_TYPE.load(Relaxed);
-    // SAFETY: `o` is live, so its type and the type's type are readable.
-    unsafe {
-        let mt = ffi::Py_TYPE(ffi::Py_TYPE(o).cast());
-        mt == meta || (!meta.is_null() && ffi::PyType_IsSubtype(mt, meta) != 0)
-    }
-}
-
-/// The native object of wrapper `o`, borrowed (no count change).
-///
-/// # Safety
-/// `o` is a live tether wrapper (see [`is_wrapper`]); the result must not outlive it and must
-/// not be dropped (it is `ManuallyDrop`).
-#[inline]
-pub unsafe fn borrow_native(o: *mut ffi::PyObject) -> PyResult<ManuallyDrop<ObjAny>> {
-    // SAFETY: `o` is a wrapper, so it has the Wrapper layout.
-    let rec = unsafe { (*o.cast::<Wrapper>()).rec };
-    match NonNull::new(rec) {
-        // SAFETY: invariant 1: `rec` is a strong reference owned by the wrapper; borrowing it
-        // in a ManuallyDrop does not change the count.
-        Some(rec) => Ok(ManuallyDrop::new(unsafe { ObjAny::from_raw(rec) })),
-        None => Err(moved_error(o)),
-    }
-}
-
-fn moved_error(o: *mut ffi::PyObject) -> PyErr {
-    // SAFETY: `o` is live; reading its type name is safe under the GIL.
-    let name = unsafe { type_name(ffi::Py_TYPE(o)) };
-    MovedError::new_err(format!(
-        "this {name} wrapper has no native object: it was moved out with tether.move(), or it \
-         was never initialized (__init__ did not run, or unpickling a structure that contains \
-         itself through a typed field)"
-    ))
-}
-
-/// A type's `__name__`.
-///
-/// # Safety
-/// `tp` is a live type; GIL held.
-pub unsafe fn type_name(tp: *mut ffi::PyTypeObject) -> String {
-    // SAFETY: tp_name is a NUL-terminated C string owned by the type.
-    let full = unsafe { core::ffi::CStr::from_ptr((*tp).tp_name) };
-    let full = full.to_string_lossy();
-    full.rsplit('.').next().unwrap_or(&full).to_string()
-}
 
 /// A new wrapper of class `cls` for `obj` (not bound).
 ///
@@ -165,6 +92,8 @@ pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
         }
     }
     let cls = class::class_for(obj.type_index())?;
+    // SAFETY: `cls` is the registered, live class of the object's type; GIL held.
+    unsafe { class::hold_class(class::info_of(cls)?, cls) };
     if !tied {
         // SAFETY: GIL held; `cls` is the object's tether class.
         return unsafe { new_wrapper(cls, obj) };
@@ -242,7 +171,8 @@ pub unsafe fn install(w: *mut ffi::PyObject, obj: ObjAny) {
 pub unsafe fn take_native(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
     // SAFETY: `w` is a wrapper (caller).
     let wr = unsafe { &mut *w.cast::<Wrapper>() };
-    let rec = NonNull::new(wr.rec).ok_or_else(|| moved_error(w))?;
+    // SAFETY: `w` is live (caller).
+    let rec = NonNull::new(wr.rec).ok_or_else(|| unsafe { native::moved_error(w) })?;
     wr.rec = ptr::null_mut();
     // SAFETY: invariant 1: the wrapper owned this strong reference; it is now ours.
     let obj = unsafe { ObjAny::from_raw(rec) };
@@ -326,6 +256,41 @@ unsafe extern "C" fn tp_new(
     unsafe { trap(ptr::null_mut(), |_py| new_uninit(cls)) }
 }
 
+/// Installs `obj` into the uninitialized wrapper `o` as the last step of `__init__` or
+/// `__setstate__`: re-checks (argument conversion ran Python code, which may have initialized
+/// `o` first) that `o` is still empty, then consumes the move tokens, then installs and binds.
+/// On error nothing changed: `obj` is dropped, the tokens keep their objects.
+///
+/// # Safety
+/// `o` is a live tether wrapper; GIL held.
+unsafe fn finish_init(
+    o: *mut ffi::PyObject,
+    obj: ObjAny,
+    moves: Moves<'_>,
+    what: &str,
+) -> PyResult<()> {
+    // SAFETY: `o` is a live wrapper (caller).
+    if !unsafe { native::is_empty(o) } {
+        return Err(already_initialized(o, what));
+    }
+    moves.commit()?;
+    // SAFETY: `o` is a live wrapper with null `rec` (checked); no Python code ran since.
+    unsafe {
+        let cls = ffi::Py_TYPE(o);
+        if let Ok(info) = class::info_of(cls) {
+            class::hold_class(info, cls);
+        }
+        install(o, obj);
+    }
+    Ok(())
+}
+
+fn already_initialized(o: *mut ffi::PyObject, what: &str) -> PyErr {
+    // SAFETY: `o` is live (callers); reading its type name is safe under the GIL.
+    let name = unsafe { type_name(ffi::Py_TYPE(o)) };
+    PyTypeError::new_err(format!("{name}.{what} called on an initialized object"))
+}
+
 /// `tp_init`: builds the native record from the arguments.
 unsafe extern "C" fn tp_init(
     o: *mut ffi::PyObject,
@@ -336,25 +301,24 @@ unsafe extern "C" fn tp_init(
     // or null.
     unsafe {
         trap(-1, |py| {
-            if !(*o.cast::<Wrapper>()).rec.is_null() {
-                return Err(PyTypeError::new_err(format!(
-                    "{}.__init__ called on an initialized object",
-                    type_name(ffi::Py_TYPE(o))
-                )));
+            if !native::is_empty(o) {
+                return Err(already_initialized(o, "__init__"));
             }
             let info = class::info_of(ffi::Py_TYPE(o))?;
             let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
             let kw = (!kw.is_null())
                 .then(|| Bound::from_borrowed_ptr(py, kw).cast_into::<PyDict>())
                 .transpose()?;
-            let obj = info.construct(py, &args, kw.as_ref())?;
-            install(o, obj);
+            let mut moves = Moves::new();
+            let obj = info.construct(py, &args, kw.as_ref(), &mut moves)?;
+            finish_init(o, obj, moves, "__init__")?;
             Ok(0)
         })
     }
 }
 
-/// `tp_repr`: `ClassName(field=value, ...)`, safe against recursion.
+/// `tp_repr`: `ClassName(field=value, ...)`, safe against recursion and against field reprs
+/// that move the object out (a counted handle is read throughout).
 unsafe extern "C" fn tp_repr(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython slot: GIL held, `o` a live tether wrapper.
     unsafe {
@@ -368,14 +332,15 @@ unsafe extern "C" fn tp_repr(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
                 return Ok(PyString::new(py, &format!("{name}(...)")).into_ptr());
             }
             let out = (|| {
-                let Ok(obj) = borrow_native(o) else {
+                let Ok(obj) = native::counted(o) else {
                     return Ok(format!("<{name} (moved)>"));
                 };
                 let info = class::info_of(ffi::Py_TYPE(o))?;
                 info.check_native(&obj)?;
                 let mut parts = Vec::new();
                 for f in info.fields() {
-                    let v = Bound::from_owned_ptr_or_err(py, f.read(&obj)?)?;
+                    let v = native::load_field(&obj, f.slot())?;
+                    let v = Bound::from_owned_ptr(py, crate::convert::to_py(py, &v, true)?);
                     parts.push(format!("{}={}", f.name, v.repr()?));
                 }
                 Ok::<_, PyErr>(format!("{name}({})", parts.join(", ")))
@@ -395,7 +360,7 @@ unsafe extern "C" fn reduce(
     // SAFETY: CPython method: GIL held, `o` a live tether wrapper.
     unsafe {
         trap(ptr::null_mut(), |py| {
-            let obj = borrow_native(o)?;
+            let obj = native::counted(o)?;
             let info = class::info_of(ffi::Py_TYPE(o))?;
             let state = info.state_dict(py, &obj)?;
             let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
@@ -417,10 +382,8 @@ unsafe extern "C" fn setstate(
     // SAFETY: CPython method: GIL held, `o` a live tether wrapper, `state` a live object.
     unsafe {
         trap(ptr::null_mut(), |py| {
-            if !(*o.cast::<Wrapper>()).rec.is_null() {
-                return Err(PyTypeError::new_err(
-                    "__setstate__ on an initialized tether object",
-                ));
+            if !native::is_empty(o) {
+                return Err(already_initialized(o, "__setstate__"));
             }
             let info = class::info_of(ffi::Py_TYPE(o))?;
             let state = Bound::from_borrowed_ptr(py, state)
@@ -428,8 +391,9 @@ unsafe extern "C" fn setstate(
                 .map_err(|_| {
                     PyTypeError::new_err("tether objects unpickle from a dict of fields")
                 })?;
-            let obj = info.from_state(py, &state)?;
-            install(o, obj);
+            let mut moves = Moves::new();
+            let obj = info.from_state(py, &state, &mut moves)?;
+            finish_init(o, obj, moves, "__setstate__")?;
             Ok(py.None().into_ptr())
         })
     }

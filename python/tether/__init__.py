@@ -57,15 +57,27 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def _trim_after_full_collection(phase, info):
-    # Parked and freed wrapper memory lives in a slab pool whose automatic retention bound is
-    # relative to its last trim; a trim after each full collection keeps it bounded absolutely.
-    if phase == "stop" and info.get("generation") == 2:
+def _after_full_collection(phase, info):
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        # Classes are kept alive for their native objects; those whose types have none left are
+        # given back now, so that this collection can free them (and their modules' globals).
+        _native._release_idle_classes()
+    elif phase == "stop":
+        # Parked and freed wrapper memory lives in a slab pool whose automatic retention bound
+        # is relative to its last trim; a trim after each full collection keeps it bounded.
         _native._trim_pool()
 
 
+import atexit as _atexit  # noqa: E402
 import gc as _gc  # noqa: E402
 
 from . import _native  # noqa: E402
 
-_gc.callbacks.append(_trim_after_full_collection)
+# One callback per process, even if this module is reloaded.
+_gc.callbacks[:] = [
+    cb for cb in _gc.callbacks if getattr(cb, "__qualname__", "") != "_after_full_collection"
+]
+_gc.callbacks.append(_after_full_collection)
+_atexit.register(_native._at_exit)

@@ -8,6 +8,10 @@ way an extension author would) and looked up here from the runtime's global regi
 - ``discard(obj)``: drops the native reference it is given (use with ``tether.move``).
 - ``alloc_blob(n)``: an ``n``-byte native block from the runtime's allocator (a ``Blob`` with a
   ``size`` field); an impossible size raises ``MemoryError`` and changes nothing.
+- ``start_writer(obj, index, n, *values)``: a native thread (no GIL) sets field number ``index``
+  of ``obj`` to ``values`` in turn, ``n`` times; returns a ``Worker`` (``done``, see ``join``).
+- ``start_reader(obj, index, n)``: a native thread copies field ``index`` of ``obj`` ``n`` times.
+- ``join(worker)``: waits for a worker whose ``done`` is true and raises what it raised.
 - ``make_tree(depth)``: a complete binary tree of the Rust-defined ``TreeNode`` type
   (fields ``left``, ``right``, ``value``), built natively and wrapped lazily.
 """
@@ -21,6 +25,10 @@ use_count = _native.get_global("tether.testing.use_count")
 discard = _native.get_global("tether.testing.discard")
 make_tree = _native.get_global("tether.testing.make_tree")
 alloc_blob = _native.get_global("tether.testing.alloc_blob")
+start_writer = _native.get_global("tether.testing.start_writer")
+start_reader = _native.get_global("tether.testing.start_reader")
+join = _native.get_global("tether.testing.join")
+Worker = _native.Worker
 TreeNode = _native.TreeNode
 Blob = _native.Blob
 
@@ -28,6 +36,10 @@ __all__ = [
     "echo",
     "echo_fresh",
     "call",
+    "start_writer",
+    "start_reader",
+    "join",
+    "Worker",
     "use_count",
     "discard",
     "make_tree",

@@ -1,0 +1,74 @@
+//! Floor 0 of the extension: the raw layouts CPython sees and the type objects made at module
+//! init, gathered in one place (like a `-sys` crate under a safe one). Nothing here calls Python.
+//!
+//! ```text
+//!  Wrapper (WRAPPER_SIZE = 32 bytes, from the slab pool)
+//!  +-----------+----------+---------------------+----------------------+
+//!  | ob_refcnt | ob_type  | rec: *ObjHeader     | weaklist             |
+//!  +-----------+----------+---------------------+----------------------+
+//!                          one strong reference to the native object (null: moved / not initialized)
+//! ```
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+use pyo3::ffi;
+use tether_runtime::ObjHeader;
+
+/// The memory layout of every tether wrapper.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Wrapper {
+    /// CPython's object header.
+    pub ob_base: ffi::PyObject,
+    /// One strong reference to the native object, or null (moved from / not yet initialized).
+    pub rec: *mut ObjHeader,
+    /// CPython's weak reference list.
+    pub weaklist: *mut ffi::PyObject,
+}
+
+/// Bytes of every wrapper object: `PyObject` header, the native pointer, the weakref list.
+pub const WRAPPER_SIZE: usize = core::mem::size_of::<Wrapper>();
+
+const _: () = assert!(WRAPPER_SIZE == 32);
+
+/// `tether._native._Base`, the ffi-built type every tether class derives from.
+pub static BASE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+
+/// The metaclass type object `tether.ObjectMeta`.
+pub static META_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Is `tp` a tether class (its metatype is, or derives from, the tether metaclass)? Every such
+/// class was checked and patched to the wrapper layout at creation (see `crate::meta`).
+///
+/// # Safety
+/// `tp` is a live type object; GIL held.
+#[inline]
+pub unsafe fn is_tether_class(tp: *mut ffi::PyTypeObject) -> bool {
+    let meta = META_TYPE.load(Relaxed);
+    // SAFETY: `tp` is live, so its type is readable; PyType_IsSubtype only reads the MROs.
+    unsafe {
+        let mt = ffi::Py_TYPE(tp.cast());
+        mt == meta || (!meta.is_null() && ffi::PyType_IsSubtype(mt, meta) != 0)
+    }
+}
+
+/// Is `o` a tether wrapper?
+///
+/// # Safety
+/// `o` is a live object; GIL held.
+#[inline]
+pub unsafe fn is_wrapper(o: *mut ffi::PyObject) -> bool {
+    // SAFETY: `o` is live, so its type is a live type object.
+    unsafe { is_tether_class(ffi::Py_TYPE(o)) }
+}
+
+/// A type's `__name__` (the last part of `tp_name`).
+///
+/// # Safety
+/// `tp` is a live type; GIL held.
+pub unsafe fn type_name(tp: *mut ffi::PyTypeObject) -> String {
+    // SAFETY: tp_name is a NUL-terminated C string owned by the type.
+    let full = unsafe { core::ffi::CStr::from_ptr((*tp).tp_name) };
+    let full = full.to_string_lossy();
+    full.rsplit('.').next().unwrap_or(&full).to_string()
+}
