@@ -4,25 +4,17 @@
 //! Every tether class (instance of the metaclass, see [`crate::meta`]) carries a pointer to a
 //! leaked, immutable [`ClassInfo`] in the metaclass's extra slot. Field definitions are leaked
 //! too (`&'static`), so descriptors and subclasses can point at them without reference counts.
-//!
-//! Classes are ordinary mortal objects. The runtime's type registry holds a *borrowed* pointer
-//! to each class ([`register_class`]), cleared when the class dies ([`unregister_class`]). While
-//! native objects of a record type are alive, its class is kept alive for them by one strong
-//! reference ([`hold_class`]), given back by [`release_idle_classes`] (after full collections
-//! and at exit) once the type has no live objects: a class with no instances and no Python
-//! references is then collected like any other, and with it whatever its methods' globals hold.
+//! Which class the runtime hands out for a type index is [`crate::classes`]'s business.
 
 use crate::convert::{from_py_kind, Moves};
 use crate::errors::to_pyerr;
 use crate::native::{load_field, Slot};
-use crate::pytypes::type_name;
+use crate::pytypes::{class_info_slot, is_tether_class, type_name};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Mutex;
-use tether_runtime::types::{type_info, FieldAccess, FieldKind};
+use tether_runtime::types::{FieldAccess, FieldKind};
 use tether_runtime::{ObjAny, Record, Value};
 
 /// One field of a tether class.
@@ -88,8 +80,6 @@ pub struct ClassInfo {
     pub constructible: bool,
     /// The class name, for messages.
     pub name: String,
-    /// Whether [`hold_class`] holds a reference to the class for its native objects.
-    pub held: AtomicBool,
 }
 
 /// Where constructor-like arguments come from, for the messages.
@@ -201,7 +191,7 @@ impl ClassInfo {
 
     /// A native record from a pickled state dict: every field must be present or defaulted and
     /// no unknown field may appear (the class may have changed since pickling).
-    pub fn from_state<'py>(
+    pub fn restore<'py>(
         &self,
         py: Python<'py>,
         state: &Bound<'py, PyDict>,
@@ -239,13 +229,40 @@ impl ClassInfo {
     }
 }
 
+/// The class info of `tp`, if it is a tether class.
+///
+/// # Safety
+/// `tp` is a live type object; GIL held.
+pub unsafe fn class_info(tp: *mut ffi::PyTypeObject) -> Option<&'static ClassInfo> {
+    // SAFETY: `tp` is live; a tether class has the metaclass's extra slot, which holds null or
+    // a leaked &'static ClassInfo (written once by the metaclass before any instance exists).
+    unsafe {
+        if !is_tether_class(tp) {
+            return None;
+        }
+        class_info_slot(tp)
+            .cast::<*const ClassInfo>()
+            .read()
+            .as_ref()
+    }
+}
+
+/// Records `info` as the class info of the new tether class `tp`.
+///
+/// # Safety
+/// `tp` is a tether class being created (no instance exists yet); GIL held.
+pub unsafe fn set_class_info(tp: *mut ffi::PyTypeObject, info: &'static ClassInfo) {
+    // SAFETY: the metaclass's extra slot of `tp` (caller: a tether class).
+    unsafe { class_info_slot(tp).cast::<*const ClassInfo>().write(info) }
+}
+
 /// The class info of a tether class.
 ///
 /// # Safety
 /// `tp` is a live type object; GIL held.
 pub unsafe fn info_of(tp: *mut ffi::PyTypeObject) -> PyResult<&'static ClassInfo> {
     // SAFETY: forwarded.
-    unsafe { crate::meta::class_info(tp) }
+    unsafe { class_info(tp) }
         .ok_or_else(|| PyTypeError::new_err("not a tether class (tether.Object subclass)"))
 }
 
@@ -265,96 +282,4 @@ pub unsafe fn check_instantiable(cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     }
     // SAFETY: forwarded.
     unsafe { info_of(cls) }?.check_constructible()
-}
-
-/// The class registered for runtime type `type_index` (borrowed: use it before any Python code
-/// can run, or take a reference).
-pub fn class_for(type_index: u32) -> PyResult<*mut ffi::PyTypeObject> {
-    let info = type_info(type_index)
-        .ok_or_else(|| PyTypeError::new_err(format!("unknown native type index {type_index}")))?;
-    let cls = info.host_data();
-    if cls.is_null() {
-        return Err(PyTypeError::new_err(format!(
-            "native type '{}' has no Python class (it was never declared, or it was collected)",
-            info.name
-        )));
-    }
-    Ok(cls.cast())
-}
-
-/// Records `cls` as the class of runtime type `type_index` (a borrowed pointer, cleared by
-/// [`unregister_class`]). A type's class is set once: a second class for the same type index
-/// is refused.
-///
-/// # Safety
-/// `cls` is a live tether class; GIL held.
-pub unsafe fn register_class(type_index: u32, cls: *mut ffi::PyTypeObject) -> PyResult<()> {
-    let info = type_info(type_index)
-        .ok_or_else(|| PyTypeError::new_err(format!("unknown native type index {type_index}")))?;
-    let now = info.init_host_data(cls.cast());
-    if now != cls.cast() {
-        return Err(PyTypeError::new_err(format!(
-            "native type '{}' already has a Python class",
-            info.name
-        )));
-    }
-    Ok(())
-}
-
-/// Forgets `cls` as its type's class (from the class's dealloc).
-pub fn unregister_class(type_index: u32, cls: *mut ffi::PyTypeObject) {
-    if let Some(info) = type_info(type_index) {
-        if info.host_data() == cls.cast() {
-            info.set_host_data(core::ptr::null_mut());
-        }
-    }
-}
-
-/// Classes held for their native objects, each with one strong reference (GIL-serialized; the
-/// mutex only makes the static shareable and is never held across Python code).
-static HELD: Mutex<Vec<(u32, usize)>> = Mutex::new(Vec::new());
-
-/// Keeps `cls` alive while native objects of its type exist (called when an object of the
-/// class is built or wrapped). Cheap when already held: one load.
-///
-/// # Safety
-/// `cls` is a live tether class whose info is `info`; GIL held.
-#[inline]
-pub unsafe fn hold_class(info: &ClassInfo, cls: *mut ffi::PyTypeObject) {
-    if !info.constructible || info.held.load(Relaxed) {
-        return; // native-only types' classes live in the module that created them
-    }
-    info.held.store(true, Relaxed);
-    // SAFETY: `cls` is live (caller); this reference is HELD's, released in
-    // `release_idle_classes`.
-    unsafe { ffi::Py_INCREF(cls.cast()) };
-    HELD.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((info.type_index, cls as usize));
-}
-
-/// Gives back the references of held classes whose types have no live native objects; returns
-/// how many were released. A released class whose objects reappear (built natively) is held
-/// again when one is wrapped.
-pub fn release_idle_classes(py: Python<'_>) -> usize {
-    let idle: Vec<(u32, usize)> = {
-        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        let (idle, busy) = held
-            .drain(..)
-            .partition(|(t, _)| type_info(*t).is_none_or(|i| i.live_objects() == 0));
-        *held = busy;
-        idle
-    };
-    for &(_, cls) in &idle {
-        let cls = cls as *mut ffi::PyTypeObject;
-        // SAFETY: HELD's reference keeps `cls` alive until released below; GIL held (`py`).
-        unsafe {
-            if let Ok(info) = info_of(cls) {
-                info.held.store(false, Relaxed);
-            }
-            ffi::Py_DECREF(cls.cast());
-        }
-    }
-    let _ = py;
-    idle.len()
 }

@@ -1,74 +1,24 @@
 //! Conversions between Python objects and runtime [`Value`]s.
 //!
-//! Python objects held natively (fields of kind `object`, callables, exceptions) become
-//! [`HostHandle`]s: one strong Python reference each, released with the GIL taken if needed.
-//! Native objects become their canonical wrapper (see [`crate::wrapper::wrap`]); `str` and
+//! Python objects held natively (fields of kind `object`, callables, exceptions) become host
+//! handles ([`crate::pyhandle`]). Native objects become their canonical wrapper (see [`crate::wrapper::wrap`]); `str` and
 //! `bytes` are copied both ways and are exempt from identity.
 
+use crate::carriers::{Moved, PyFunction};
+use crate::classes::class_for;
 use crate::errors::MovedError;
-use crate::function::{Moved, PyFunction};
 use crate::native;
+use crate::pyhandle::{handle_to_object, object_to_handle};
 use crate::pytypes::{is_wrapper, type_name};
 use crate::wrapper;
-use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tether_runtime::types::{type_info, FieldKind};
-use tether_runtime::{HostHandle, HostVTable, ObjAny, ObjHeader, Value};
-
-/// Set once the interpreter starts finalizing (from `atexit`, see `tether/__init__.py`): from
-/// then on a thread that does not hold the GIL never tries to take it.
-pub static FINALIZING: AtomicBool = AtomicBool::new(false);
-
-/// Releases the Python reference of a host handle. Never unwinds, and never calls into Python
-/// when it cannot: after the interpreter is gone, or from a thread without the GIL once
-/// finalization began (attaching then would hang or stop the thread), the reference is leaked.
-unsafe fn handle_drop(p: NonNull<c_void>) {
-    let release = || {
-        // SAFETY: reading the interpreter's state is allowed at any time from any thread.
-        if unsafe { ffi::Py_IsInitialized() } == 0 {
-            return; // the interpreter is gone: leak rather than touch it
-        }
-        // SAFETY: as above.
-        if unsafe { ffi::PyGILState_Check() } == 1 {
-            // SAFETY: the GIL is held; the handle owns this reference.
-            unsafe { ffi::Py_DecRef(p.as_ptr().cast()) };
-        } else if !FINALIZING.load(Relaxed) {
-            // SAFETY: as above, after attaching.
-            Python::attach(|_| unsafe { ffi::Py_DecRef(p.as_ptr().cast()) });
-        }
-    };
-    // A panic (PyO3 refusing to attach) must not unwind into the runtime's drop path, which
-    // may be inside a CPython slot: the reference is leaked instead.
-    let _ = catch_unwind(AssertUnwindSafe(release));
-}
-
-/// The vtable of Python objects held by the runtime.
-pub static PY_HANDLE: HostVTable = HostVTable { drop: handle_drop };
-
-/// A host handle holding a new reference to `o`.
-pub fn object_to_handle(o: &Bound<'_, PyAny>) -> HostHandle {
-    let p = o.clone().into_ptr();
-    // SAFETY: `p` is a new strong reference that the handle now owns, released by PY_HANDLE.
-    unsafe { HostHandle::from_raw(NonNull::new_unchecked(p.cast()), &PY_HANDLE) }
-}
-
-/// The Python object behind a handle (a new reference), if the handle is one of ours.
-pub fn handle_to_object<'py>(py: Python<'py>, h: &HostHandle) -> PyResult<Bound<'py, PyAny>> {
-    if !core::ptr::eq(h.vtable(), &PY_HANDLE) {
-        return Err(PyTypeError::new_err(
-            "a native host handle that is not a Python object",
-        ));
-    }
-    // SAFETY: handles with PY_HANDLE's vtable hold a strong reference to a live PyObject.
-    Ok(unsafe { Bound::from_borrowed_ptr(py, h.as_ptr().as_ptr().cast()) })
-}
+use tether_runtime::{ObjAny, ObjHeader, Value};
 
 /// Converts a value to a new Python reference. `tied`: objects come back as their canonical
 /// wrapper (else as a fresh, unbound one).
@@ -151,7 +101,7 @@ fn native_of<'py>(o: &Bound<'py, PyAny>, moves: &mut Moves<'py>) -> PyResult<Opt
 
 /// The Python-facing name of a native object's type (its class's name, if it has one).
 fn object_type_name(obj: &ObjAny) -> String {
-    match crate::class::class_for(obj.type_index()) {
+    match class_for(obj.type_index()) {
         // SAFETY: a registered class is a live type object (it unregisters when it dies).
         Ok(cls) => unsafe { type_name(cls) },
         Err(_) => obj.type_info().name.clone(),
@@ -167,7 +117,7 @@ fn kind_name(kind: &FieldKind) -> String {
         FieldKind::Bytes => "bytes".into(),
         FieldKind::Any => "object".into(),
         FieldKind::Optional(k) => format!("Optional[{}]", kind_name(k)),
-        FieldKind::Object(t) => match crate::class::class_for(*t) {
+        FieldKind::Object(t) => match class_for(*t) {
             // SAFETY: as in `object_type_name`.
             Ok(cls) => unsafe { type_name(cls) },
             Err(_) => type_info(*t).map_or_else(|| "tether.Object".into(), |i| i.name.clone()),

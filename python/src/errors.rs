@@ -1,4 +1,4 @@
-//! Python exceptions raised by tether, and the mapping from runtime errors.
+//! Floor 1: Python exceptions raised by tether, and the mapping from runtime errors.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{
@@ -30,7 +30,7 @@ pub fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::Moved => MovedError::new_err("use of a moved-from object"),
         Error::Alloc => PyMemoryError::new_err("tether: native allocation failed"),
         Error::NotFound(m) => PyLookupError::new_err(m),
-        Error::Host(h) => match crate::convert::handle_to_object(py, &h) {
+        Error::Host(h) => match crate::pyhandle::handle_to_object(py, &h) {
             Ok(obj) => PyErr::from_value(obj),
             Err(e) => e,
         },

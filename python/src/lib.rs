@@ -5,50 +5,45 @@
 //! header: `a.x is a.x`, and `id(a.x)` survives the wrapper's death and revival (the wrapper's
 //! memory is parked while the native object lives, and revived at the same address).
 //!
-//! Modules: [`wrapper`] (the wrapper object, wrap/park/revive), [`meta`] (the metaclass),
-//! [`class`] (class info and construction), [`field`] (descriptors), [`convert`] (values),
-//! [`function`] (native functions, host callables, moves), [`pool`] (wrapper memory),
-//! [`testing`] (`tether.testing`, written the way an extension author would).
+//! Modules form floors: each uses only modules on floors below it (docs/architecture.md).
+//!
+//! | floor | modules | owns |
+//! |---|---|---|
+//! | 0 | [`trap`], [`pytypes`], [`pyhandle`] | the slot boundary; raw layouts and type objects; Python objects held natively |
+//! | 1 | [`errors`], [`pool`], [`classes`] | exceptions; wrapper memory; which class a type index has, classes kept alive |
+//! | 2 | [`native`] | the uncounted view and counted handles: the one way to a wrapper's native object |
+//! | 3 | [`wrapper`] | wrap / install / take out / dealloc (park) |
+//! | 4 | [`carriers`] | the `Function` and `Moved` pyclasses, `tether.move` |
+//! | 5 | [`convert`] | values both ways, all-or-nothing moves |
+//! | 6 | [`class`], [`function`] | field definitions and class info; native functions |
+//! | 7 | [`field`], [`base`] | descriptors; `_Base`'s slots (construct, repr, pickle) |
+//! | 8 | [`meta`] | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
+//! | 9 | [`testing`] | `tether.testing`, written the way an extension author would |
 //!
 //! Everything here runs with the GIL held: the module is declared `gil_used = true`.
 
-pub mod class;
-pub mod convert;
-pub mod errors;
-pub mod field;
-pub mod function;
-pub mod meta;
-pub mod native;
-pub mod pool;
+mod base;
+mod carriers;
+mod class;
+mod classes;
+mod convert;
+mod errors;
+mod field;
+mod function;
+mod meta;
+mod native;
+mod pool;
 #[cfg(feature = "dhat-heap")]
-pub mod profiling;
-pub mod pytypes;
-pub mod testing;
-pub mod trap;
-pub mod wrapper;
+mod profiling;
+mod pyhandle;
+mod pytypes;
+mod testing;
+mod trap;
+mod wrapper;
 
 use core::sync::atomic::Ordering::Relaxed;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
-
-static RECONSTRUCTOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// The pickle reconstructor `tether._native._reconstruct`.
-pub fn reconstructor(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    RECONSTRUCTOR
-        .get(py)
-        .map(|f| f.bind(py).clone())
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("tether is not initialized"))
-}
-
-/// `_reconstruct(cls)`: an uninitialized instance, to be filled by `__setstate__` (pickle, copy).
-#[pyfunction]
-fn _reconstruct(py: Python<'_>, cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<Py<PyAny>> {
-    let tp = cls.as_ptr().cast::<pyo3::ffi::PyTypeObject>();
-    // SAFETY: `tp` is a live type and the GIL is held; the result is a new reference.
-    unsafe { Ok(Py::from_owned_ptr(py, wrapper::new_uninit(tp)?)) }
-}
 
 /// `tether.set_tying(on)`: with tying off, every access hands out a fresh, unbound wrapper (the
 /// behaviour of ordinary bindings), so the gain can be measured side by side.
@@ -108,7 +103,7 @@ fn _trim_pool() -> usize {
 /// at exit, see `tether/__init__.py`). Returns how many classes were released.
 #[pyfunction]
 fn _release_idle_classes(py: Python<'_>) -> usize {
-    class::release_idle_classes(py)
+    classes::release_idle_classes(py)
 }
 
 /// `_native._at_exit()`: the interpreter is finalizing. From now on native threads never try to
@@ -116,15 +111,15 @@ fn _release_idle_classes(py: Python<'_>) -> usize {
 /// without native objects are released so their modules' globals can be finalized.
 #[pyfunction]
 fn _at_exit(py: Python<'_>) {
-    convert::FINALIZING.store(true, Relaxed);
-    class::release_idle_classes(py);
+    pyhandle::FINALIZING.store(true, Relaxed);
+    classes::release_idle_classes(py);
 }
 
 #[pymodule(gil_used = true)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     tether_runtime::tie::set_host(&pool::TIE_HOST);
-    let base = wrapper::create_base_type(py)?;
+    let base = base::create_base_type(py)?;
     field::create_descr_type(py)?;
     let meta_tp = meta::create_meta_type(py)?;
     // SAFETY: both types were just created; the module takes new references.
@@ -139,9 +134,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "FrozenInstanceError",
         py.get_type::<errors::FrozenInstanceError>(),
     )?;
-    m.add_class::<function::PyFunction>()?;
-    m.add_class::<function::Moved>()?;
-    m.add_function(wrap_pyfunction!(function::move_, m)?)?;
+    m.add_class::<carriers::PyFunction>()?;
+    m.add_class::<carriers::Moved>()?;
+    m.add_function(wrap_pyfunction!(carriers::move_, m)?)?;
     m.add_function(wrap_pyfunction!(function::function, m)?)?;
     m.add_function(wrap_pyfunction!(function::get_global, m)?)?;
     m.add_function(wrap_pyfunction!(function::register_global, m)?)?;
@@ -153,9 +148,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_trim_pool, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
-    let recon = wrap_pyfunction!(_reconstruct, m)?;
+    let recon = wrap_pyfunction!(base::_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
-    let _ = RECONSTRUCTOR.set(py, recon.into_any().unbind());
+    let _ = base::RECONSTRUCTOR.set(py, recon.into_any().unbind());
     if std::env::var("TETHER_TYING").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off")) {
         set_tying(false);
     }

@@ -6,7 +6,7 @@
 //! `__hash__`, weakref callbacks, `__del__` and the cycle collector can all move the object out
 //! of its wrapper and drop it. So there are exactly two ways in:
 //! - [`NativeView`]: an uncounted view, for the hot read path. Its API cannot call Python: type
-//!   checks, slot copies under the record rule (native clones only), and [`NativeView::counted`].
+//!   checked slot copies under the record rule (native clones only), and [`NativeView::counted`].
 //! - [`counted`]: a strong handle (`ObjAny`), for every path that converts or calls out. After
 //!   a call-out, [`still_holds`] re-checks that the wrapper still holds the same object before
 //!   acting on what was checked before it.
@@ -86,17 +86,6 @@ pub struct NativeView<'w> {
 }
 
 impl NativeView<'_> {
-    /// The native object's runtime type.
-    #[inline]
-    pub fn type_index(&self) -> u32 {
-        self.obj.type_index()
-    }
-
-    /// Whether the native object is an instance of runtime type `t`.
-    pub fn is_instance(&self, t: u32) -> bool {
-        self.obj.is_instance(t)
-    }
-
     /// A copy of one field (see [`load_field`]).
     #[inline]
     pub fn load(&self, slot: Slot<'_>) -> PyResult<Value> {

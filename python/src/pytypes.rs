@@ -37,6 +37,20 @@ pub static BASE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mu
 /// The metaclass type object `tether.ObjectMeta`.
 pub static META_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
+/// Offset of the class-info slot in a tether class object (after CPython's heap type): the
+/// metaclass's basic size is `CLASS_INFO_OFFSET` plus one pointer.
+pub const CLASS_INFO_OFFSET: usize = core::mem::size_of::<ffi::PyHeapTypeObject>();
+
+/// The address of tether class `tp`'s class-info slot (a pointer-sized word, see
+/// `crate::class::class_info`).
+///
+/// # Safety
+/// `tp` is a live tether class ([`is_tether_class`]).
+pub unsafe fn class_info_slot(tp: *mut ffi::PyTypeObject) -> *mut *const core::ffi::c_void {
+    // SAFETY: the metaclass's instances are CLASS_INFO_OFFSET + one pointer bytes (caller).
+    unsafe { tp.cast::<u8>().add(CLASS_INFO_OFFSET).cast() }
+}
+
 /// Is `tp` a tether class (its metatype is, or derives from, the tether metaclass)? Every such
 /// class was checked and patched to the wrapper layout at creation (see `crate::meta`).
 ///

@@ -1,8 +1,8 @@
 //! `tether.testing`: native functions and a Rust-defined type, registered through the runtime's
 //! API exactly as an extension author would (Python finds them in the global registry).
 
-use crate::convert::handle_to_object;
 use crate::function::host_function;
+use crate::pyhandle::handle_to_object;
 use pyo3::prelude::*;
 use tether_runtime::{
     field, object_type, register_global_override, Error, FieldKind, Function, ObjRef, Object,
@@ -111,9 +111,7 @@ object_type!(
     ),]
 );
 
-fn spawn_worker(
-    work: impl FnOnce() -> Result<(), Error> + Send + 'static,
-) -> Result<Value, Error> {
+fn spawn_worker(work: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Result<Value, Error> {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = done.clone();
     let handle = std::thread::spawn(move || {
@@ -130,7 +128,10 @@ fn spawn_worker(
     Ok(Value::Object(w.into_any()))
 }
 
-fn record_and_index(args: &[Value], name: &str) -> Result<(tether_runtime::ObjAny, usize, usize), Error> {
+fn record_and_index(
+    args: &[Value],
+    name: &str,
+) -> Result<(tether_runtime::ObjAny, usize, usize), Error> {
     match args {
         [obj, i, n, ..] => Ok((
             obj.as_object()?.clone(),

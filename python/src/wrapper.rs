@@ -1,4 +1,5 @@
-//! The wrapper object and its life cycle: one canonical wrapper per native object.
+//! Floor 2: the wrapper's life cycle: one canonical wrapper per native object (wrap, install,
+//! take out, dealloc with park). The `_Base` slots that build objects are in [`crate::base`].
 //!
 //! The layout is in [`crate::pytypes`].
 //!
@@ -16,20 +17,16 @@
 //! 4. Weakref callbacks may run Python code, which may ask for the same object again: the
 //!    binding is detached before they run, so such code gets a new wrapper, never the dying one.
 
-use crate::class;
-use crate::convert::Moves;
+use crate::classes::{class_for, hold_class};
 use crate::native;
 use crate::pool::{self, LIVE, PARKED};
-use crate::pytypes::{type_name, Wrapper, BASE_TYPE, WRAPPER_SIZE};
-use crate::trap::trap;
+use crate::pytypes::Wrapper;
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
 use tether_runtime::tie::{self, Finalized, TieState};
 use tether_runtime::ObjAny;
 
@@ -52,7 +49,7 @@ unsafe fn new_wrapper(cls: *mut ffi::PyTypeObject, obj: &ObjAny) -> PyResult<*mu
 ///
 /// # Safety
 /// GIL held; `cls` is a tether class.
-unsafe fn alloc_instance(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
+pub unsafe fn alloc_instance(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: tether classes use pool::tp_alloc; GIL held.
     let w = unsafe { pool::tp_alloc(cls, 0) };
     if w.is_null() {
@@ -60,19 +57,6 @@ unsafe fn alloc_instance(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyOb
         return Err(PyErr::fetch(unsafe { Python::assume_attached() }));
     }
     Ok(w)
-}
-
-/// A new, uninitialized instance of `cls` for `tp_new` and the pickle reconstructor, after
-/// checking that `cls` may be instantiated (not abstract, not a native-only type).
-///
-/// # Safety
-/// GIL held; `cls` is a live type object.
-pub unsafe fn new_uninit(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: forwarded; `check_instantiable` succeeds only for tether classes.
-    unsafe {
-        class::check_instantiable(cls)?;
-        alloc_instance(cls)
-    }
 }
 
 /// The wrapper for `obj` as a new reference: the canonical one if `tied` and tying is on
@@ -91,9 +75,9 @@ pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
             return Ok(w);
         }
     }
-    let cls = class::class_for(obj.type_index())?;
+    let cls = class_for(obj.type_index())?;
     // SAFETY: `cls` is the registered, live class of the object's type; GIL held.
-    unsafe { class::hold_class(class::info_of(cls)?, cls) };
+    unsafe { hold_class(obj.type_index(), cls) };
     if !tied {
         // SAFETY: GIL held; `cls` is the object's tether class.
         return unsafe { new_wrapper(cls, obj) };
@@ -244,256 +228,4 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
         ffi::Py_DECREF(tp.cast());
         drop(obj);
     }
-}
-
-/// `tp_new`: an uninitialized wrapper of `cls` (fields come in `__init__`/`__setstate__`).
-unsafe extern "C" fn tp_new(
-    cls: *mut ffi::PyTypeObject,
-    _args: *mut ffi::PyObject,
-    _kw: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython slot: GIL held, `cls` a tether class (tp_new is only inherited by them).
-    unsafe { trap(ptr::null_mut(), |_py| new_uninit(cls)) }
-}
-
-/// Installs `obj` into the uninitialized wrapper `o` as the last step of `__init__` or
-/// `__setstate__`: re-checks (argument conversion ran Python code, which may have initialized
-/// `o` first) that `o` is still empty, then consumes the move tokens, then installs and binds.
-/// On error nothing changed: `obj` is dropped, the tokens keep their objects.
-///
-/// # Safety
-/// `o` is a live tether wrapper; GIL held.
-unsafe fn finish_init(
-    o: *mut ffi::PyObject,
-    obj: ObjAny,
-    moves: Moves<'_>,
-    what: &str,
-) -> PyResult<()> {
-    // SAFETY: `o` is a live wrapper (caller).
-    if !unsafe { native::is_empty(o) } {
-        return Err(already_initialized(o, what));
-    }
-    moves.commit()?;
-    // SAFETY: `o` is a live wrapper with null `rec` (checked); no Python code ran since.
-    unsafe {
-        let cls = ffi::Py_TYPE(o);
-        if let Ok(info) = class::info_of(cls) {
-            class::hold_class(info, cls);
-        }
-        install(o, obj);
-    }
-    Ok(())
-}
-
-fn already_initialized(o: *mut ffi::PyObject, what: &str) -> PyErr {
-    // SAFETY: `o` is live (callers); reading its type name is safe under the GIL.
-    let name = unsafe { type_name(ffi::Py_TYPE(o)) };
-    PyTypeError::new_err(format!("{name}.{what} called on an initialized object"))
-}
-
-/// `tp_init`: builds the native record from the arguments.
-unsafe extern "C" fn tp_init(
-    o: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kw: *mut ffi::PyObject,
-) -> i32 {
-    // SAFETY: CPython slot: GIL held, `o` a live tether wrapper, `args` a tuple, `kw` a dict
-    // or null.
-    unsafe {
-        trap(-1, |py| {
-            if !native::is_empty(o) {
-                return Err(already_initialized(o, "__init__"));
-            }
-            let info = class::info_of(ffi::Py_TYPE(o))?;
-            let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
-            let kw = (!kw.is_null())
-                .then(|| Bound::from_borrowed_ptr(py, kw).cast_into::<PyDict>())
-                .transpose()?;
-            let mut moves = Moves::new();
-            let obj = info.construct(py, &args, kw.as_ref(), &mut moves)?;
-            finish_init(o, obj, moves, "__init__")?;
-            Ok(0)
-        })
-    }
-}
-
-/// `tp_repr`: `ClassName(field=value, ...)`, safe against recursion and against field reprs
-/// that move the object out (a counted handle is read throughout).
-unsafe extern "C" fn tp_repr(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: CPython slot: GIL held, `o` a live tether wrapper.
-    unsafe {
-        trap(ptr::null_mut(), |py| {
-            let name = type_name(ffi::Py_TYPE(o));
-            let r = ffi::Py_ReprEnter(o);
-            if r != 0 {
-                if r < 0 {
-                    return Err(PyErr::fetch(py));
-                }
-                return Ok(PyString::new(py, &format!("{name}(...)")).into_ptr());
-            }
-            let out = (|| {
-                let Ok(obj) = native::counted(o) else {
-                    return Ok(format!("<{name} (moved)>"));
-                };
-                let info = class::info_of(ffi::Py_TYPE(o))?;
-                info.check_native(&obj)?;
-                let mut parts = Vec::new();
-                for f in info.fields() {
-                    let v = native::load_field(&obj, f.slot())?;
-                    let v = Bound::from_owned_ptr(py, crate::convert::to_py(py, &v, true)?);
-                    parts.push(format!("{}={}", f.name, v.repr()?));
-                }
-                Ok::<_, PyErr>(format!("{name}({})", parts.join(", ")))
-            })();
-            ffi::Py_ReprLeave(o);
-            Ok(PyString::new(py, &out?).into_ptr())
-        })
-    }
-}
-
-/// `__reduce__`: `(copyreg.__newobj__-like reconstructor, (cls,), {field: value})`; the state
-/// goes through `__setstate__`, so pickle's memo keeps shared substructure shared.
-unsafe extern "C" fn reduce(
-    o: *mut ffi::PyObject,
-    _unused: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython method: GIL held, `o` a live tether wrapper.
-    unsafe {
-        trap(ptr::null_mut(), |py| {
-            let obj = native::counted(o)?;
-            let info = class::info_of(ffi::Py_TYPE(o))?;
-            let state = info.state_dict(py, &obj)?;
-            let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
-            let recon = crate::reconstructor(py)?;
-            let t = PyTuple::new(
-                py,
-                [recon, PyTuple::new(py, [cls])?.into_any(), state.into_any()],
-            )?;
-            Ok(t.into_ptr())
-        })
-    }
-}
-
-/// `__setstate__(state)`: initializes an object made by the reconstructor.
-unsafe extern "C" fn setstate(
-    o: *mut ffi::PyObject,
-    state: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython method: GIL held, `o` a live tether wrapper, `state` a live object.
-    unsafe {
-        trap(ptr::null_mut(), |py| {
-            if !native::is_empty(o) {
-                return Err(already_initialized(o, "__setstate__"));
-            }
-            let info = class::info_of(ffi::Py_TYPE(o))?;
-            let state = Bound::from_borrowed_ptr(py, state)
-                .cast_into::<PyDict>()
-                .map_err(|_| {
-                    PyTypeError::new_err("tether objects unpickle from a dict of fields")
-                })?;
-            let mut moves = Moves::new();
-            let obj = info.from_state(py, &state, &mut moves)?;
-            finish_init(o, obj, moves, "__setstate__")?;
-            Ok(py.None().into_ptr())
-        })
-    }
-}
-
-/// Creates `_Base`: the ffi-built, non-GC base type with our slots.
-pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
-    static mut METHODS: [ffi::PyMethodDef; 3] = [
-        ffi::PyMethodDef {
-            ml_name: c"__reduce__".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunction: reduce,
-            },
-            ml_flags: ffi::METH_NOARGS,
-            ml_doc: c"Pickle support: reconstructs the class and sets the fields.".as_ptr(),
-        },
-        ffi::PyMethodDef {
-            ml_name: c"__setstate__".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunction: setstate,
-            },
-            ml_flags: ffi::METH_O,
-            ml_doc: c"Pickle support: initializes the fields from a dict.".as_ptr(),
-        },
-        ffi::PyMethodDef::zeroed(),
-    ];
-    static mut MEMBERS: [ffi::PyMemberDef; 2] = [
-        ffi::PyMemberDef {
-            name: c"__weaklistoffset__".as_ptr(),
-            type_code: ffi::Py_T_PYSSIZET,
-            offset: core::mem::offset_of!(Wrapper, weaklist) as ffi::Py_ssize_t,
-            flags: ffi::Py_READONLY,
-            doc: ptr::null(),
-        },
-        ffi::PyMemberDef {
-            name: ptr::null(),
-            type_code: 0,
-            offset: 0,
-            flags: 0,
-            doc: ptr::null(),
-        },
-    ];
-    // SAFETY: the slot tables are 'static and only read by CPython during type creation,
-    // which happens once at module init under the GIL.
-    let tp = unsafe {
-        let mut slots = [
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_new,
-                pfunc: tp_new as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_init,
-                pfunc: tp_init as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_dealloc,
-                pfunc: tp_dealloc as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_alloc,
-                pfunc: pool::tp_alloc as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_free,
-                pfunc: pool::tp_free as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_repr,
-                pfunc: tp_repr as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_methods,
-                pfunc: ptr::addr_of_mut!(METHODS).cast(),
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_members,
-                pfunc: ptr::addr_of_mut!(MEMBERS).cast(),
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_doc,
-                pfunc: c"The native base of tether.Object (not for direct use).".as_ptr()
-                    as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: 0,
-                pfunc: ptr::null_mut(),
-            },
-        ];
-        let mut spec = ffi::PyType_Spec {
-            name: c"tether._native._Base".as_ptr(),
-            basicsize: WRAPPER_SIZE as i32,
-            itemsize: 0,
-            flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE) as u32,
-            slots: slots.as_mut_ptr(),
-        };
-        ffi::PyType_FromSpec(&mut spec)
-    };
-    if tp.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    BASE_TYPE.store(tp.cast(), Relaxed);
-    Ok(tp.cast())
 }

@@ -1,0 +1,234 @@
+//! Floor 7a: a class body's annotations into field kinds and defaults (nothing is registered
+//! here). Owns [`ROOT_INDEX`] (what `tether.Object` as an annotation means) and the
+//! self-reference placeholder.
+
+use crate::class::{annotate, ClassInfo};
+use crate::convert::{from_py_kind, Moves};
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use tether_runtime::types::{FieldKind, ANY_OBJECT};
+
+/// The runtime type index of `tether.Object` (u32::MAX until created).
+pub static ROOT_INDEX: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Resolves one annotation into a field kind.
+fn resolve_kind(
+    py: Python<'_>,
+    ann: &Bound<'_, PyAny>,
+    class_name: &str,
+    globals: &Bound<'_, PyDict>,
+    ns: &Bound<'_, PyDict>,
+) -> PyResult<FieldKind> {
+    let builtins = py.import("builtins")?;
+    let typing = py.import("typing")?;
+    // String annotations (and typing.ForwardRef) name a type: the class itself, or something
+    // visible from the class body or its module.
+    let text = if let Ok(s) = ann.cast::<PyString>() {
+        Some(s.to_string())
+    } else if ann.is_instance(&typing.getattr("ForwardRef")?)? {
+        Some(ann.getattr("__forward_arg__")?.extract::<String>()?)
+    } else {
+        None
+    };
+    if let Some(text) = text {
+        if text == class_name {
+            return Ok(FieldKind::Object(SELF_KIND));
+        }
+        let Ok(value) = builtins
+            .getattr("eval")?
+            .call1((text.as_str(), globals, ns))
+        else {
+            return Err(PyTypeError::new_err(format!(
+                "cannot resolve the annotation '{text}' (use a class defined before this one, \
+                 or the class's own name)"
+            )));
+        };
+        return resolve_kind(py, &value, class_name, globals, ns);
+    }
+    for (name, kind) in [
+        ("bool", FieldKind::Bool),
+        ("int", FieldKind::Int),
+        ("float", FieldKind::Float),
+        ("str", FieldKind::Str),
+        ("bytes", FieldKind::Bytes),
+        ("object", FieldKind::Any),
+    ] {
+        if ann.is(&builtins.getattr(name)?) {
+            return Ok(kind);
+        }
+    }
+    // Optional[X], Union[X, None], X | None
+    let args = typing
+        .getattr("get_args")?
+        .call1((ann,))?
+        .cast_into::<PyTuple>()?;
+    let origin = typing.getattr("get_origin")?.call1((ann,))?;
+    let is_union = origin.is(&typing.getattr("Union")?)
+        || origin.is(&py.import("types")?.getattr("UnionType")?);
+    if is_union {
+        let none_type = py.None().into_bound(py).get_type();
+        let others: Vec<_> = args.iter().filter(|a| !a.is(&none_type)).collect();
+        if others.len() == 1 && args.len() == 2 {
+            let inner = resolve_kind(py, &others[0], class_name, globals, ns)?;
+            return Ok(FieldKind::Optional(Box::new(inner)));
+        }
+    }
+    if let Ok(tp) = ann.cast::<PyType>() {
+        // SAFETY: `tp` is a live type object; GIL held.
+        if let Some(info) = unsafe { crate::class::class_info(tp.as_ptr().cast()) } {
+            // `tether.Object` itself means any tether object.
+            if ROOT_INDEX.load(Relaxed) == info.type_index {
+                return Ok(FieldKind::Object(ANY_OBJECT));
+            }
+            return Ok(FieldKind::Object(info.type_index));
+        }
+    }
+    Err(PyTypeError::new_err(format!(
+        "unsupported field type {}: use int, float, bool, str, bytes, object, Optional[...] or \
+         a tether.Object subclass",
+        ann.repr()?
+    )))
+}
+
+/// Placeholder for "the class being defined", replaced by its type index once registered.
+pub const SELF_KIND: u32 = u32::MAX - 1;
+
+pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
+    match kind {
+        FieldKind::Object(SELF_KIND) => FieldKind::Object(me),
+        FieldKind::Optional(k) => FieldKind::Optional(Box::new(replace_self(*k, me))),
+        k => k,
+    }
+}
+
+/// The runtime's view of a kind: the class's own type is not registered yet when its schema is
+/// given, so a self-reference is checked as "any object" natively (and exactly by Python).
+pub fn runtime_kind(kind: &FieldKind) -> FieldKind {
+    match kind {
+        FieldKind::Object(SELF_KIND) => FieldKind::Object(ANY_OBJECT),
+        FieldKind::Optional(k) => FieldKind::Optional(Box::new(runtime_kind(k))),
+        k => k.clone(),
+    }
+}
+
+/// Normalizes and checks `__slots__`: only `()` or `('__weakref__',)` are accepted (the
+/// wrapper already has a weakref slot, and instances can hold no other Python state).
+pub fn check_slots(ns: &Bound<'_, PyDict>) -> PyResult<()> {
+    if let Some(slots) = ns.get_item("__slots__")? {
+        let names: Vec<String> = if let Ok(s) = slots.cast::<PyString>() {
+            vec![s.to_string()]
+        } else {
+            slots
+                .try_iter()?
+                .map(|x| x?.extract::<String>())
+                .collect::<PyResult<_>>()?
+        };
+        if names.iter().any(|n| n != "__weakref__") {
+            return Err(PyTypeError::new_err(
+                "tether classes keep their state natively: __slots__ may only be () or \
+                 ('__weakref__',); declare fields with annotations",
+            ));
+        }
+    }
+    ns.set_item("__slots__", PyTuple::empty(ns.py()))
+}
+
+fn is_method_like(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let builtins = py.import("builtins")?;
+    let types = py.import("types")?;
+    for t in [
+        types.getattr("FunctionType")?,
+        builtins.getattr("classmethod")?,
+        builtins.getattr("staticmethod")?,
+        builtins.getattr("property")?,
+    ] {
+        if v.is_instance(&t)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// One field the class body declares.
+pub struct OwnField {
+    /// The attribute name.
+    pub name: String,
+    /// Its kind (a self-reference as [`SELF_KIND`]).
+    pub kind: FieldKind,
+    /// Its checked default.
+    pub default: Option<tether_runtime::Value>,
+}
+
+/// Reads the class body's annotations into fields (without registering anything).
+pub fn own_fields(
+    py: Python<'_>,
+    class_name: &str,
+    ns: &Bound<'_, PyDict>,
+    parent: Option<&ClassInfo>,
+) -> PyResult<Vec<OwnField>> {
+    let Some(ann) = ns.get_item("__annotations__")? else {
+        return Ok(Vec::new());
+    };
+    let ann = ann.cast_into::<PyDict>()?;
+    let module = ns.get_item("__module__")?;
+    let globals = match module {
+        Some(m) => py
+            .import("sys")?
+            .getattr("modules")?
+            .get_item(m)
+            .and_then(|m| m.getattr("__dict__"))
+            .and_then(|d| Ok(d.cast_into::<PyDict>()?))
+            .unwrap_or_else(|_| PyDict::new(py)),
+        None => PyDict::new(py),
+    };
+    let classvar = py.import("typing")?.getattr("ClassVar")?;
+    let get_origin = py.import("typing")?.getattr("get_origin")?;
+    let mut out = Vec::new();
+    for (name, a) in ann.iter() {
+        let name: String = name.extract()?;
+        if a.is(&classvar) || get_origin.call1((&a,))?.is(&classvar) {
+            continue;
+        }
+        if let Ok(s) = a.cast::<PyString>() {
+            if s.to_str()?.starts_with("ClassVar") {
+                continue;
+            }
+        }
+        if parent.is_some_and(|p| p.fields.iter().any(|f| f.name == name)) {
+            return Err(PyTypeError::new_err(format!(
+                "field '{name}' of {class_name} is already declared by a base class"
+            )));
+        }
+        let kind = resolve_kind(py, &a, class_name, &globals, ns)
+            .map_err(|e| annotate(py, e, &format!("{class_name}.{name}")))?;
+        let default = match ns.get_item(&name)? {
+            None => None,
+            Some(v) if is_method_like(py, &v)? => {
+                return Err(PyTypeError::new_err(format!(
+                    "field '{name}' of {class_name} clashes with a method or property of the \
+                     same name"
+                )))
+            }
+            Some(v) => {
+                ns.del_item(&name)?;
+                let check = match &kind {
+                    FieldKind::Object(SELF_KIND) => FieldKind::Object(ANY_OBJECT),
+                    k => runtime_kind(k),
+                };
+                let mut moves = Moves::new();
+                let d = from_py_kind(&v, &check, &mut moves)
+                    .map_err(|e| annotate(py, e, &format!("default of {class_name}.{name}")))?;
+                moves.commit()?; // a token as a default: the class takes its object
+                Some(d)
+            }
+        };
+        out.push(OwnField {
+            name,
+            kind,
+            default,
+        });
+    }
+    Ok(out)
+}
