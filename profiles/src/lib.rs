@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use tether_alloc::HEADER_OFFSET;
 use tether_runtime::{
-    alloc_stats, field, object_type, register_record_type, FieldKind, FieldSpec, Function, ObjAny,
-    ObjRef, Record, Value, WeakRef, ANY_OBJECT,
+    alloc_stats, object_type, register_record_type, FieldKind, FieldSpec, Function, ObjAny, ObjRef,
+    Record, Value, WeakRef,
 };
 
 /// Whether dhat sees the runtime's object blocks (the `global-inner` feature).
@@ -204,68 +204,7 @@ pub fn heap_summary(stats: &dhat::HeapStats, base: &Reading) -> String {
     )
 }
 
-/// A binary tree node built natively (like `tether.testing.TreeNode`).
-pub struct TreeNode {
-    left: Option<ObjRef<TreeNode>>,
-    right: Option<ObjRef<TreeNode>>,
-    value: i64,
-}
-
-fn child(c: &Option<ObjRef<TreeNode>>) -> Value {
-    c.as_ref()
-        .map_or(Value::None, |n| Value::Object(n.clone().into_any()))
-}
-
-object_type!(
-    TreeNode,
-    "tether.profiles.TreeNode",
-    fields = [
-        field!(
-            TreeNode,
-            "left",
-            FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
-            get = |n| child(&n.left)
-        ),
-        field!(
-            TreeNode,
-            "right",
-            FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
-            get = |n| child(&n.right)
-        ),
-        field!(
-            TreeNode,
-            "value",
-            FieldKind::Int,
-            get = |n| Value::Int(n.value)
-        ),
-    ]
-);
-
-/// A binary tree of exactly `nodes` nodes in heap order (node `i` has children `2i+1` and
-/// `2i+2` when they are below `nodes`), built bottom-up, so its depth is `log2(nodes)`.
-pub fn build_tree(nodes: usize) -> Option<ObjRef<TreeNode>> {
-    (nodes > 0).then(|| build_node(0, nodes))
-}
-
-fn build_node(index: usize, nodes: usize) -> ObjRef<TreeNode> {
-    let sub = |i: usize| (i < nodes).then(|| build_node(i, nodes));
-    ObjRef::new(TreeNode {
-        left: sub(2 * index + 1),
-        right: sub(2 * index + 2),
-        value: index as i64,
-    })
-}
-
-/// The number of nodes and the sum of their values (a walk that touches every node).
-pub fn walk_tree(root: &ObjRef<TreeNode>) -> (usize, i64) {
-    let (mut n, mut sum) = (1, root.value);
-    for c in [&root.left, &root.right].into_iter().flatten() {
-        let (cn, cs) = walk_tree(c);
-        n += cn;
-        sum += cs;
-    }
-    (n, sum)
-}
+pub use tether_runtime::demo::{build_tree, walk_tree, TreeNode};
 
 /// A small Rust-defined object, for the weak-reference rows of the mix.
 pub struct Leaf {

@@ -4,47 +4,11 @@
 use crate::function::host_function;
 use crate::pyhandle::handle_to_object;
 use pyo3::prelude::*;
+use tether_runtime::demo::{build_tree, TreeNode};
 use tether_runtime::{
     field, object_type, register_global_override, Error, FieldKind, Function, ObjRef, Object,
-    ReturnPolicy, Value, ANY_OBJECT,
+    ReturnPolicy, Value,
 };
-
-/// A binary tree node built natively by `make_tree`.
-pub struct TreeNode {
-    left: Option<ObjRef<TreeNode>>,
-    right: Option<ObjRef<TreeNode>>,
-    value: i64,
-}
-
-fn child(c: &Option<ObjRef<TreeNode>>) -> Value {
-    c.as_ref()
-        .map_or(Value::None, |n| Value::Object(n.clone().into_any()))
-}
-
-object_type!(
-    TreeNode,
-    "tether.testing.TreeNode",
-    fields = [
-        field!(
-            TreeNode,
-            "left",
-            FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
-            get = |n| child(&n.left)
-        ),
-        field!(
-            TreeNode,
-            "right",
-            FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
-            get = |n| child(&n.right)
-        ),
-        field!(
-            TreeNode,
-            "value",
-            FieldKind::Int,
-            get = |n| Value::Int(n.value)
-        ),
-    ]
-);
 
 /// A block of native memory from the runtime's allocator, for exercising allocation failure.
 pub struct Blob {
@@ -184,23 +148,6 @@ fn join(args: &[Value]) -> Result<Value, Error> {
     }
 }
 
-/// A complete tree of `depth` levels below the root; node `i` has children `2i+1`, `2i+2`.
-fn build(index: i64, depth: u32) -> ObjRef<TreeNode> {
-    let (left, right) = if depth == 0 {
-        (None, None)
-    } else {
-        (
-            Some(build(2 * index + 1, depth - 1)),
-            Some(build(2 * index + 2, depth - 1)),
-        )
-    };
-    ObjRef::new(TreeNode {
-        left,
-        right,
-        value: index,
-    })
-}
-
 fn one_arg<'a>(name: &str, args: &'a [Value]) -> Result<&'a Value, Error> {
     match args {
         [v] => Ok(v),
@@ -251,7 +198,10 @@ fn make_tree(args: &[Value]) -> Result<Value, Error> {
             "make_tree depth must be 0..=24, got {depth}"
         )));
     }
-    Ok(Value::Object(build(0, depth as u32).into_any()))
+    let nodes = (1usize << (depth + 1)) - 1; // a complete tree of `depth` levels below the root
+    Ok(Value::Object(
+        build_tree(nodes).expect("at least one node").into_any(),
+    ))
 }
 
 /// Registers the functions and creates the `TreeNode` class.

@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+pub mod demo;
 mod error;
 mod function;
 mod object;
