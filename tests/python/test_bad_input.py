@@ -7,7 +7,7 @@ import sys
 import types
 
 import pytest
-from models import Inner, Mixed, Node, Outer
+from models import Inner, Mixed, Node, Outer, Pair, Point
 
 import tether
 from tether import testing
@@ -153,3 +153,44 @@ def test_wrong_callable_argument(bystanders):
         testing.call(5)
     with pytest.raises(TypeError, match="exactly one argument"):
         testing.echo()
+
+
+def test_move_token_passed_twice_in_one_call(bystanders):
+    tok = tether.move(Inner(3))
+    with pytest.raises(tether.MovedError, match="passed twice"):
+        Pair(tok, tok)
+    p = Pair(tok)  # the failed call consumed nothing
+    assert p.a.val == 3
+    with pytest.raises(tether.MovedError, match="already consumed"):
+        Pair(tok)
+
+
+def test_move_token_rejected_by_a_later_argument_keeps_its_object(bystanders):
+    before = tether.stats()["native_objects"]
+    tok = tether.move(Inner(4))
+    with pytest.raises(TypeError, match="field 'name': expected str, got int"):
+        Outer(tok, 5)
+    o = Outer(tok, "fine")
+    assert o.x.val == 4
+    del o, tok
+    gc.collect()
+    assert tether.stats()["native_objects"] == before
+
+
+def test_move_token_into_native_function_only_when_all_arguments_convert(bystanders):
+    tok = tether.move(Inner(6))
+    with pytest.raises(tether.MovedError, match="passed twice"):
+        testing.echo(tok, tok)
+    back = testing.echo(tok)
+    assert type(back) is Inner and back.val == 6
+
+
+def test_class_body_native_type_hook_is_an_ordinary_attribute(bystanders):
+    class Plain(tether.Object):
+        __tether_native_type__ = 0
+        v: int
+
+    assert Plain(1).v == 1 and Plain.__tether_native_type__ == 0
+    assert type(Point(1.0, 2.0)) is Point
+    with pytest.raises(tether.FrozenInstanceError):
+        Point(1.0, 2.0).x = 3.0
