@@ -4,7 +4,7 @@
 //! default, when the `mimalloc` feature is on), `std::alloc::System` (under Miri and sanitizers),
 //! `allocator_api2::alloc::Global` (the `global-inner` feature: whatever `#[global_allocator]` the
 //! program installs, e.g. `dhat::Alloc` for heap profiles), or `&bumpalo::Bump` (an arena: frees
-//! are no-ops, but the header's free callback still runs).
+//! are no-ops, but the free funnel still runs).
 //!
 //! With `global-inner`, a `HeaderAlloc` on the default inner allocator must never itself be the
 //! `#[global_allocator]`: its every allocation would call the global allocator, i.e. itself,
@@ -54,7 +54,7 @@ mod mi {
     /// that size.
     const MI_MIN_ALIGN: usize = 16;
 
-    /// mimalloc as an `Allocator`, calling `libmimalloc-sys` directly.
+    /// mimalloc as an `Allocator` and a `GlobalAlloc`, calling `libmimalloc-sys` directly.
     ///
     /// For `align <= 16` (and `align <= size`) it calls plain `mi_malloc`/`mi_free`, mimalloc's
     /// fastest path; only larger alignments take `mi_malloc_aligned`, with sizes up to 1 KiB
@@ -69,6 +69,14 @@ mod mi {
     /// assert_eq!(p.as_ptr() as usize % 64, 0);
     /// // SAFETY: allocated above with `l`.
     /// unsafe { MiMalloc.deallocate(p, l) };
+    /// ```
+    ///
+    /// As the process allocator (the raw baseline of the drop-in benchmark):
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static GLOBAL: tether_alloc::MiMalloc = tether_alloc::MiMalloc;
+    /// # fn main() { assert_eq!(vec![1u8; 3].len(), 3); }
     /// ```
     #[derive(Debug, Default, Clone, Copy)]
     pub struct MiMalloc;
@@ -152,7 +160,7 @@ mod mi {
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
             // SAFETY: forwarded to the caller (live block, new.size() >= old.size()).
-            unsafe { self.realloc(ptr, old, new) }
+            unsafe { self.move_block(ptr, old, new) }
         }
 
         #[inline]
@@ -163,7 +171,7 @@ mod mi {
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
             // SAFETY: forwarded to the caller.
-            let block = unsafe { self.realloc(ptr, old, new) }?;
+            let block = unsafe { self.move_block(ptr, old, new) }?;
             let p = block.cast::<u8>().as_ptr();
             // SAFETY: the new block is valid for new.size() >= old.size() bytes.
             unsafe { p.add(old.size()).write_bytes(0, new.size() - old.size()) };
@@ -178,7 +186,40 @@ mod mi {
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
             // SAFETY: forwarded to the caller (live block, new.size() <= old.size()).
-            unsafe { self.realloc(ptr, old, new) }
+            unsafe { self.move_block(ptr, old, new) }
+        }
+    }
+
+    // SAFETY: the `Allocator` implementation above with null for `AllocError` (same blocks, same
+    // alignment rules); nothing here panics or unwinds.
+    unsafe impl core::alloc::GlobalAlloc for MiMalloc {
+        #[inline]
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            self.allocate(layout)
+                .map_or(core::ptr::null_mut(), |p| p.cast::<u8>().as_ptr())
+        }
+
+        #[inline]
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            self.allocate_zeroed(layout)
+                .map_or(core::ptr::null_mut(), |p| p.cast::<u8>().as_ptr())
+        }
+
+        #[inline]
+        unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+            // SAFETY: GlobalAlloc's contract: `ptr` is a live block of this allocator.
+            unsafe { ffi::mi_free(ptr.cast()) }
+        }
+
+        #[inline]
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
+                return core::ptr::null_mut();
+            };
+            // SAFETY: GlobalAlloc's contract: `ptr` is a live, non-null block of ours with
+            // `layout`; on failure it is left intact.
+            unsafe { self.move_block(NonNull::new_unchecked(ptr), layout, new) }
+                .map_or(core::ptr::null_mut(), |p| p.cast::<u8>().as_ptr())
         }
     }
 
@@ -199,7 +240,7 @@ mod mi {
         /// # Safety
         /// `ptr` is a live block of this allocator allocated with `old`.
         #[inline]
-        unsafe fn realloc(
+        unsafe fn move_block(
             &self,
             ptr: NonNull<u8>,
             old: Layout,

@@ -1,45 +1,63 @@
 //! # tether-alloc
 //!
-//! An allocator that reserves a [`Header`] before every object it hands out, so that per-object
-//! metadata (which Python wrapper an object is tied to) is found by pointer arithmetic alone:
+//! An allocator that reserves a small header before every object it hands out, so that
+//! per-object metadata (which Python wrapper an object is tied to) is found by pointer
+//! arithmetic alone. The header's kind is a type parameter:
 //!
 //! ```text
-//!  block start          obj - HEADER_OFFSET                  obj (what callers get)
-//!  |                    |                                    |
-//!  v                    v                                    v
-//!  +--------------------+--------+---------------+----------+---------------------------+
-//!  | padding (align>32) | py_obj | cached_mem    | free_cb  | pad | object bytes ...    |
-//!  +--------------------+--------+---------------+----------+-----+---------------------+
-//!                       |<-------------- HEADER_OFFSET (32 on x86_64) ---------->|
+//!  Wide (16 B, the default)         Narrow (8 B)                Bare (0 B: the opt-out)
+//!  +---------+---------+--------    +---------+--------         +--------
+//!  | aux     | tie     | object     | tie     | object          | object
+//!  +---------+---------+--------    +---------+--------         +--------
+//!  ^ obj-16  ^ obj-8   ^ obj        ^ obj-8   ^ obj             ^ obj
+//!
+//!  tie word: wrapper address W (8-aligned) | LOCK | BUSY | PARKED   (0 / W / W|PARKED)
 //! ```
 //!
-//! * [`Header`]: `py_obj`, `cached_mem`, `free_cb`, zeroed at allocation (state (a), never
-//!   wrapped). [`header_of`] recovers it from an object pointer for every alignment.
-//! * [`HeaderAlloc`]: an `allocator_api2` 0.2 [`Allocator`](allocator_api2::alloc::Allocator)
-//!   and a [`GlobalAlloc`](core::alloc::GlobalAlloc), generic over its inner allocator
-//!   ([`MiMalloc`] by default; `std::alloc::System`; `&bumpalo::Bump`). Freeing an object runs
-//!   the free funnel: `free_cb(cached_mem)` if both are set, exactly once, then the block goes.
+//! (Over-aligned objects sit at `align` bytes into their block, the header right before them.)
+//!
+//! * [`TieWord`] at [`tie_of`]`(obj)` (`Wide`, `Narrow`): one tagged pointer, zeroed at
+//!   allocation: 0 = detached, `W` = bound to wrapper `W`, `W | TIE_PARKED` = parked wrapper
+//!   memory; [`tie_with`], [`tie_ptr`] and [`tie_tag`] compose and take it apart. The aux word at
+//!   [`aux_of`]`(obj)` (`Wide` only) belongs to the owner.
+//! * [`HeaderAlloc<A, S, K>`](HeaderAlloc): an `allocator_api2` 0.2
+//!   [`Allocator`](allocator_api2::alloc::Allocator) and a
+//!   [`GlobalAlloc`](core::alloc::GlobalAlloc), generic over its inner allocator `A`
+//!   ([`MiMalloc`] by default; `std::alloc::System`; `&bumpalo::Bump`), its statistics `S` and
+//!   its header kind `K` ([`Wide`], [`Narrow`], [`Bare`]). Freeing an object runs the free
+//!   funnel: a parked tie word is swapped to null and its pointer handed, exactly once, to the
+//!   allocator's free callback ([`HeaderAlloc::set_free_callback`]).
 //! * [`SlabPool`]: size-classed slabs of fixed-size blocks with per-thread [`PoolCache`]s, for
 //!   memory that is parked and reused (finalized wrappers in state (c)).
-//! * [`Stats`]: live/peak/total counters, opt-in by type ([`NoStats`] compiles to nothing).
+//! * [`Stats`]: live/peak/total counters and live header bytes, opt-in by type ([`NoStats`]
+//!   compiles to nothing).
 //!
 //! Bad input never panics: a layout whose size plus header overflows is `AllocError`.
 //!
 //! ```
 //! use allocator_api2::alloc::{Allocator, Layout};
-//! use tether_alloc::{header_of, HeaderAlloc};
+//! use core::sync::atomic::Ordering::Relaxed;
+//! use tether_alloc::{tie_of, Bare, HeaderAlloc, Narrow, NoStats, HEADER_OFFSET};
 //!
-//! let alloc = HeaderAlloc::new();
+//! let alloc = HeaderAlloc::new(); // Wide, on mimalloc (System without the feature)
 //! let too_big = Layout::from_size_align(isize::MAX as usize - 4, 1).unwrap();
 //! assert!(alloc.allocate(too_big).is_err());
 //!
-//! let obj = alloc.allocate(Layout::from_size_align(24, 4096).unwrap()).unwrap().cast::<u8>();
+//! let l = Layout::from_size_align(24, 4096).unwrap();
+//! let obj = alloc.allocate(l).unwrap().cast::<u8>();
 //! assert_eq!(obj.as_ptr() as usize % 4096, 0);
-//! // SAFETY: `obj` is a live HeaderAlloc object.
-//! let h = unsafe { header_of(obj) };
-//! assert!(h.py_obj().is_null());
+//! // SAFETY: `obj` is a live Wide HeaderAlloc object.
+//! assert!(unsafe { tie_of(obj) }.load(Relaxed).is_null());
 //! // SAFETY: allocated above with this layout.
-//! unsafe { alloc.deallocate(obj, Layout::from_size_align(24, 4096).unwrap()) };
+//! unsafe { alloc.deallocate(obj, l) };
+//! assert_eq!(HEADER_OFFSET, 16);
+//!
+//! // The 8-byte header and the header-less opt-out are types, not conventions.
+//! let narrow = HeaderAlloc::<_, NoStats, Narrow>::from_parts(std::alloc::System, NoStats);
+//! let bare = HeaderAlloc::<_, NoStats, Bare>::from_parts(std::alloc::System, NoStats);
+//! let v = allocator_api2::vec![in &narrow; 1u64, 2, 3];
+//! let w = allocator_api2::vec![in &bare; 4u64, 5, 6];
+//! assert_eq!(v.iter().chain(&w).sum::<u64>(), 21);
 //! ```
 
 #![warn(missing_docs)]
@@ -52,7 +70,9 @@ mod stats;
 
 pub use allocator_api2;
 pub use header::{
-    block_layout, header_of, offset_for, FreeCallback, Header, HEADER_OFFSET, MAX_ALIGN,
+    aux_of, block_layout, offset_for, tie_of, tie_ptr, tie_tag, tie_with, Bare, FreeCallback,
+    HeaderKind, Narrow, TieWord, Wide, HEADER_OFFSET, MAX_ALIGN, TIE_ALIGN, TIE_BUSY, TIE_LOCK,
+    TIE_PARKED, TIE_TAG_MASK,
 };
 pub use header_alloc::HeaderAlloc;
 #[cfg(feature = "mimalloc")]

@@ -8,10 +8,11 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// What an allocator reports to: implemented by [`NoStats`] (compiled out) and [`Stats`].
 pub trait StatsSink {
-    /// A block of `bytes` (what the caller asked for, header excluded) was handed out.
-    fn on_alloc(&self, bytes: usize);
-    /// A block of `bytes` was returned.
-    fn on_free(&self, bytes: usize);
+    /// A block of `bytes` (what the caller asked for, header excluded) was handed out, with
+    /// `header` bytes reserved before the object (`offset_for::<K>(align)`; 0 for `Bare`).
+    fn on_alloc(&self, bytes: usize, header: usize);
+    /// A block of `bytes` object bytes and `header` header bytes was returned.
+    fn on_free(&self, bytes: usize, header: usize);
     /// A snapshot, if this sink counts.
     fn snapshot(&self) -> Option<StatsSnapshot> {
         None
@@ -24,12 +25,12 @@ pub struct NoStats;
 
 impl StatsSink for NoStats {
     #[inline(always)]
-    fn on_alloc(&self, _bytes: usize) {}
+    fn on_alloc(&self, _bytes: usize, _header: usize) {}
     #[inline(always)]
-    fn on_free(&self, _bytes: usize) {}
+    fn on_free(&self, _bytes: usize, _header: usize) {}
 }
 
-/// Live blocks and bytes, the peak of live bytes, and running totals.
+/// Live blocks, object bytes and header bytes, the peak of live object bytes, and running totals.
 ///
 /// All counters are relaxed atomics: each is individually exact, but a snapshot taken while
 /// other threads allocate is not a consistent cut across counters.
@@ -37,12 +38,12 @@ impl StatsSink for NoStats {
 /// ```
 /// use tether_alloc::{Stats, StatsSink};
 /// let s = Stats::new();
-/// s.on_alloc(100);
-/// s.on_alloc(50);
-/// s.on_free(100);
+/// s.on_alloc(100, 16);
+/// s.on_alloc(50, 16);
+/// s.on_free(100, 16);
 /// let snap = s.snapshot().unwrap();
 /// assert_eq!((snap.live_blocks, snap.live_bytes, snap.peak_bytes), (1, 50, 150));
-/// assert_eq!((snap.total_allocs, snap.total_frees), (2, 1));
+/// assert_eq!((snap.total_allocs, snap.total_frees, snap.header_bytes), (2, 1, 16));
 /// ```
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -51,6 +52,7 @@ pub struct Stats {
     peak_bytes: AtomicUsize,
     total_allocs: AtomicUsize,
     total_frees: AtomicUsize,
+    header_bytes: AtomicUsize,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -66,6 +68,10 @@ pub struct StatsSnapshot {
     pub total_allocs: usize,
     /// Blocks ever returned.
     pub total_frees: usize,
+    /// Bytes the allocator reserves before the live objects beyond their size (the header and
+    /// any alignment padding before it: `offset_for::<K>(align)` per live block; 0 for `Bare`).
+    /// `live_bytes + header_bytes` is what the live blocks ask of the inner allocator.
+    pub header_bytes: usize,
 }
 
 impl Stats {
@@ -77,14 +83,18 @@ impl Stats {
             peak_bytes: AtomicUsize::new(0),
             total_allocs: AtomicUsize::new(0),
             total_frees: AtomicUsize::new(0),
+            header_bytes: AtomicUsize::new(0),
         }
     }
 }
 
 impl StatsSink for Stats {
     #[inline]
-    fn on_alloc(&self, bytes: usize) {
+    fn on_alloc(&self, bytes: usize, header: usize) {
         self.live_blocks.fetch_add(1, Relaxed);
+        if header != 0 {
+            self.header_bytes.fetch_add(header, Relaxed);
+        }
         self.total_allocs.fetch_add(1, Relaxed);
         let live = self
             .live_bytes
@@ -96,8 +106,11 @@ impl StatsSink for Stats {
     }
 
     #[inline]
-    fn on_free(&self, bytes: usize) {
+    fn on_free(&self, bytes: usize, header: usize) {
         self.live_blocks.fetch_sub(1, Relaxed);
+        if header != 0 {
+            self.header_bytes.fetch_sub(header, Relaxed);
+        }
         self.total_frees.fetch_add(1, Relaxed);
         self.live_bytes.fetch_sub(bytes, Relaxed);
     }
@@ -109,6 +122,7 @@ impl StatsSink for Stats {
             peak_bytes: self.peak_bytes.load(Relaxed),
             total_allocs: self.total_allocs.load(Relaxed),
             total_frees: self.total_frees.load(Relaxed),
+            header_bytes: self.header_bytes.load(Relaxed),
         })
     }
 }
