@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use tether_alloc::{header_of, HeaderAlloc, HEADER_OFFSET};
+use std::sync::atomic::Ordering::Relaxed;
+use tether_alloc::{aux_of, tie_of, HeaderAlloc, HEADER_OFFSET};
 
 #[cfg(not(feature = "global-inner"))]
 #[global_allocator]
@@ -19,21 +20,21 @@ static GLOBAL: HeaderAlloc = HeaderAlloc::new();
 #[global_allocator]
 static GLOBAL: HeaderAlloc<std::alloc::System> = HeaderAlloc::with_inner(std::alloc::System);
 
-/// A 256-byte-aligned type, to show over-aligned allocation (offset = align, not 32).
+/// A 256-byte-aligned type, to show over-aligned allocation (offset = align, not 16).
 #[repr(align(256))]
 struct Aligned {
     words: [u64; 4],
 }
 
-/// Whether the header before a live global-heap object is in state (a) (all null).
+/// Whether the header before a live global-heap object is in state (a): the tie word and the
+/// aux word are null.
 fn header_is_clear<T>(p: *const T) -> bool {
     let obj = NonNull::new(p.cast_mut())
         .expect("heap pointers are non-null")
         .cast::<u8>();
-    // SAFETY: `p` points to a live allocation of the global allocator, which is a HeaderAlloc,
-    // so its header precedes it; the reference is dropped before the allocation is.
-    let h = unsafe { header_of(obj) };
-    h.py_obj().is_null() && h.cached_mem().is_null() && h.free_cb().is_none()
+    // SAFETY: `p` points to a live allocation of the global allocator, a Wide HeaderAlloc, so
+    // both header words precede it; the references are dropped before the allocation is.
+    unsafe { tie_of(obj).load(Relaxed).is_null() && aux_of(obj).load(Relaxed).is_null() }
 }
 
 fn main() {
@@ -54,7 +55,7 @@ fn main() {
         sentence.trim_end()
     );
 
-    // A boxed over-aligned value: aligned, with a zeroed header 32 bytes before it.
+    // A boxed over-aligned value: aligned, with a zeroed header in the 16 bytes before it.
     let boxed = Box::new(Aligned {
         words: [1, 2, 3, 4],
     });

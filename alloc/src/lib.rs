@@ -55,8 +55,10 @@
 //! // The 8-byte header and the header-less opt-out are types, not conventions.
 //! let narrow = HeaderAlloc::<_, NoStats, Narrow>::from_parts(std::alloc::System, NoStats);
 //! let bare = HeaderAlloc::<_, NoStats, Bare>::from_parts(std::alloc::System, NoStats);
-//! let v = allocator_api2::vec![in &narrow; 1u64, 2, 3];
-//! let w = allocator_api2::vec![in &bare; 4u64, 5, 6];
+//! let mut v = allocator_api2::vec::Vec::new_in(&narrow);
+//! let mut w = allocator_api2::vec::Vec::new_in(&bare);
+//! v.extend([1u64, 2, 3]);
+//! w.extend([4u64, 5, 6]);
 //! assert_eq!(v.iter().chain(&w).sum::<u64>(), 21);
 //! ```
 

@@ -1,12 +1,14 @@
 //! A model-based property test: random sequences of allocate / grow / shrink / deallocate with
 //! random sizes and alignments, on every inner allocator.
 //!
-//! The model keeps, for every live object, its layout, the pattern seed its bytes hold and the
-//! header values it was given (each object gets distinct values; a quarter of the objects have
-//! both `cached_mem` and `free_cb` set, the others only one field or none). After every step the
-//! test checks every live object's bytes and header, the inner blocks (through
-//! [`common::Tracking`]) and the statistics; after every free it checks that the free callback ran
-//! exactly when it should, with the right pointer; at the end, the total callback count.
+//! Every sequence runs on each header kind (`Wide`, `Narrow`, `Bare`). The model keeps, for every
+//! live object, its layout, the pattern seed its bytes hold and the header words it was given
+//! (each object gets distinct values; a quarter of the objects are parked, a quarter bound, a
+//! quarter detached with an aux value, a quarter all null; the owner detaches a bound object
+//! before freeing it). After every step the test checks every live object's bytes and header,
+//! the inner blocks (through [`common::Tracking`]) and the statistics (`header_bytes` included);
+//! after every free it checks that the free callback ran exactly when it should, with the right
+//! pointer; at the end, the total callback count.
 
 mod common;
 
@@ -17,7 +19,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config;
 use std::alloc::System;
-use tether_alloc::{block_layout, offset_for, HeaderAlloc, Stats};
+use tether_alloc::{block_layout, offset_for, Bare, HeaderAlloc, HeaderKind, Narrow, Stats, Wide};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -92,37 +94,44 @@ struct Obj {
     layout: Layout,
     seed: usize,
     header: HeaderValues,
+    /// The id its header values were made from.
+    id: usize,
 }
 
-/// The header for object `id`: four kinds, only the first of which should run the callback.
+/// The header for object `id`: four states, only the first of which runs the callback when freed.
 fn header_for(id: usize) -> HeaderValues {
-    let full = HeaderValues::full(id);
     match id % 4 {
-        0 => full,
-        1 => HeaderValues {
-            free_cb: None,
-            ..full
-        },
-        2 => HeaderValues {
-            cached_mem: 0,
-            ..full
-        },
+        0 => HeaderValues::parked(id),
+        1 => HeaderValues::bound(id),
+        2 => HeaderValues::detached(id),
         _ => HeaderValues::ZERO,
     }
 }
 
-fn expected_callbacks(h: HeaderValues) -> Vec<usize> {
-    if h.cached_mem != 0 && h.free_cb.is_some() {
-        vec![h.cached_mem]
-    } else {
-        Vec::new()
+/// Frees `obj` as its owner would: a bound object is detached first. Returns the callbacks the
+/// free should run.
+///
+/// # Safety
+/// `obj` is live in `alloc` (it leaves the model here).
+unsafe fn free_obj<A: Allocator, K: HeaderKind>(
+    alloc: &HeaderAlloc<A, Stats, K>,
+    obj: &Obj,
+) -> Vec<usize> {
+    let mut header = obj.header;
+    if header == HeaderValues::bound(obj.id).for_kind::<K>() {
+        header = HeaderValues::detached(obj.id).for_kind::<K>();
+        // SAFETY: `obj` is live (caller).
+        unsafe { set_header::<K>(obj.ptr, header) };
     }
+    // SAFETY: `obj` is live with its layout (caller).
+    unsafe { alloc.deallocate(obj.ptr, obj.layout) };
+    header.freed::<K>()
 }
 
 /// Runs `ops` against `alloc`, checking everything after each step. `blocks` looks up live inner
 /// blocks by address.
-fn run<A: Allocator>(
-    alloc: &HeaderAlloc<A, Stats>,
+fn run<A: Allocator, K: HeaderKind>(
+    alloc: &HeaderAlloc<A, Stats, K>,
     blocks: &dyn Fn(usize) -> Option<Layout>,
     ops: &[Op],
 ) {
@@ -149,18 +158,19 @@ fn run<A: Allocator>(
                 let header = header_for(id);
                 // SAFETY: `ptr` is the fresh object for `layout`.
                 unsafe {
-                    assert_eq!(header_values(ptr), HeaderValues::ZERO, "{op:?}");
+                    assert_eq!(header_values::<K>(ptr), HeaderValues::ZERO, "{op:?}");
                     if zeroed {
                         assert!(is_zero(ptr, size), "{op:?}");
                     }
                     fill(ptr, size, id);
-                    set_header(ptr, header);
+                    set_header::<K>(ptr, header);
                 }
                 live.push(Obj {
                     ptr,
                     layout,
                     seed: id,
-                    header,
+                    header: header.for_kind::<K>(),
+                    id,
                 });
             }
             Op::Grow {
@@ -211,8 +221,8 @@ fn run<A: Allocator>(
             Op::Free { which } if !live.is_empty() => {
                 let obj = live.swap_remove(which.index(live.len()));
                 // SAFETY: `obj` is live with its layout; it leaves the model here.
-                unsafe { alloc.deallocate(obj.ptr, obj.layout) };
-                let (expected, got) = (expected_callbacks(obj.header), take_freed());
+                let expected = unsafe { free_obj(alloc, &obj) };
+                let got = take_freed();
                 callbacks_expected += expected.len();
                 callbacks_seen += got.len();
                 assert_eq!(got, expected, "{op:?} of {obj:?}");
@@ -221,14 +231,12 @@ fn run<A: Allocator>(
                 let i = which.index(live.len());
                 let obj = &mut live[i];
                 obj.seed = id;
-                obj.header = HeaderValues {
-                    py_obj: obj.header.py_obj ^ 0x100,
-                    ..obj.header
-                };
+                obj.id = id;
+                obj.header = header_for(id).for_kind::<K>();
                 // SAFETY: `obj` is live with its layout.
                 unsafe {
                     fill(obj.ptr, obj.layout.size(), id);
-                    set_header(obj.ptr, obj.header);
+                    set_header::<K>(obj.ptr, obj.header);
                 }
             }
             _ => {} // Nothing live to act on.
@@ -242,8 +250,7 @@ fn run<A: Allocator>(
     let mut expected = Vec::new();
     for obj in live.drain(..) {
         // SAFETY: `obj` is live with its layout.
-        unsafe { alloc.deallocate(obj.ptr, obj.layout) };
-        expected.extend(expected_callbacks(obj.header));
+        expected.extend(unsafe { free_obj(alloc, &obj) });
     }
     let freed = take_freed();
     assert_eq!(freed, expected);
@@ -251,13 +258,13 @@ fn run<A: Allocator>(
     callbacks_seen += freed.len();
     assert_eq!(callbacks_seen, callbacks_expected);
     let s = alloc.stats();
-    assert_eq!((s.live_blocks, s.live_bytes), (0, 0));
+    assert_eq!((s.live_blocks, s.live_bytes, s.header_bytes), (0, 0, 0));
 }
 
 /// Every live object: aligned, its bytes and header as the model says, its inner block where the
 /// arithmetic says; the statistics agree with the model.
-fn check<A: Allocator>(
-    alloc: &HeaderAlloc<A, Stats>,
+fn check<A: Allocator, K: HeaderKind>(
+    alloc: &HeaderAlloc<A, Stats, K>,
     blocks: &dyn Fn(usize) -> Option<Layout>,
     live: &[Obj],
 ) {
@@ -270,17 +277,36 @@ fn check<A: Allocator>(
                 holds_pattern(obj.ptr, obj.layout.size(), obj.seed),
                 "{obj:?}"
             );
-            assert_eq!(header_values(obj.ptr), obj.header, "{obj:?}");
+            assert_eq!(header_values::<K>(obj.ptr), obj.header, "{obj:?}");
         }
-        let block = addr - offset_for(obj.layout.align());
-        assert_eq!(blocks(block), block_layout(obj.layout), "{obj:?}");
+        let bl = block_layout::<K>(obj.layout).unwrap();
+        if bl.size() != 0 {
+            let block = addr - offset_for::<K>(obj.layout.align());
+            assert_eq!(blocks(block), Some(bl), "{obj:?}");
+        }
     }
     let s = alloc.stats();
     assert_eq!(s.live_blocks, live.len());
-    assert_eq!(
-        s.live_bytes,
-        live.iter().map(|o| o.layout.size()).sum::<usize>()
-    );
+    let bytes = live.iter().map(|o| o.layout.size()).sum::<usize>();
+    assert_eq!(s.live_bytes, bytes);
+    let headers = live
+        .iter()
+        .map(|o| offset_for::<K>(o.layout.align()))
+        .sum::<usize>();
+    assert_eq!(s.header_bytes, headers);
+}
+
+/// Runs `ops` on each header kind over the inner allocator `make()` gives (tracked).
+fn run_kinds<A: Allocator>(make: impl Fn() -> A, ops: &[Op]) {
+    fn one<A: Allocator, K: HeaderKind>(inner: A, ops: &[Op]) {
+        let tracking = Tracking::new(inner);
+        let alloc = recording::<_, _, K>(&tracking, Stats::new());
+        run(&alloc, &|a| tracking.block_at(a), ops);
+        tracking.assert_clean(true);
+    }
+    one::<A, Wide>(make(), ops);
+    one::<A, Narrow>(make(), ops);
+    one::<A, Bare>(make(), ops);
 }
 
 proptest! {
@@ -288,27 +314,18 @@ proptest! {
 
     #[test]
     fn model_system(ops in ops()) {
-        let tracking = Tracking::new(System);
-        let alloc = HeaderAlloc::counting_with_inner(&tracking);
-        run(&alloc, &|a| tracking.block_at(a), &ops);
-        tracking.assert_clean(true);
+        run_kinds(|| System, &ops);
     }
 
     #[test]
     fn model_bump(ops in ops()) {
         let bump = bumpalo::Bump::new();
-        let tracking = Tracking::new(&bump);
-        let alloc = HeaderAlloc::counting_with_inner(&tracking);
-        run(&alloc, &|a| tracking.block_at(a), &ops);
-        tracking.assert_clean(true);
+        run_kinds(|| &bump, &ops);
     }
 
     #[cfg(feature = "mimalloc")]
     #[test]
     fn model_mimalloc(ops in ops()) {
-        let tracking = Tracking::new(tether_alloc::MiMalloc);
-        let alloc = HeaderAlloc::counting_with_inner(&tracking);
-        run(&alloc, &|a| tracking.block_at(a), &ops);
-        tracking.assert_clean(true);
+        run_kinds(|| tether_alloc::MiMalloc, &ops);
     }
 }

@@ -5,13 +5,16 @@
 //!   `memcmp` against shared buffers, so that megabyte objects stay cheap in debug builds and
 //!   under Miri (no per-byte loops).
 //! * [`record_free`] / [`take_freed`]: a free callback that records, per thread, every pointer it
-//!   is called with.
+//!   is called with; [`recording`] builds an allocator of any kind with it registered.
+//! * [`HeaderValues`]: the header words of an object of any kind (tie word and, for `Wide`, the
+//!   aux word) as plain values; [`header_values`] / [`set_header`] read and write them.
 //! * [`Tracking`]: an inner allocator that wraps another and checks that every block handed back
 //!   (deallocate, grow, shrink) is live and comes with the exact layout it was obtained with; it
 //!   also lets a test look a block up by address, to check the header arithmetic.
 //!
-//! Invariant of the helpers: every pointer passed to `fill`, `holds_pattern`, `is_zero` and
-//! `header_values` is a live object of at least the given size.
+//! Invariant of the helpers: every pointer passed to `fill`, `holds_pattern`, `is_zero`,
+//! `header_values` and `set_header` is a live object of at least the given size (and, for the
+//! header helpers, of the kind named).
 
 #![allow(dead_code)]
 
@@ -19,10 +22,12 @@ use allocator_api2::alloc::{AllocError, Allocator, Layout};
 use core::cell::RefCell;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering::{Relaxed, Release};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
-use tether_alloc::{header_of, FreeCallback, Header};
-
+use tether_alloc::{
+    aux_of, tie_of, tie_ptr, tie_tag, tie_with, FreeCallback, HeaderAlloc, HeaderKind, TIE_PARKED,
+};
 /// Every power-of-two alignment from 1 to 4096.
 pub const ALIGNS: [usize; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 
@@ -128,7 +133,7 @@ pub unsafe extern "C" fn record_free(p: *mut c_void) {
     FREED.with(|f| f.borrow_mut().push(p.addr()));
 }
 
-/// [`record_free`] as the header's callback type.
+/// [`record_free`] as the allocator's callback type.
 pub const RECORD: FreeCallback = record_free;
 
 /// Takes (and clears) the addresses [`record_free`] saw on this thread.
@@ -136,83 +141,128 @@ pub fn take_freed() -> Vec<usize> {
     FREED.with(|f| core::mem::take(&mut *f.borrow_mut()))
 }
 
-/// The header's three fields, as plain values for comparisons.
+/// An allocator of kind `K` on `inner`, reporting to `stats`, with [`RECORD`] registered.
+pub fn recording<A, S, K: HeaderKind>(inner: A, stats: S) -> HeaderAlloc<A, S, K> {
+    let alloc = HeaderAlloc::from_parts(inner, stats);
+    alloc.set_free_callback(Some(RECORD));
+    alloc
+}
+
+/// An object's header words, as plain values: the raw tie word (address and tag bits) and the
+/// aux word. A kind without a word reads it as 0 ([`HeaderValues::for_kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderValues {
-    /// `py_obj`'s address.
-    pub py_obj: usize,
-    /// `cached_mem`'s address.
-    pub cached_mem: usize,
-    /// Whether `free_cb` is [`record_free`] (`Some(true)`), another callback, or unset.
-    pub free_cb: Option<bool>,
+    /// The tie word's raw value (`Wide`, `Narrow`).
+    pub tie: usize,
+    /// The aux word (`Wide`).
+    pub aux: usize,
 }
 
 impl HeaderValues {
     /// State (a): everything null.
-    pub const ZERO: HeaderValues = HeaderValues {
-        py_obj: 0,
-        cached_mem: 0,
-        free_cb: None,
-    };
+    pub const ZERO: HeaderValues = HeaderValues { tie: 0, aux: 0 };
 
-    /// A distinct, fully set header for object number `id` (callback: [`record_free`]).
-    pub fn full(id: usize) -> HeaderValues {
+    /// The wrapper address used for object number `id` (8-aligned, never dereferenced).
+    pub fn wrapper(id: usize) -> usize {
+        0x1000_0000 + id * 16
+    }
+
+    /// Object `id` parked (`W | TIE_PARKED`), with an aux value: freeing it runs the callback.
+    pub fn parked(id: usize) -> HeaderValues {
         HeaderValues {
-            py_obj: 0x1000_0000 + id * 16,
-            cached_mem: 0x2000_0000 + id * 16,
-            free_cb: Some(true),
+            tie: Self::wrapper(id) | TIE_PARKED,
+            aux: 0x2000_0000 + id * 16,
         }
     }
 
-    /// Reads the header of `h`.
-    pub fn read(h: &Header) -> HeaderValues {
+    /// Object `id` bound to its wrapper (`W`), with an aux value: must be detached before it
+    /// is freed.
+    pub fn bound(id: usize) -> HeaderValues {
         HeaderValues {
-            py_obj: h.py_obj().addr(),
-            cached_mem: h.cached_mem().addr(),
-            free_cb: h.free_cb().map(|f| ptr::fn_addr_eq(f, RECORD)),
+            tie: Self::wrapper(id),
+            ..Self::parked(id)
         }
     }
 
-    /// Writes these values into `h` (`free_cb: Some(false)` is not supported).
-    pub fn write(&self, h: &Header) {
-        assert_ne!(self.free_cb, Some(false));
-        h.set_py_obj(fake(self.py_obj));
-        h.set_cached_mem(fake(self.cached_mem));
-        h.set_free_cb(self.free_cb.map(|_| RECORD));
+    /// Object `id` detached (tie 0) with an aux value: freeing it runs no callback.
+    pub fn detached(id: usize) -> HeaderValues {
+        HeaderValues {
+            tie: 0,
+            ..Self::parked(id)
+        }
+    }
+
+    /// These values as kind `K` holds them: `Narrow` has no aux word, `Bare` no words at all.
+    pub fn for_kind<K: HeaderKind>(self) -> HeaderValues {
+        HeaderValues {
+            tie: if K::SIZE >= 8 { self.tie } else { 0 },
+            aux: if K::SIZE >= 16 { self.aux } else { 0 },
+        }
+    }
+
+    /// What freeing an object with these values (as kind `K` holds them) passes to the free
+    /// callback: the untagged pointer of a parked word.
+    pub fn freed<K: HeaderKind>(self) -> Vec<usize> {
+        let tie = fake(self.for_kind::<K>().tie);
+        if tie_tag(tie) & TIE_PARKED != 0 {
+            vec![tie_ptr(tie).addr()]
+        } else {
+            Vec::new()
+        }
     }
 }
 
-/// The header values of a live object.
+/// The header words of a live object of kind `K`.
 ///
 /// # Safety
-/// `obj` is a live `HeaderAlloc` object.
-pub unsafe fn header_values(obj: NonNull<u8>) -> HeaderValues {
-    // SAFETY: forwarded to the caller.
-    HeaderValues::read(unsafe { header_of(obj) })
-}
-
-/// Sets the header of a live object.
-///
-/// # Safety
-/// `obj` is a live `HeaderAlloc` object.
-pub unsafe fn set_header(obj: NonNull<u8>, v: HeaderValues) {
-    // SAFETY: forwarded to the caller.
-    v.write(unsafe { header_of(obj) });
-}
-
-/// The raw 24 header bytes before `obj`, as three words.
-///
-/// # Safety
-/// `obj` is a live `HeaderAlloc` object.
-pub unsafe fn raw_header_words(obj: NonNull<u8>) -> [usize; 3] {
-    // SAFETY: the header (three initialized, 8-aligned words) sits HEADER_OFFSET bytes before
-    // a live object; reading pointer bytes as integers just drops their provenance.
+/// `obj` is a live object of a `HeaderAlloc<_, _, K>`.
+pub unsafe fn header_values<K: HeaderKind>(obj: NonNull<u8>) -> HeaderValues {
+    // SAFETY: forwarded to the caller; only the words kind K has are read.
     unsafe {
-        obj.as_ptr()
-            .sub(tether_alloc::HEADER_OFFSET)
-            .cast::<[usize; 3]>()
-            .read()
+        HeaderValues {
+            tie: if K::SIZE >= 8 {
+                tie_of(obj).load(Relaxed).addr()
+            } else {
+                0
+            },
+            aux: if K::SIZE >= 16 {
+                aux_of(obj).load(Relaxed).addr()
+            } else {
+                0
+            },
+        }
     }
+}
+
+/// Sets the header words of a live object of kind `K` (the words it has).
+///
+/// # Safety
+/// `obj` is a live object of a `HeaderAlloc<_, _, K>`.
+pub unsafe fn set_header<K: HeaderKind>(obj: NonNull<u8>, v: HeaderValues) {
+    // SAFETY: forwarded to the caller; only the words kind K has are written.
+    unsafe {
+        if K::SIZE >= 8 {
+            let tie = fake(v.tie);
+            tie_of(obj).store(tie_with(tie_ptr(tie), tie_tag(tie)), Release);
+        }
+        if K::SIZE >= 16 {
+            aux_of(obj).store(fake(v.aux).cast(), Release);
+        }
+    }
+}
+
+/// The raw `K::SIZE` header bytes before `obj`, as (up to two) words, lowest address first.
+///
+/// # Safety
+/// `obj` is a live object of a `HeaderAlloc<_, _, K>`.
+pub unsafe fn raw_header_words<K: HeaderKind>(obj: NonNull<u8>) -> Vec<usize> {
+    (0..K::SIZE / 8)
+        .map(|i| {
+            // SAFETY: the header words (initialized, 8-aligned) sit in the K::SIZE bytes before
+            // a live object; reading pointer bytes as integers just drops their provenance.
+            unsafe { obj.as_ptr().sub(K::SIZE - 8 * i).cast::<usize>().read() }
+        })
+        .collect()
 }
 
 /// An inner allocator that checks how its blocks come back.
@@ -220,7 +270,9 @@ pub unsafe fn raw_header_words(obj: NonNull<u8>) -> [usize; 3] {
 /// Every block handed out is recorded with its layout; `deallocate`, `grow` and `shrink` must
 /// name a live block with exactly that layout, or a fault is recorded (not a panic, so that a
 /// fault found inside a destructor still reports cleanly). [`Tracking::assert_clean`] fails the
-/// test on any fault.
+/// test on any fault. Zero-size blocks (which only a `Bare` allocator asks for) are checked for
+/// alignment but not recorded: an inner allocator may hand out one dangling address for many of
+/// them, or the address of a live block.
 #[derive(Debug)]
 pub struct Tracking<A> {
     inner: A,
@@ -269,6 +321,9 @@ impl<A> Tracking<A> {
                 "inner returned a bad block {addr:#x} for {layout:?}"
             ));
         }
+        if layout.size() == 0 {
+            return;
+        }
         if let Some(old) = self.live.lock().unwrap().insert(addr, layout) {
             self.fault(format!(
                 "block {addr:#x} handed out twice ({old:?}, {layout:?})"
@@ -277,6 +332,9 @@ impl<A> Tracking<A> {
     }
 
     fn check(&self, ptr: NonNull<u8>, layout: Layout, what: &str) {
+        if layout.size() == 0 {
+            return;
+        }
         let addr = ptr.as_ptr().addr();
         match self.block_at(addr) {
             Some(l) if l == layout => {}
@@ -286,8 +344,10 @@ impl<A> Tracking<A> {
         }
     }
 
-    fn remove(&self, ptr: NonNull<u8>) {
-        self.live.lock().unwrap().remove(&ptr.as_ptr().addr());
+    fn remove(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            self.live.lock().unwrap().remove(&ptr.as_ptr().addr());
+        }
     }
 }
 
@@ -308,7 +368,7 @@ unsafe impl<A: Allocator> Allocator for Tracking<A> {
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         self.check(ptr, layout, "deallocate");
-        self.remove(ptr);
+        self.remove(ptr, layout);
         // SAFETY: forwarded to the caller.
         unsafe { self.inner.deallocate(ptr, layout) }
     }
@@ -322,7 +382,7 @@ unsafe impl<A: Allocator> Allocator for Tracking<A> {
         self.check(ptr, old, "grow");
         // SAFETY: forwarded to the caller.
         let block = unsafe { self.inner.grow(ptr, old, new) }?;
-        self.remove(ptr);
+        self.remove(ptr, old);
         self.insert(block, new);
         Ok(block)
     }
@@ -336,7 +396,7 @@ unsafe impl<A: Allocator> Allocator for Tracking<A> {
         self.check(ptr, old, "grow_zeroed");
         // SAFETY: forwarded to the caller.
         let block = unsafe { self.inner.grow_zeroed(ptr, old, new) }?;
-        self.remove(ptr);
+        self.remove(ptr, old);
         self.insert(block, new);
         Ok(block)
     }
@@ -350,8 +410,31 @@ unsafe impl<A: Allocator> Allocator for Tracking<A> {
         self.check(ptr, old, "shrink");
         // SAFETY: forwarded to the caller.
         let block = unsafe { self.inner.shrink(ptr, old, new) }?;
-        self.remove(ptr);
+        self.remove(ptr, old);
         self.insert(block, new);
         Ok(block)
     }
+}
+
+/// One `#[test]` per header kind for each generic test function: `name::{wide, narrow, bare}`,
+/// each calling `f::<Kind>()`. Attributes before a name (e.g. `#[cfg(...)]`) apply to its module.
+#[macro_export]
+macro_rules! per_kind {
+    ($($(#[$m:meta])* $name:ident => $f:ident),* $(,)?) => {$(
+        $(#[$m])*
+        mod $name {
+            #[test]
+            fn wide() {
+                super::$f::<tether_alloc::Wide>()
+            }
+            #[test]
+            fn narrow() {
+                super::$f::<tether_alloc::Narrow>()
+            }
+            #[test]
+            fn bare() {
+                super::$f::<tether_alloc::Bare>()
+            }
+        }
+    )*};
 }
