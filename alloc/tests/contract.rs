@@ -566,10 +566,13 @@ fn header_bytes_per_kind() {
     fn live_header<K: HeaderKind>() -> usize {
         let alloc = HeaderAlloc::<System, Stats, K>::from_parts(System, Stats::new());
         let v = allocator_api2::vec![in &alloc; 0u64; 100];
-        let b = allocator_api2::boxed::Box::new_in(7u32, &alloc);
+        let l = Layout::new::<u32>();
+        let b = alloc.allocate(l).unwrap().cast::<u8>();
         let s = alloc.stats();
         assert_eq!((s.live_blocks, s.live_bytes), (2, 804));
-        drop((v, b));
+        drop(v);
+        // SAFETY: allocated above with `l`.
+        unsafe { alloc.deallocate(b, l) };
         assert_eq!(alloc.stats().header_bytes, 0);
         s.header_bytes
     }
