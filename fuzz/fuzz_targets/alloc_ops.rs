@@ -1,18 +1,19 @@
 //! Fuzz target `alloc_ops`: random sequences of `HeaderAlloc` operations against a model.
 //!
-//! Operations: `allocate`, `allocate_zeroed`, `grow`, `grow_zeroed`, `shrink`, `deallocate`
-//! (through `Allocator`), `alloc`, `alloc_zeroed`, `realloc`, `dealloc` (through `GlobalAlloc`),
-//! header writes (`py_obj`, `cached_mem`, `free_cb` with one of two callbacks or none), the
-//! funnel's first half on its own (`Header::release_cached`), and impossible sizes (which must
-//! fail cleanly and leave the block alone). Sizes are capped at 16 KiB to keep executions fast;
-//! alignments are 1..=4096.
+//! Every input runs on each header kind (`Wide`, `Narrow`, `Bare`). Operations: `allocate`,
+//! `allocate_zeroed`, `grow`, `grow_zeroed`, `shrink`, `deallocate` (through `Allocator`),
+//! `alloc`, `alloc_zeroed`, `realloc`, `dealloc` (through `GlobalAlloc`), header writes (the
+//! tie word detached, bound or parked; the aux word), the allocator's free callback (one of two,
+//! or none), and impossible sizes (which must fail cleanly and leave the block alone). Sizes are
+//! capped at 16 KiB to keep executions fast; alignments are 1..=4096.
 //!
 //! The model keeps, per live block, its layout, its exact expected contents and its header
-//! fields. After every operation it checks: alignment and length of what was handed out, the
+//! words. After every operation it checks: alignment and length of what was handed out, the
 //! header of every live block, the contents of the block touched, the allocator's live
-//! counters, and the exact list of free-callback calls (which callback, with which pointer):
-//! `free_cb(cached_mem)` runs exactly once when a block whose header has both set is freed (or
-//! when `release_cached` is called), never on grow/shrink/realloc, and never twice.
+//! counters (header bytes included), and the exact list of free-callback calls (which callback,
+//! with which pointer): freeing a block whose tie word is parked calls the registered callback
+//! exactly once with the untagged pointer, never on grow/shrink/realloc, never twice, and never
+//! for a detached word; a bound block is detached by its owner (the model) before it is freed.
 
 #![no_main]
 
@@ -23,7 +24,11 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use tether_alloc::allocator_api2::alloc::Allocator;
-use tether_alloc::{header_of, FreeCallback, HeaderAlloc, Stats, HEADER_OFFSET};
+use core::sync::atomic::Ordering::{Relaxed, Release};
+use tether_alloc::{
+    aux_of, offset_for, tie_of, tie_ptr, tie_tag, tie_with, Bare, FreeCallback, HeaderAlloc,
+    HeaderKind, Narrow, Stats, Wide, TIE_PARKED,
+};
 
 #[cfg(not(feature = "mimalloc"))]
 type Inner = std::alloc::System;
@@ -71,16 +76,16 @@ enum Op {
     },
     SetHeader {
         slot: u8,
-        py: u8,
-        cached: u8,
-        cb: u8,
+        state: u8,
+        wrapper: u8,
+        aux: u8,
     },
     Fill {
         slot: u8,
         seed: u8,
     },
-    ReleaseCached {
-        slot: u8,
+    SetCallback {
+        which: u8,
     },
     Huge {
         align: u8,
@@ -133,10 +138,10 @@ struct Block {
     ptr: NonNull<u8>,
     layout: Layout,
     contents: Vec<u8>,
-    /// Header fields as addresses (0: null) and callback choice (0: none).
-    py: usize,
-    cached: usize,
-    cb: u8,
+    /// The raw tie word (0: detached; `W`: bound; `W | TIE_PARKED`: parked) and the aux word,
+    /// as the block's kind holds them (0 where it has no such word).
+    tie: usize,
+    aux: usize,
     /// Unique per allocation in this input, so header tokens of different blocks differ.
     serial: usize,
 }
@@ -160,7 +165,7 @@ fn pattern(seed: u8, i: usize) -> u8 {
     seed.wrapping_mul(31) ^ (i as u8).wrapping_add((i >> 8) as u8)
 }
 
-/// A nonzero token for a header field (0 stays null), distinct per block and field.
+/// A nonzero, 16-aligned token for a header word (0 stays null), distinct per block and word.
 fn token(serial: usize, field: usize, code: u8) -> usize {
     if code == 0 {
         0
@@ -169,25 +174,61 @@ fn token(serial: usize, field: usize, code: u8) -> usize {
     }
 }
 
+/// The tie word a `SetHeader` state code and token give: detached, bound or parked.
+fn tie_word(state: u8, token: usize) -> usize {
+    match (state % 3, token) {
+        (_, 0) | (0, _) => 0,
+        (1, w) => w,
+        (_, w) => w | TIE_PARKED,
+    }
+}
+
 fn addr_ptr(a: usize) -> *mut c_void {
     core::ptr::without_provenance_mut(a)
 }
 
-struct Harness {
-    alloc: HeaderAlloc<Inner, Stats>,
+struct Harness<K> {
+    alloc: HeaderAlloc<Inner, Stats, K>,
     blocks: Vec<Block>,
     expected_calls: Vec<(u8, usize)>,
     serial: usize,
+    /// The allocator's registered callback (0: none).
+    cb: u8,
 }
 
-impl Harness {
+impl<K: HeaderKind> Harness<K> {
     fn new() -> Self {
         CALLS.with(|c| c.borrow_mut().clear());
         Harness {
-            alloc: HeaderAlloc::counting_with_inner(INNER),
+            alloc: HeaderAlloc::from_parts(INNER, Stats::new()),
             blocks: Vec::new(),
             expected_calls: Vec::new(),
             serial: 0,
+            cb: 0,
+        }
+    }
+
+    /// Frees block `b` as its owner would (a bound block is detached first) and records the
+    /// callback call the free must make.
+    fn free(&mut self, mut b: Block, global: bool) {
+        Self::check_contents(&b);
+        let global = global && (K::SIZE != 0 || b.layout.size() != 0);
+        if b.tie != 0 && tie_tag(addr_ptr(b.tie)) == 0 {
+            b.tie = 0;
+            // SAFETY: `b.ptr` is a live block of a Wide or Narrow allocator (tie != 0).
+            unsafe { tie_of(b.ptr).store(core::ptr::null_mut(), Release) };
+        }
+        if tie_tag(addr_ptr(b.tie)) & TIE_PARKED != 0 && self.cb != 0 {
+            self.expected_calls
+                .push((self.cb, tie_ptr(addr_ptr(b.tie)).addr()));
+        }
+        // SAFETY: live block of ours with this layout; removed from the model.
+        unsafe {
+            if global {
+                self.alloc.dealloc(b.ptr.as_ptr(), b.layout);
+            } else {
+                self.alloc.deallocate(b.ptr, b.layout);
+            }
         }
     }
 
@@ -203,19 +244,22 @@ impl Harness {
             "misaligned for {layout:?}"
         );
         assert!(len >= layout.size(), "short block for {layout:?}");
-        assert_eq!(
-            (ptr.as_ptr().addr() - HEADER_OFFSET) % 8,
-            0,
-            "header misaligned"
-        );
+        if K::SIZE != 0 {
+            let header = ptr.as_ptr().addr() - K::SIZE;
+            assert_eq!(header % 8, 0, "header misaligned");
+        }
     }
 
     fn check_header(b: &Block) {
-        // SAFETY: `b.ptr` is a live block of our HeaderAlloc.
-        let h = unsafe { header_of(b.ptr) };
-        assert_eq!(h.py_obj().addr(), b.py, "py_obj");
-        assert_eq!(h.cached_mem().addr(), b.cached, "cached_mem");
-        assert_eq!(which_callback(h.free_cb()), b.cb, "free_cb");
+        // SAFETY: `b.ptr` is a live block of our HeaderAlloc; only the words K has are read.
+        unsafe {
+            if K::SIZE >= 8 {
+                assert_eq!(tie_of(b.ptr).load(Relaxed).addr(), b.tie, "tie word");
+            }
+            if K::SIZE >= 16 {
+                assert_eq!(aux_of(b.ptr).load(Relaxed).addr(), b.aux, "aux word");
+            }
+        }
     }
 
     fn check_contents(b: &Block) {
@@ -238,6 +282,12 @@ impl Harness {
         assert_eq!(s.live_blocks, self.blocks.len(), "live blocks");
         let bytes: usize = self.blocks.iter().map(|b| b.layout.size()).sum();
         assert_eq!(s.live_bytes, bytes, "live bytes");
+        let headers: usize = self
+            .blocks
+            .iter()
+            .map(|b| offset_for::<K>(b.layout.align()))
+            .sum();
+        assert_eq!(s.header_bytes, headers, "header bytes");
         CALLS.with(|c| assert_eq!(*c.borrow(), self.expected_calls, "free-callback calls"));
     }
 
@@ -251,8 +301,8 @@ impl Harness {
         }
     }
 
-    fn run(&mut self, op: Op) {
-        match op {
+    fn run(&mut self, op: &Op) {
+        match *op {
             Op::Alloc {
                 size,
                 align,
@@ -264,9 +314,11 @@ impl Harness {
                 }
                 let layout = Layout::from_size_align(size_of_code(size), align_of_code(align))
                     .expect("small layouts are valid");
+                // GlobalAlloc takes no zero-size layouts; only a Bare one passes them on as such.
+                let global = global && (K::SIZE != 0 || layout.size() != 0);
                 let (ptr, len) = if global {
-                    // SAFETY: GlobalAlloc::alloc: any layout (zero size included: HeaderAlloc
-                    // always allocates a real block for the header).
+                    // SAFETY: GlobalAlloc::alloc: a non-zero size, or a zero-size layout that
+                    // a header kind turns into a real block (the header's).
                     let p = unsafe {
                         if zeroed {
                             self.alloc.alloc_zeroed(layout)
@@ -293,9 +345,8 @@ impl Harness {
                     ptr,
                     layout,
                     contents: vec![0; layout.size()],
-                    py: 0,
-                    cached: 0,
-                    cb: 0,
+                    tie: 0,
+                    aux: 0,
                     serial: self.serial,
                 };
                 Self::check_header(&b); // state (a): all null
@@ -364,6 +415,9 @@ impl Harness {
                 let b = &mut self.blocks[i];
                 let old = b.layout;
                 let size = size_of_code(size);
+                if K::SIZE == 0 && (size == 0 || old.size() == 0) {
+                    return; // realloc's contract: non-zero sizes (a header kind has its block)
+                }
                 // SAFETY: `b.ptr` came from this allocator with `old`; the new size rounded up
                 // to the alignment stays far below isize::MAX.
                 let p = unsafe { self.alloc.realloc(b.ptr.as_ptr(), old, size) };
@@ -383,60 +437,52 @@ impl Harness {
             Op::Dealloc { slot, global } => {
                 let Some(i) = self.pick(slot) else { return };
                 let b = self.blocks.swap_remove(i);
-                Self::check_contents(&b);
-                if b.cached != 0 && b.cb != 0 {
-                    self.expected_calls.push((b.cb, b.cached));
-                }
-                // SAFETY: live block of ours with this layout; removed from the model.
-                unsafe {
-                    if global {
-                        self.alloc.dealloc(b.ptr.as_ptr(), b.layout);
-                    } else {
-                        self.alloc.deallocate(b.ptr, b.layout);
-                    }
-                }
+                self.free(b, global);
             }
             Op::SetHeader {
                 slot,
-                py,
-                cached,
-                cb,
+                state,
+                wrapper,
+                aux,
             } => {
                 let Some(i) = self.pick(slot) else { return };
                 let b = &mut self.blocks[i];
-                // SAFETY: live block of ours.
-                let h = unsafe { header_of(b.ptr) };
-                b.py = token(b.serial, 1, py);
-                b.cached = token(b.serial, 2, cached);
-                b.cb = cb % 3;
-                h.set_py_obj(addr_ptr(b.py));
-                h.set_cached_mem(addr_ptr(b.cached));
-                h.set_free_cb(callback(b.cb));
+                let tie = tie_word(state, token(b.serial, 1, wrapper));
+                let aux = token(b.serial, 2, aux);
+                // SAFETY: live block of ours; only the words K has are written.
+                unsafe {
+                    if K::SIZE >= 8 {
+                        let t = addr_ptr(tie);
+                        tie_of(b.ptr).store(tie_with(tie_ptr(t), tie_tag(t)), Release);
+                        b.tie = tie;
+                    }
+                    if K::SIZE >= 16 {
+                        aux_of(b.ptr).store(addr_ptr(aux).cast(), Release);
+                        b.aux = aux;
+                    }
+                }
             }
             Op::Fill { slot, seed } => {
                 let Some(i) = self.pick(slot) else { return };
                 Self::fill(&mut self.blocks[i], 0, seed);
             }
-            Op::ReleaseCached { slot } => {
-                let Some(i) = self.pick(slot) else { return };
-                let b = &mut self.blocks[i];
-                let expect = b.cached != 0 && b.cb != 0;
-                if expect {
-                    self.expected_calls.push((b.cb, b.cached));
-                }
-                // SAFETY: the callbacks only record their argument; any pairing is fine.
-                let ran = unsafe { header_of(b.ptr).release_cached() };
-                assert_eq!(ran, expect, "release_cached result");
-                // Swapped out whether or not a callback was set.
-                b.cached = 0;
-                // A second call is a no-op.
-                // SAFETY: as above.
-                assert!(!unsafe { header_of(b.ptr).release_cached() });
+            Op::SetCallback { which } => {
+                self.cb = which % 3;
+                self.alloc.set_free_callback(callback(self.cb));
+                assert_eq!(which_callback(self.alloc.free_callback()), self.cb);
             }
+            // Bare hands impossible sizes straight to the inner allocator, which libFuzzer
+            // (malloc limit) and ASan report as fatal: only the header kinds are probed.
+            Op::Huge { .. } | Op::GrowHuge { .. } if K::SIZE == 0 => return,
             Op::Huge { align, global } => {
                 let align = align_of_code(align);
-                // The largest valid Layout for `align`: with the header it cannot fit.
-                for size in [isize::MAX as usize + 1 - align, isize::MAX as usize - 31] {
+                // The largest valid Layout for `align`, and the smallest size whose header no
+                // longer fits: both fail in the layout arithmetic, before the inner allocator
+                // (which, when a huge request's result is only null-tested, the optimizer may
+                // assume to succeed).
+                let max = isize::MAX as usize;
+                let tight = (max + 1 - offset_for::<K>(align)) & !(align - 1);
+                for size in [max + 1 - align, tight] {
                     let Ok(layout) = Layout::from_size_align(size, align) else {
                         continue;
                     };
@@ -491,24 +537,25 @@ impl Harness {
     fn finish(mut self) {
         for b in core::mem::take(&mut self.blocks) {
             Self::check_header(&b);
-            Self::check_contents(&b);
-            if b.cached != 0 && b.cb != 0 {
-                self.expected_calls.push((b.cb, b.cached));
-            }
-            // SAFETY: live block of ours with this layout.
-            unsafe { self.alloc.deallocate(b.ptr, b.layout) };
+            self.free(b, false);
         }
         self.check_all();
         let s = self.alloc.stats();
-        assert_eq!((s.live_blocks, s.live_bytes), (0, 0), "leak");
+        assert_eq!((s.live_blocks, s.live_bytes, s.header_bytes), (0, 0, 0), "leak");
         assert_eq!(s.total_allocs, s.total_frees, "allocs != frees");
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
-    let mut h = Harness::new();
+fn run_kind<K: HeaderKind>(ops: &[Op]) {
+    let mut h = Harness::<K>::new();
     for op in ops {
         h.run(op);
     }
     h.finish();
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    run_kind::<Wide>(&ops);
+    run_kind::<Narrow>(&ops);
+    run_kind::<Bare>(&ops);
 });
