@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py profile clean
+.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-dropin profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -152,6 +152,18 @@ fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_TIME) -print_final_stats=1 || exit 1; \
 	done
+
+## make bench-dropin: the drop-in workload (binary trees, serde_json, HashMap churn:
+## alloc/examples/dropin/workload.rs) under five global allocators (raw mimalloc, System,
+## HeaderAlloc Wide / Narrow / Bare on mimalloc), release builds run alternating; prints the
+## medians of CPU and wall time and the ratios to mimalloc and to System. Run it on a quiet
+## machine (the load average is printed each round).
+DROPIN_ROUNDS ?= 7
+DROPIN_BINS := dropin_mimalloc dropin_system dropin_wide dropin_narrow dropin_bare
+bench-dropin:
+	$(CARGO) build --release --quiet -p tether-alloc $(addprefix --example ,$(DROPIN_BINS))
+	python3 alloc/examples/dropin/run.py --rounds $(DROPIN_ROUNDS) \
+		--dir $${CARGO_TARGET_DIR:-target}/release/examples $(DROPIN_BINS)
 
 ## make bench: criterion suites and the Python benchmark (with the scaling sweep), then the
 ## chart docs/benchmarks.png drawn from those results.
