@@ -35,7 +35,8 @@ pub struct SlabPoolConfig {
 impl SlabPoolConfig {
     /// The largest request a pool serves, in bytes.
     pub const MAX_BLOCK_SIZE: usize = MAX_SIZE;
-    /// The alignment of every block.
+    /// The alignment of every block (a multiple of [`TIE_ALIGN`](crate::TIE_ALIGN): a parked
+    /// wrapper's memory goes into a tie word, whose low bits are tags).
     pub const BLOCK_ALIGN: usize = GRANULE;
     /// The default configuration: 64 KiB slabs, 16 KiB per class per cache, 1 MiB retained per
     /// class.
@@ -168,3 +169,5 @@ const fn max(a: usize, b: usize) -> usize {
 const fn clamp(v: usize, lo: usize, hi: usize) -> usize {
     max(min(v, hi), lo)
 }
+
+const _: () = assert!(SlabPoolConfig::BLOCK_ALIGN % crate::header::TIE_ALIGN == 0);
