@@ -129,8 +129,12 @@ pub const fn block_layout<K: HeaderKind>(layout: Layout) -> Option<Layout> {
         return None;
     };
     let align = if align < TIE_ALIGN { TIE_ALIGN } else { align };
-    match Layout::from_size_align(size, align) {
-        Ok(l) => Some(l),
-        Err(_) => None,
+    // Layout's rule: the size rounded up to the alignment must not exceed isize::MAX.
+    if size > isize::MAX as usize - (align - 1) {
+        return None;
     }
+    // SAFETY: `align` is a power of two (the layout's, or TIE_ALIGN), and `size` rounded up to
+    // it fits in isize (checked above): `from_size_align`'s conditions, without re-testing the
+    // alignment on every allocation.
+    Some(unsafe { Layout::from_size_align_unchecked(size, align) })
 }

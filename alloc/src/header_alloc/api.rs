@@ -74,7 +74,7 @@ impl<A: Allocator, S: StatsSink, K: HeaderKind> HeaderAlloc<A, S, K> {
     /// # Safety
     /// `ptr` is a live object of this allocator with `layout`, and the funnel has run.
     #[inline(always)]
-    unsafe fn free_block(&self, ptr: NonNull<u8>, layout: Layout) {
+    pub(super) unsafe fn free_block(&self, ptr: NonNull<u8>, layout: Layout) {
         self.count_free(layout);
         // SAFETY: `layout` was accepted by `allocate`, so block_layout is Some; the block is
         // returned with the layout it was obtained with (invariant 1).
@@ -123,11 +123,8 @@ unsafe impl<A: Allocator, S: StatsSink, K: HeaderKind> Allocator for HeaderAlloc
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: the caller guarantees `ptr` is a live object of ours with `layout`, which
-        // nobody else uses any more; the funnel runs once here, before the block goes.
-        let ok = unsafe { self.funnel(ptr) };
-        debug_assert!(ok, "freed an object whose tie word is bound or claimed");
-        // SAFETY: as above; the funnel has run.
-        unsafe { self.free_block(ptr, layout) }
+        // nobody else uses any more (a debug build panics on a bound word, before the free).
+        unsafe { self.free_object::<false>(ptr, layout) }
     }
 
     #[inline]
@@ -164,13 +161,6 @@ unsafe impl<A: Allocator, S: StatsSink, K: HeaderKind> Allocator for HeaderAlloc
     }
 }
 
-/// A global allocator must not unwind: a misuse found in `dealloc` stops the process instead.
-#[cold]
-#[inline(never)]
-fn misuse_abort() -> ! {
-    std::process::abort()
-}
-
 // SAFETY: `GlobalAlloc` is the `Allocator` implementation above with null for `AllocError`;
 // nothing unwinds (no code path here panics: the debug check of `dealloc` aborts instead). Do
 // not install a `HeaderAlloc` whose inner allocator is `Global`: that would recurse into itself.
@@ -192,15 +182,8 @@ unsafe impl<A: Allocator, S: StatsSink, K: HeaderKind> core::alloc::GlobalAlloc
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` was returned by `alloc*` with `layout`, so it is
-        // non-null and ours, and its user is done with it.
-        let ptr = unsafe { NonNull::new_unchecked(ptr) };
-        // SAFETY: as above; the funnel runs once, before the block goes.
-        let ok = unsafe { self.funnel(ptr) };
-        if cfg!(debug_assertions) && !ok {
-            misuse_abort();
-        }
-        // SAFETY: as above; the funnel has run.
-        unsafe { self.free_block(ptr, layout) }
+        // non-null and ours, and its user is done with it (a debug build aborts on a bound word).
+        unsafe { self.free_object::<true>(NonNull::new_unchecked(ptr), layout) }
     }
 
     #[inline]

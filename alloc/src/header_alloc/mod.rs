@@ -23,7 +23,9 @@ use crate::header::{
 };
 use crate::inner::{DefaultInner, DEFAULT_INNER};
 use crate::stats::{NoStats, Stats, StatsSink, StatsSnapshot};
+use allocator_api2::alloc::Allocator;
 use core::alloc::Layout;
+use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -195,53 +197,83 @@ impl<A, S, K: HeaderKind> HeaderAlloc<A, S, K> {
             Some(unsafe { core::mem::transmute::<*mut (), FreeCallback>(raw) })
         }
     }
+}
 
-    /// The free funnel (invariant 2), for a live object about to be freed. Returns `false` if
-    /// the tie word was neither detached nor parked (bound, or claimed by a transition): the
-    /// owner freed an object it must not have freed; the word is then left alone.
+impl<A: Allocator, S: StatsSink, K: HeaderKind> HeaderAlloc<A, S, K> {
+    /// Frees a live object: the free funnel (invariant 2), then the block goes back to `inner`.
+    /// `ABORT`: a misuse found in a debug build (invariant 4) aborts (`GlobalAlloc`) instead of
+    /// panicking (`Allocator`).
+    ///
+    /// The fast path is one Relaxed load and a bit test (nothing parked: no read-modify-write);
+    /// a parked word takes the cold [`free_parked`](Self::free_parked) as a tail call.
     ///
     /// # Safety
-    /// `obj` is a live object of this allocator, no longer used by anyone else: every access
-    /// to its tie word happens-before this call.
+    /// `ptr` is a live object of this allocator with `layout`, no longer used by anyone else:
+    /// every access to its header happens-before this call.
     #[inline(always)]
-    unsafe fn funnel(&self, obj: NonNull<u8>) -> bool {
-        if K::SIZE == 0 {
-            return true;
+    unsafe fn free_object<const ABORT: bool>(&self, ptr: NonNull<u8>, layout: Layout) {
+        if K::SIZE != 0 {
+            // SAFETY: K is Wide or Narrow and `ptr` is live (caller): header invariant 1.
+            let tie = unsafe { tie_of(ptr) };
+            // Relaxed is exact: every store to the word happens-before the free (caller), so
+            // this load reads the latest one.
+            let word = tie.load(Ordering::Relaxed);
+            if tie_tag(word) & TIE_PARKED != 0 {
+                // SAFETY: forwarded to the caller.
+                return unsafe { self.free_parked::<ABORT>(ptr, layout, word) };
+            }
+            if cfg!(debug_assertions) && !word.is_null() {
+                misuse::<ABORT>();
+            }
         }
-        // SAFETY: K is Wide or Narrow (K::SIZE != 0) and `obj` is live (caller): header inv. 1.
-        let tie = unsafe { tie_of(obj) };
-        // Fast path, no read-modify-write: Relaxed is exact here, as every store to the word
-        // happens-before the free (caller), so this load reads the latest one.
-        let word = tie.load(Ordering::Relaxed);
-        if tie_tag(word) & TIE_PARKED != 0 {
-            // SAFETY: forwarded: the word is the live object's tie word.
-            unsafe { self.release_parked(tie) };
-            tie_tag(word) == TIE_PARKED
-        } else {
-            word.is_null()
-        }
+        // SAFETY: forwarded to the caller; the funnel had nothing to do.
+        unsafe { self.free_block(ptr, layout) }
     }
 
-    /// The funnel's slow path: swaps a parked word to null and hands its pointer to the free
-    /// callback, exactly once per parked pointer (the swap takes it out first).
+    /// The funnel's slow path, then the free: swaps the parked word to null and hands its
+    /// pointer to the free callback, exactly once per parked pointer (the swap takes it out
+    /// first).
     ///
     /// # Safety
-    /// `tie` is the tie word of an object being freed (as for `funnel`).
+    /// As for `free_object`; `word` is the parked word just loaded from the object's tie word.
     #[cold]
     #[inline(never)]
-    unsafe fn release_parked(&self, tie: &TieWord) {
+    unsafe fn free_parked<const ABORT: bool>(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        word: *mut c_void,
+    ) {
+        if cfg!(debug_assertions) && (tie_tag(word) != TIE_PARKED || tie_ptr(word).is_null()) {
+            misuse::<ABORT>(); // claimed (busy) while being freed, or a parked null
+        }
+        // SAFETY: K is Wide or Narrow (a parked word was read) and `ptr` is live (caller).
+        let tie = unsafe { tie_of(ptr) };
         // AcqRel: acquire what the parker published with the word; release our take.
         let word = tie.swap(ptr::null_mut(), Ordering::AcqRel);
         let mem = tie_ptr(word);
-        if tie_tag(word) & TIE_PARKED == 0 || mem.is_null() {
-            return;
+        if tie_tag(word) & TIE_PARKED != 0 && !mem.is_null() {
+            if let Some(cb) = self.free_callback() {
+                // SAFETY: the callback and the parked pointer were both set by the allocator's
+                // owner, who promised (FreeCallback) that this call is valid once the object
+                // dies.
+                unsafe { cb(mem) };
+            }
         }
-        if let Some(cb) = self.free_callback() {
-            // SAFETY: the callback and the parked pointer were both set by the allocator's
-            // owner, who promised (FreeCallback) that this call is valid once the object dies.
-            unsafe { cb(mem) };
-        }
+        // SAFETY: forwarded to the caller; the funnel has run.
+        unsafe { self.free_block(ptr, layout) }
     }
+}
+
+/// Freeing an object whose tie word is bound or claimed (invariant 4, debug builds): a panic
+/// through `Allocator`, an abort through `GlobalAlloc` (a global allocator must not unwind).
+#[cold]
+#[inline(never)]
+fn misuse<const ABORT: bool>() -> ! {
+    if ABORT {
+        std::process::abort()
+    }
+    panic!("freed an object whose tie word is bound or claimed")
 }
 
 impl<A: Default, S: Default, K: HeaderKind> Default for HeaderAlloc<A, S, K> {
