@@ -32,6 +32,11 @@
 //!    reached 0), `FreeBlock` returns the block through `ALLOC.deallocate` exactly once (after
 //!    the weak count reached 0), which runs the tie funnel (`free_cb(cached_mem)`).
 //! 4. **`type_index` and `deleter` are immutable** after construction; only `counts` changes.
+//! 5. **One destruction, by the releasing thread.** The release that takes the strong count to 0
+//!    (or finds `UNIQUE`) owes the object its destruction; it runs it now or pushes the object
+//!    on its own thread's trashcan stack, which destroys it before that thread's outermost
+//!    destruction returns ("Deep structures" below). A deferred object is reachable only from
+//!    that stack.
 //!
 //! # Orderings
 //!
@@ -49,6 +54,57 @@
 //! Counts above `i32::MAX` (in either half) abort the process, as `Arc` does past
 //! `isize::MAX`: a program needs 2^31 live handles to one object for that, and the half-word
 //! headroom above the threshold keeps racing increments from carrying into the other half.
+//!
+//! # Deep structures: the trashcan
+//!
+//! Destroying an object drops its value, which releases the objects the value holds, which are
+//! destroyed in turn: one nested destruction per level of the object graph. Without a bound, a
+//! 200,000-node chain of records overflows the main thread's stack from safe code, and a thread
+//! with a 256 KiB stack overflows at ~20,000; hosts' chains (record → host handle → host
+//! dealloc → release of another object → …) recurse the same way, through the same release.
+//!
+//! So, as CPython's trashcan does, the one funnel where a value is destroyed after its strong
+//! count reached 0 (`destroy`, reached from the UNIQUE fast path of `release_strong_with` and
+//! from `release_last_strong`) counts the destructions nested on the current thread:
+//! * below `MAX_DEPTH` (50; 8 under Miri, so that short chains exercise deferral) the
+//!   destruction runs now, one level deeper;
+//! * at `MAX_DEPTH` the object (strong count 0, value intact) is pushed on the thread's deferred
+//!   stack instead, and its release returns;
+//! * when the outermost destruction is done (depth back at 0) it destroys the deferred objects,
+//!   iteratively, each at depth 1: what they release again runs inline up to the limit or is
+//!   deferred.
+//!
+//! Stack use is bounded by `MAX_DEPTH` nested destructions (plus any host frames between them),
+//! however deep the graph. What stays as it was:
+//! * for the outermost caller destruction is synchronous: when its release returns, everything
+//!   it made unreachable has been destroyed (values dropped, blocks freed or left to their weak
+//!   references, cached wrapper memory released);
+//! * per object the sequence is unchanged: `DropValue` (the fields drop in their usual order),
+//!   then either `FreeBlock` (no weak reference) or `release_cached_at_death` and the weak
+//!   release; a deferred object's block stays allocated meanwhile (by the strong refs' weak
+//!   count, or, unique, by nobody else's reference at all);
+//! * deferred objects are destroyed depth-first in the order the recursion reached them, so a
+//!   chain's values drop in chain order.
+//!
+//! CAUTION: a destructor that releases an object must not assume the object is destroyed when
+//! its release returns (it may have been deferred); only the outermost release guarantees that.
+//! A panicking destructor unwinds to the outermost destruction, which destroys the remaining
+//! deferred objects while unwinding (a second panic aborts, as in drop glue).
+//!
+//! Nothing on the drop path allocates in the common case, and nothing aborts on allocation
+//! failure. There is no free word to link deferred objects through, as CPython links through its
+//! GC header: once strong is 0, `counts` is still read and written by [`WeakRef`]s, the tie
+//! words are public through [`WeakRef::header`], `type_index` may be read by deleters (the
+//! record deleter does), `deleter` is needed to destroy the object, the 4 padding bytes after
+//! `type_index` are too small, and the value is not dropped yet. The deferred stack is therefore
+//! a thread-local `Vec` whose buffer is reserved once per thread (64 entries, kept between
+//! drains) and grows with `try_reserve`; when that fails the object is destroyed inline (the
+//! recursion this avoids, only when memory is exhausted). The nesting state has no destructor,
+//! so it also works in thread-local destructors at thread exit. Values without drop glue (`!needs_drop::<T>()`) release nothing and bypass
+//! the count. `debug_assert!`s check that a deferred object's strong count is 0 when it is
+//! deposited (or the count still reads `UNIQUE` on the fast path, which does not decrement) and
+//! again before its destruction. The trashcan is compiled out under `--cfg loom` (see
+//! `object/trashcan.rs` for why).
 
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::types::{type_info, TypeInfo};
@@ -61,6 +117,8 @@ use core::ops::Deref;
 use core::ptr::{self, NonNull};
 use tether_alloc::allocator_api2::alloc::{AllocError, Allocator};
 use tether_alloc::{header_of, Header};
+
+mod trashcan;
 
 /// One strong reference in `counts`.
 pub(crate) const STRONG_ONE: u64 = 1;
@@ -230,28 +288,25 @@ pub(crate) unsafe fn inc_weak(p: NonNull<ObjHeader>) {
     }
 }
 
-/// Releases one strong reference; `drop_value` and `free_block` perform the two halves of the
-/// deleter for the object's type.
+/// A type's destruction routine, as [`destroy`] with that type's deleter halves: `(p, unique)`.
+/// [`destroy_of`] (inlined into `ObjRef<T>`'s drop) or [`destroy_erased`] (out of line: the
+/// erased halves are indirect calls anyway, and the erased handle's drop stays small).
+pub(crate) type Destroy = unsafe fn(NonNull<ObjHeader>, bool);
+
+/// Releases one strong reference; `destroy` destroys the object if it was the last.
 ///
 /// # Safety
-/// The caller gives up a strong reference to the live object `p`; the two routines are the
-/// object's deleter halves (invariant 3).
+/// The caller gives up a strong reference to the live object `p`; `destroy` is the object's
+/// type's destruction routine ([`destroy_of`] for its Rust type, or [`destroy_erased`]).
 #[inline(always)]
-pub(crate) unsafe fn release_strong_with(
-    p: NonNull<ObjHeader>,
-    drop_value: unsafe fn(NonNull<ObjHeader>),
-    free_block: unsafe fn(NonNull<ObjHeader>),
-) {
+pub(crate) unsafe fn release_strong_with(p: NonNull<ObjHeader>, destroy: Destroy) {
     // SAFETY: our strong reference keeps the header alive until we give it up below.
     let c = unsafe { counts(p) };
     // Acquire: if this reads UNIQUE, every other handle that ever existed is gone; their
     // Release decrements must happen-before our destruction of the value and the block.
     if c.load(ACQUIRE) == UNIQUE {
-        // SAFETY: we hold the only handle (module docs), so we may run both halves now.
-        unsafe {
-            drop_value(p);
-            free_block(p);
-        }
+        // SAFETY: we hold the only handle (module docs), so we may destroy the object now.
+        unsafe { destroy(p, true) };
         return;
     }
     // Release: our uses of the value happen-before whoever destroys it.
@@ -260,7 +315,7 @@ pub(crate) unsafe fn release_strong_with(
         return;
     }
     // SAFETY: we released the last strong reference (forwarded otherwise).
-    unsafe { release_last_strong(p, old, drop_value, free_block) }
+    unsafe { release_last_strong(p, old, destroy) }
 }
 
 /// The destruction after the last strong reference was released by a `fetch_sub` that read
@@ -269,21 +324,94 @@ pub(crate) unsafe fn release_strong_with(
 /// # Safety
 /// As for [`release_strong_with`], and the caller's decrement took the strong count to 0.
 #[inline(never)]
-unsafe fn release_last_strong(
+unsafe fn release_last_strong(p: NonNull<ObjHeader>, old: u64, destroy: Destroy) {
+    // Acquire: the other strong holders' Release decrements happen-before the destructor.
+    acquire_fence();
+    // old == UNIQUE: no weak reference existed, and none can appear once strong is 0, so nobody
+    // else can reach the block.
+    // SAFETY: strong reached 0, so the value is ours to drop (invariant 3); the strong refs'
+    // weak reference, still held, keeps the block alive (or, unique, it is ours alone).
+    unsafe { destroy(p, old == UNIQUE) }
+}
+
+/// [`Destroy`] for `ObjBox<T>` objects. A `T` without drop glue releases nothing, so its
+/// destruction skips the trashcan's count.
+///
+/// # Safety
+/// As for [`destroy`], for an `ObjBox<T>` object.
+#[inline(always)]
+unsafe fn destroy_of<T>(p: NonNull<ObjHeader>, unique: bool) {
+    let may_recurse = core::mem::needs_drop::<T>();
+    // SAFETY: forwarded; the halves are ObjBox<T>'s (invariant 3).
+    unsafe {
+        destroy(
+            p,
+            unique,
+            may_recurse,
+            drop_value_of::<T>,
+            free_block_of::<T>,
+        )
+    }
+}
+
+/// [`Destroy`] through the header's deleter, for any object.
+///
+/// # Safety
+/// As for [`destroy`].
+#[inline(never)]
+unsafe fn destroy_erased(p: NonNull<ObjHeader>, unique: bool) {
+    // SAFETY: forwarded; the header's deleter matches the layout (invariant 3).
+    unsafe { destroy(p, unique, true, erased_drop_value, erased_free_block) }
+}
+
+/// The funnel: every destruction of a value whose strong count reached 0 comes through here, and
+/// through the trashcan (module docs, "Deep structures"), which runs it now, nested one level
+/// deeper, or defers it to the bottom of this thread's destructions.
+///
+/// # Safety
+/// `p`'s strong count reached 0 by the caller's release (or, `unique`, the caller held the only
+/// handle): the caller owes `p` its destruction, which this call takes over. `unique` says that
+/// no weak reference exists; the halves are the object's deleter halves (invariant 3), and
+/// `may_recurse` is false only if `drop_value` releases nothing (then the count is skipped).
+#[inline(always)]
+unsafe fn destroy(
     p: NonNull<ObjHeader>,
-    old: u64,
+    unique: bool,
+    may_recurse: bool,
     drop_value: unsafe fn(NonNull<ObjHeader>),
     free_block: unsafe fn(NonNull<ObjHeader>),
 ) {
-    // Acquire: the other strong holders' Release decrements happen-before the destructor.
-    acquire_fence();
-    // SAFETY: strong reached 0, so the value is ours to drop (invariant 3); the strong refs'
-    // weak reference, still held, keeps the block alive.
+    if !may_recurse {
+        // SAFETY: forwarded; a value without drop glue releases nothing, so nothing nests.
+        unsafe { finish(p, unique, drop_value, free_block) };
+        return;
+    }
+    // SAFETY: forwarded: the strong count is 0 and we are about to destroy `p` with `unique`.
+    let Some(_level) = (unsafe { trashcan::enter(p, unique) }) else {
+        return; // deferred: destroyed by the bottom destruction of this thread
+    };
+    // SAFETY: forwarded.
+    unsafe { finish(p, unique, drop_value, free_block) };
+    // `_level` ends here: one level up again (at the bottom, the deferred objects go now).
+}
+
+/// One object's destruction, in the order it always had: the value, then the block directly
+/// (`unique`: no weak reference exists) or, with weak references, the cached wrapper memory and
+/// the strong refs' weak count.
+///
+/// # Safety
+/// As for [`destroy`] (which either runs this at once or defers it to the trashcan's drain).
+#[inline(always)]
+unsafe fn finish(
+    p: NonNull<ObjHeader>,
+    unique: bool,
+    drop_value: unsafe fn(NonNull<ObjHeader>),
+    free_block: unsafe fn(NonNull<ObjHeader>),
+) {
+    // SAFETY: strong is 0: the value is ours to drop, once (invariant 3); the block is alive.
     unsafe { drop_value(p) };
-    if old == UNIQUE {
-        // No weak reference existed, and none can appear once strong is 0: nobody else can
-        // reach the block, so free it without a second read-modify-write.
-        // SAFETY: we own the block exclusively.
+    if unique {
+        // SAFETY: no other reference exists or can appear: we own the block exclusively.
         unsafe { free_block(p) };
         return;
     }
@@ -666,8 +794,8 @@ impl<T: Object> Clone for ObjRef<T> {
 impl<T: Object> Drop for ObjRef<T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: we give up our strong reference; the halves are ObjBox<T>'s (invariant 3).
-        unsafe { release_strong_with(self.ptr, drop_value_of::<T>, free_block_of::<T>) }
+        // SAFETY: we give up our strong reference; the object is an ObjBox<T>.
+        unsafe { release_strong_with(self.ptr, destroy_of::<T>) }
     }
 }
 
@@ -1010,7 +1138,7 @@ impl Drop for ObjAny {
     fn drop(&mut self) {
         // SAFETY: we give up our strong count; the erased halves call the header's deleter,
         // which matches the layout (invariant 3).
-        unsafe { release_strong_with(self.ptr, erased_drop_value, erased_free_block) }
+        unsafe { release_strong_with(self.ptr, destroy_erased) }
     }
 }
 
