@@ -48,14 +48,58 @@ use pyo3::types::PyDict;
 /// `tether.set_tying(on)`: with tying off, every access hands out a fresh, unbound wrapper (the
 /// behaviour of ordinary bindings), so the gain can be measured side by side.
 #[pyfunction]
-fn set_tying(on: bool) {
-    wrapper::TYING.store(on, Relaxed);
+fn set_tying(on: &Bound<'_, PyAny>) -> PyResult<()> {
+    wrapper::TYING.store(on.is_truthy()?, Relaxed);
+    Ok(())
+}
+
+/// `TETHER_TYING` as people write it: `0`/`off`/`false`/`no` switch tying off, `1`/`on`/`true`/
+/// `yes` (or an empty value) keep it on, anything else warns and keeps it on.
+fn tying_from_env(py: Python<'_>) -> PyResult<()> {
+    let Ok(v) = std::env::var("TETHER_TYING") else {
+        return Ok(());
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "0" | "off" | "false" | "no" => wrapper::TYING.store(false, Relaxed),
+        "" | "1" | "on" | "true" | "yes" => wrapper::TYING.store(true, Relaxed),
+        _ => PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyRuntimeWarning>(),
+            &std::ffi::CString::new(format!(
+                "TETHER_TYING={v:?} is not understood (use 0/off/false/no or 1/on/true/yes); \
+                 tying stays on"
+            ))?,
+            1,
+        )?,
+    }
+    Ok(())
 }
 
 /// `tether.tying_enabled()`.
 #[pyfunction]
 fn tying_enabled() -> bool {
     wrapper::TYING.load(Relaxed)
+}
+
+/// `_native._fields(cls)`: `(name, has_default, default)` for every field of tether class `cls`,
+/// inherited first (what `tether.fields`, `__signature__` and `tether.replace` are built on).
+#[pyfunction]
+fn _fields<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, pyo3::types::PyType>,
+) -> PyResult<Vec<(String, bool, Bound<'py, PyAny>)>> {
+    // SAFETY: `cls` is a live type object; GIL held.
+    let info = unsafe { class::info_of(cls.as_ptr().cast()) }?;
+    info.fields()
+        .map(|f| {
+            let default = match &f.default {
+                // SAFETY: `to_py` returns a new reference.
+                Some(v) => unsafe { Bound::from_owned_ptr(py, convert::to_py(py, v, true)?) },
+                None => py.None().into_bound(py),
+            };
+            Ok((f.name.clone(), f.default.is_some(), default))
+        })
+        .collect()
 }
 
 /// `tether.stats()`: the allocator's and the wrapper pool's counters.
@@ -148,12 +192,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_trim_pool, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(_fields, m)?)?;
     let recon = wrap_pyfunction!(base::_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
     let _ = base::RECONSTRUCTOR.set(py, recon.into_any().unbind());
-    if std::env::var("TETHER_TYING").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off")) {
-        set_tying(false);
-    }
+    tying_from_env(py)?;
     testing::init(m, &root)?;
     #[cfg(feature = "dhat-heap")]
     profiling::init(m)?;

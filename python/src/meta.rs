@@ -57,6 +57,13 @@ unsafe extern "C" fn meta_new(
         };
         trap(ptr::null_mut(), |py| {
             let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
+            if args.len() != 3 {
+                return Err(PyTypeError::new_err(format!(
+                    "ObjectMeta() takes exactly 3 arguments (name, bases, namespace), {} given; \
+                     use type(x) for an object's class",
+                    args.len()
+                )));
+            }
             let (name, bases, ns): (Bound<PyString>, Bound<PyTuple>, Bound<PyDict>) =
                 args.extract()?;
             let ns = ns.copy()?;
@@ -97,6 +104,7 @@ unsafe extern "C" fn meta_new(
                 )));
             }
             check_slots(&ns)?;
+            refuse_instance_dict_users(py, &class_name, &ns)?;
             let qualname = match ns.get_item("__qualname__")? {
                 Some(q) => q.extract::<String>()?,
                 None => class_name.clone(),
@@ -119,6 +127,12 @@ unsafe extern "C" fn meta_new(
             for def in &own_defs {
                 ns.set_item(&def.name, new_descr(py, def)?)?;
             }
+            // For tools and `match`: every field, inherited first (unless the body set its own).
+            let names = PyTuple::new(py, info.fields.iter().map(|f| f.name.as_str()))?;
+            if !ns.contains("__match_args__")? {
+                ns.set_item("__match_args__", &names)?;
+            }
+            ns.set_item("__tether_fields__", &names)?;
             let call_args = PyTuple::new(py, [name.into_any(), bases.into_any(), ns.into_any()])?;
             let type_new = (*ptr::addr_of_mut!(ffi::PyType_Type))
                 .tp_new
@@ -156,6 +170,59 @@ unsafe extern "C" fn meta_new(
     }
 }
 
+/// `functools.cached_property` stores into the instance `__dict__`, which tether objects do not
+/// have: refuse it when the class is made, with what to do instead, rather than at first use.
+fn refuse_instance_dict_users(
+    py: Python<'_>,
+    class_name: &str,
+    ns: &Bound<'_, PyDict>,
+) -> PyResult<()> {
+    let cached = py.import("functools")?.getattr("cached_property")?;
+    for (k, v) in ns.iter() {
+        if v.is_instance(&cached)? {
+            return Err(PyTypeError::new_err(format!(
+                "{class_name}.{k}: functools.cached_property needs an instance __dict__, which \
+                 tether objects do not have (their state is native); use a property, or declare \
+                 a field and fill it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `tp_setattro` of the metaclass: `@dataclasses.dataclass` on a tether class would replace
+/// `__init__` with one that assigns fields of an uninitialized object (every later use raises
+/// `MovedError`); it is refused when it marks the class, before it changes anything else.
+unsafe extern "C" fn meta_setattro(
+    cls: *mut ffi::PyObject,
+    name: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> i32 {
+    // SAFETY: CPython slot: GIL held; `cls` a tether class, `name` a str, `value` live or null.
+    unsafe {
+        trap(-1, |py| {
+            let n = Bound::from_borrowed_ptr(py, name);
+            if let Ok(n) = n.cast::<PyString>() {
+                if matches!(n.to_str()?, "__dataclass_fields__" | "__dataclass_params__") {
+                    return Err(PyTypeError::new_err(format!(
+                        "{}: @dataclass cannot be applied to a tether class: tether classes \
+                         already get a constructor, repr and pickling from their annotated \
+                         fields (pass frozen=True in the class statement for a frozen one)",
+                        crate::pytypes::type_name(cls.cast())
+                    )));
+                }
+            }
+            let setattro = (*ptr::addr_of_mut!(ffi::PyType_Type))
+                .tp_setattro
+                .expect("type.tp_setattro");
+            match setattro(cls, name, value) {
+                0 => Ok(0),
+                _ => Err(PyErr::fetch(py)),
+            }
+        })
+    }
+}
+
 unsafe extern "C" fn meta_dealloc(o: *mut ffi::PyObject) {
     // SAFETY: CPython slot: `o` is a dying class object. type's own dealloc frees it but does
     // not release the reference the class holds to its (heap) metatype; we do (notes: measured).
@@ -184,6 +251,10 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_dealloc,
                 pfunc: meta_dealloc as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_setattro,
+                pfunc: meta_setattro as *mut c_void,
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,

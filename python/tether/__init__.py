@@ -37,6 +37,11 @@ from ._native import (
 )
 
 __all__ = [
+    "Field",
+    "MISSING",
+    "asdict",
+    "fields",
+    "replace",
     "Function",
     "FrozenInstanceError",
     "Moved",
@@ -55,6 +60,110 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "MISSING"
+
+
+MISSING = _Missing()
+"""The default of a field that has none (like ``dataclasses.MISSING``)."""
+
+
+class Field:
+    """One field of a tether class, as ``tether.fields`` reports it."""
+
+    __slots__ = ("name", "type", "default")
+
+    def __init__(self, name, type, default):
+        self.name = name
+        self.type = type
+        self.default = default
+
+    def __repr__(self):
+        return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r})"
+
+
+def _class_of(cls_or_obj):
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    if not isinstance(cls, ObjectMeta):
+        raise TypeError(f"tether.fields() takes a tether class or object, not {cls.__name__}")
+    return cls
+
+
+def _annotation(cls, name):
+    for klass in cls.__mro__:
+        ann = klass.__dict__.get("__annotations__", {})
+        if name in ann:
+            return ann[name]
+    return None
+
+
+def fields(cls_or_obj):
+    """The fields of a tether class (or of an object's class), inherited first, as a tuple of
+    ``Field(name, type, default)``; ``default`` is ``MISSING`` for required fields."""
+    cls = _class_of(cls_or_obj)
+    return tuple(
+        Field(name, _annotation(cls, name), default if has else MISSING)
+        for name, has, default in _native._fields(cls)
+    )
+
+
+def asdict(obj, *, dict_factory=dict):
+    """``{field: value}``, recursing into tether objects (like ``dataclasses.asdict``). A tether
+    object reached twice on the current path (a cycle) raises ``ValueError`` instead of recursing
+    for ever; one shared by two branches is converted in each."""
+
+    def convert(o, path):
+        if isinstance(type(o), ObjectMeta):
+            if id(o) in path:
+                raise ValueError(f"asdict: {type(o).__name__} object contains itself")
+            path = path | {id(o)}
+            return dict_factory((f.name, convert(getattr(o, f.name), path)) for f in fields(o))
+        if isinstance(o, (list, tuple)):
+            return type(o)(convert(v, path) for v in o)
+        if isinstance(o, dict):
+            return type(o)((convert(k, path), convert(v, path)) for k, v in o.items())
+        return o
+
+    if not isinstance(type(obj), ObjectMeta):
+        raise TypeError("asdict() should be called on tether objects")
+    return convert(obj, frozenset())
+
+
+def replace(obj, /, **changes):
+    """A new object of ``obj``'s class with ``changes`` applied to its fields (like
+    ``dataclasses.replace``); fields not named keep ``obj``'s values (shared, not copied)."""
+    cls = _class_of(obj)
+    names = {f.name for f in fields(cls)}
+    unknown = set(changes) - names
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    values = {n: changes[n] if n in changes else getattr(obj, n) for n in cls.__tether_fields__}
+    return cls(**values)
+
+
+def _signature(cls):
+    import inspect
+
+    params = []
+    for f in fields(cls):
+        params.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=inspect.Parameter.empty if f.default is MISSING else f.default,
+                annotation=inspect.Parameter.empty if f.type is None else f.type,
+            )
+        )
+    return inspect.Signature(params)
+
+
+# `inspect.signature(cls)` reads `cls.__signature__`: computed from the fields on demand.
+ObjectMeta.__signature__ = property(_signature)
 
 
 def _after_full_collection(phase, info):
