@@ -170,6 +170,14 @@ unsafe extern "C" fn reduce(
         trap(ptr::null_mut(), |py| {
             let obj = native::counted(o)?;
             let info = class::info_of(ffi::Py_TYPE(o))?;
+            if !info.constructible {
+                // Refused now, at dumps, rather than by `loads` later.
+                return Err(PyTypeError::new_err(format!(
+                    "cannot pickle {} objects: a native type that cannot be constructed from \
+                     Python",
+                    info.name
+                )));
+            }
             let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
             // A class's own __getstate__ decides what is pickled, as for plain classes (it may
             // leave secrets out); its __setstate__ (or ours) receives it.

@@ -276,8 +276,19 @@ pub unsafe fn check_instantiable(cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     if flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
         // SAFETY: `cls` is live.
         let name = unsafe { type_name(cls) };
+        // SAFETY: GIL held (caller); `cls` is a live type object.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: as above; a borrowed reference to a live object.
+        let cls = unsafe { Bound::from_borrowed_ptr(py, cls.cast()) };
+        let mut missing: Vec<String> = cls
+            .getattr("__abstractmethods__")
+            .and_then(|a| a.try_iter()?.map(|n| n?.extract::<String>()).collect())
+            .unwrap_or_default();
+        missing.sort();
         return Err(PyTypeError::new_err(format!(
-            "Can't instantiate abstract class {name}"
+            "Can't instantiate abstract class {name} with abstract method{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
         )));
     }
     // SAFETY: forwarded.

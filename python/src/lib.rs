@@ -193,6 +193,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(meta::_set_class_hook, m)?)?;
     let recon = wrap_pyfunction!(base::_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
     let _ = base::RECONSTRUCTOR.set(py, recon.into_any().unbind());

@@ -34,6 +34,7 @@ use declare::{declare_native, declare_record, tether_parent};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 /// The Rust-defined runtime type the next class creation declares, set only by
@@ -42,6 +43,16 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 /// Python code can bind a class to another type's objects.
 static PENDING_NATIVE: AtomicU32 = AtomicU32::new(NO_NATIVE);
 const NO_NATIVE: u32 = u32::MAX;
+
+/// `tether._finish_class(cls, eq, frozen)`, registered by the package at import
+/// ([`set_class_hook`]) and called on every new class after it is registered.
+static CLASS_HOOK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_native._set_class_hook(f)`: registers the Python-level class finisher (once).
+#[pyfunction]
+pub fn _set_class_hook(py: Python<'_>, f: Py<PyAny>) {
+    let _ = CLASS_HOOK.set(py, f);
+}
 
 unsafe extern "C" fn meta_new(
     meta: *mut ffi::PyTypeObject,
@@ -80,6 +91,13 @@ unsafe extern "C" fn meta_new(
                     Some(v.is_truthy()?)
                 }
                 None => None,
+            };
+            let eq = match kw.get_item("eq")? {
+                Some(v) => {
+                    kw.del_item("eq")?;
+                    v.is_truthy()?
+                }
+                None => false,
             };
             let is_root = match ns.get_item("__tether_root__")? {
                 Some(_) => {
@@ -165,6 +183,10 @@ unsafe extern "C" fn meta_new(
             let info: &'static ClassInfo = Box::leak(Box::new(info));
             set_class_info(tp, info);
             register_class(type_index, tp)?;
+            if let Some(hook) = CLASS_HOOK.get(py) {
+                // Python-level finishing (abstract methods, eq=True): `tether._finish_class`.
+                hook.call1(py, (&cls, eq, info.frozen))?;
+            }
             Ok(cls.into_ptr())
         })
     }

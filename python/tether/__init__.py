@@ -162,6 +162,35 @@ def _signature(cls):
     return inspect.Signature(params)
 
 
+def _fields_eq(self, other):
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return all(getattr(self, n) == getattr(other, n) for n in self.__tether_fields__)
+
+
+def _fields_hash(self):
+    return hash((self.__class__, *(getattr(self, n) for n in self.__tether_fields__)))
+
+
+def _finish_class(cls, eq, frozen):
+    """Called by the metaclass on every new tether class, after it is registered."""
+    # @abstractmethod, computed as ABCMeta does; instantiating an abstract class is refused.
+    abstract = {n for n, v in cls.__dict__.items() if getattr(v, "__isabstractmethod__", False)}
+    for base in cls.__bases__:
+        for n in getattr(base, "__abstractmethods__", ()):
+            if getattr(getattr(cls, n, None), "__isabstractmethod__", False):
+                abstract.add(n)
+    if abstract:
+        cls.__abstractmethods__ = frozenset(abstract)
+    # eq=True: field-wise equality (objects of the same class), like dataclasses; a frozen class
+    # also hashes by its fields, a mutable one becomes unhashable. Identity is the default.
+    if eq:
+        if "__eq__" not in cls.__dict__:
+            cls.__eq__ = _fields_eq
+        if "__hash__" not in cls.__dict__ or cls.__dict__["__hash__"] is None:
+            cls.__hash__ = _fields_hash if frozen else None
+
+
 # `inspect.signature(cls)` reads `cls.__signature__`: computed from the fields on demand.
 ObjectMeta.__signature__ = property(_signature)
 
@@ -190,3 +219,4 @@ _gc.callbacks[:] = [
 ]
 _gc.callbacks.append(_after_full_collection)
 _atexit.register(_native._at_exit)
+_native._set_class_hook(_finish_class)

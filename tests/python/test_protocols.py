@@ -185,3 +185,60 @@ def test_reload_adds_no_second_gc_callback():
     before = len(gc.callbacks)
     importlib.reload(tether)
     assert len(gc.callbacks) == before
+
+
+class Vec2(tether.Object, frozen=True, eq=True):
+    x: float
+    y: float
+
+
+class Counter(tether.Object, eq=True):
+    n: int
+
+
+def test_eq_true_compares_fields_and_frozen_hashes_them():
+    assert Vec2(1.0, 2.0) == Vec2(1.0, 2.0) and Vec2(1.0, 2.0) != Vec2(1.0, 3.0)
+    assert hash(Vec2(1.0, 2.0)) == hash(Vec2(1.0, 2.0))
+    assert len({Vec2(1.0, 2.0), Vec2(1.0, 2.0)}) == 1
+    assert pickle.loads(pickle.dumps(Vec2(1.0, 2.0))) == Vec2(1.0, 2.0)
+    assert Counter(1) == Counter(1)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(Counter(1))
+    assert Point(1) != Point(1)  # the default is identity: each object is its own
+
+
+def test_abstract_methods_refuse_instantiation():
+    import abc
+
+    class Shape(tether.Object):
+        name: str = "s"
+
+        @abc.abstractmethod
+        def area(self): ...
+
+    class Square(Shape):
+        side: float = 1.0
+
+        def area(self):
+            return self.side**2
+
+    with pytest.raises(TypeError, match="Can't instantiate abstract class Shape with abstract method area"):
+        Shape()
+    assert Square(side=2.0).area() == 4.0
+
+
+def test_runtime_checkable_protocol():
+    from typing import Protocol, runtime_checkable
+
+    @runtime_checkable
+    class HasX(Protocol):
+        x: int
+
+    assert isinstance(Point(1), HasX)
+
+
+def test_native_types_refuse_pickling_at_dumps():
+    from tether import testing
+
+    with pytest.raises(TypeError, match="cannot pickle TreeNode"):
+        pickle.dumps(testing.make_tree(1))
