@@ -62,10 +62,15 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+from typing import Any, Callable, TypeVar
+
+_T = TypeVar("_T")
+
+
 class _Missing:
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "MISSING"
 
 
@@ -78,23 +83,23 @@ class Field:
 
     __slots__ = ("name", "type", "default")
 
-    def __init__(self, name, type, default):
+    def __init__(self, name: str, type: Any, default: Any) -> None:
         self.name = name
         self.type = type
         self.default = default
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r})"
 
 
-def _class_of(cls_or_obj):
+def _class_of(cls_or_obj: Any) -> type:
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     if not isinstance(cls, ObjectMeta):
         raise TypeError(f"tether.fields() takes a tether class or object, not {cls.__name__}")
     return cls
 
 
-def _annotation(cls, name):
+def _annotation(cls: type, name: str) -> Any:
     for klass in cls.__mro__:
         ann = klass.__dict__.get("__annotations__", {})
         if name in ann:
@@ -102,7 +107,7 @@ def _annotation(cls, name):
     return None
 
 
-def fields(cls_or_obj):
+def fields(cls_or_obj: Any) -> tuple[Field, ...]:
     """The fields of a tether class (or of an object's class), inherited first, as a tuple of
     ``Field(name, type, default)``; ``default`` is ``MISSING`` for required fields."""
     cls = _class_of(cls_or_obj)
@@ -112,12 +117,12 @@ def fields(cls_or_obj):
     )
 
 
-def asdict(obj, *, dict_factory=dict):
+def asdict(obj: Any, *, dict_factory: Callable[..., Any] = dict) -> Any:
     """``{field: value}``, recursing into tether objects (like ``dataclasses.asdict``). A tether
     object reached twice on the current path (a cycle) raises ``ValueError`` instead of recursing
     for ever; one shared by two branches is converted in each."""
 
-    def convert(o, path):
+    def convert(o: Any, path: frozenset[int]) -> Any:
         if isinstance(type(o), ObjectMeta):
             if id(o) in path:
                 raise ValueError(f"asdict: {type(o).__name__} object contains itself")
@@ -134,7 +139,7 @@ def asdict(obj, *, dict_factory=dict):
     return convert(obj, frozenset())
 
 
-def replace(obj, /, **changes):
+def replace(obj: _T, /, **changes: Any) -> _T:
     """A new object of ``obj``'s class with ``changes`` applied to its fields (like
     ``dataclasses.replace``); fields not named keep ``obj``'s values (shared, not copied)."""
     cls = _class_of(obj)
@@ -142,8 +147,9 @@ def replace(obj, /, **changes):
     unknown = set(changes) - names
     if unknown:
         raise TypeError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
-    values = {n: changes[n] if n in changes else getattr(obj, n) for n in cls.__tether_fields__}
-    return cls(**values)
+    values = {n: changes[n] if n in changes else getattr(obj, n) for n in names}
+    new: _T = cls(**values)
+    return new
 
 
 def _signature(cls):

@@ -1,9 +1,11 @@
 """Type stubs for tether's native core."""
 
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal, dataclass_transform
 
+@dataclass_transform(eq_default=False, order_default=False, kw_only_default=False)
 class ObjectMeta(type):
-    """Metaclass of tether classes: annotations become native fields."""
+    """Metaclass of tether classes: annotations become native fields (type checkers treat
+    tether classes like dataclasses: constructor, defaults, ``frozen=True``, ``eq=True``)."""
 
 class _Base:
     def __reduce__(self) -> tuple[Any, ...]: ...
@@ -15,10 +17,8 @@ class Object(_Base, metaclass=ObjectMeta):
     Pass ``frozen=True`` in the class statement to forbid field assignment.
     """
 
-    __tether_fields__: tuple[str, ...]
-    __match_args__: tuple[str, ...]
-    def __init_subclass__(cls, *, frozen: bool = ...) -> None: ...
-    def __init__(self, *args: Any, **fields: Any) -> None: ...
+    __tether_fields__: ClassVar[tuple[str, ...]]
+    def __init_subclass__(cls, *, frozen: bool = ..., eq: bool = ...) -> None: ...
 
 class TreeNode(Object):
     """A Rust-defined native type (see ``tether.testing.make_tree``)."""
