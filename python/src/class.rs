@@ -138,7 +138,11 @@ impl ClassInfo {
         for (i, a) in positional.iter().enumerate() {
             slots[i] = Some(self.fields[i].convert(a, moves, &what)?);
         }
-        for (k, v) in named.into_iter().flat_map(|d| d.iter()) {
+        // A snapshot of the items: converting a value runs Python code, which may resize the
+        // dict (a `__float__` adding a key to the state being restored).
+        let named: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> =
+            named.map_or_else(Vec::new, |d| d.iter().collect());
+        for (k, v) in named {
             let k = k.cast_into::<PyString>()?;
             let k = k.to_str()?;
             let i = self.field_index(k).ok_or_else(|| match source {

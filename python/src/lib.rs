@@ -102,6 +102,17 @@ fn _fields<'py>(
         .collect()
 }
 
+/// `_native._check_live(obj)`: raises `MovedError` if tether object `obj` has no native object.
+#[pyfunction]
+fn _check_live(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: `obj` is live; GIL held.
+    if !unsafe { pytypes::is_wrapper(obj.as_ptr()) } {
+        return Err(pyo3::exceptions::PyTypeError::new_err("not a tether object"));
+    }
+    // SAFETY: checked to be a wrapper; the view is dropped at once.
+    unsafe { native::view(obj.as_ptr()) }.map(drop)
+}
+
 /// `tether.stats()`: the allocator's and the wrapper pool's counters.
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -193,6 +204,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(_check_live, m)?)?;
     m.add_function(wrap_pyfunction!(meta::_set_class_hook, m)?)?;
     let recon = wrap_pyfunction!(base::_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;

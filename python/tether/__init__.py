@@ -143,6 +143,7 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     """A new object of ``obj``'s class with ``changes`` applied to its fields (like
     ``dataclasses.replace``); fields not named keep ``obj``'s values (shared, not copied)."""
     cls = _class_of(obj)
+    _native._check_live(obj)  # a moved-from object raises MovedError, whatever `changes` holds
     names = {f.name for f in fields(cls)}
     unknown = set(changes) - names
     if unknown:
