@@ -9,16 +9,16 @@
 //!
 //! | floor | modules | owns |
 //! |---|---|---|
-//! | 0 | [`trap`], [`pytypes`], [`pyhandle`] | the slot boundary; raw layouts and type objects; Python objects held natively |
-//! | 1 | [`errors`], [`pool`], [`classes`] | exceptions; wrapper memory; which class a type index has, classes kept alive |
-//! | 2 | [`native`] | the uncounted view and counted handles: the one way to a wrapper's native object |
-//! | 3 | [`wrapper`] | wrap / install / take out / dealloc (park) |
-//! | 4 | [`carriers`] | the `Function` and `Moved` pyclasses, `tether.move` |
-//! | 5 | [`convert`] | values both ways, all-or-nothing moves |
-//! | 6 | [`class`], [`function`] | field definitions and class info; native functions |
-//! | 7 | [`field`], [`base`] | descriptors; `_Base`'s slots (construct, repr, pickle) |
-//! | 8 | [`meta`] | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
-//! | 9 | [`testing`] | `tether.testing`, written the way an extension author would |
+//! | 0 | `trap`, `pytypes`, `pyhandle` | the slot boundary; raw layouts and type objects; Python objects held natively |
+//! | 1 | `errors`, `pool`, `classes` | exceptions; wrapper memory; which class a type index has, classes kept alive |
+//! | 2 | `native` | the uncounted view and counted handles: the one way to a wrapper's native object |
+//! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
+//! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
+//! | 5 | `convert` | values both ways, all-or-nothing moves |
+//! | 6 | `class`, `function` | field definitions and class info; native functions |
+//! | 7 | `field`, `base` | descriptors; `_Base`'s slots (construct, repr, pickle) |
+//! | 8 | `meta` | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
+//! | 9 | `testing` | `tether.testing`, written the way an extension author would |
 //!
 //! Everything here runs with the GIL held: the module is declared `gil_used = true`.
 
@@ -107,7 +107,9 @@ fn _fields<'py>(
 fn _check_live(obj: &Bound<'_, PyAny>) -> PyResult<()> {
     // SAFETY: `obj` is live; GIL held.
     if !unsafe { pytypes::is_wrapper(obj.as_ptr()) } {
-        return Err(pyo3::exceptions::PyTypeError::new_err("not a tether object"));
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "not a tether object",
+        ));
     }
     // SAFETY: checked to be a wrapper; the view is dropped at once.
     unsafe { native::view(obj.as_ptr()) }.map(drop)

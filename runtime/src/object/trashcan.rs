@@ -1,6 +1,11 @@
 //! The trashcan: destruction of deep object graphs without deep recursion (the parent module's
 //! docs, "Deep structures", describe the mechanism and its guarantees).
 //!
+//! On the object floor above `block` (whose [`finish`](super::block::finish) it runs for
+//! deferred objects) and below `rc` (whose funnel, `destroy`, asks it through [`enter`]); uses
+//! `header` for the count word. Upholds invariant 5: a deferred object is reachable only from
+//! this thread's stack, and is destroyed once, by this thread.
+//!
 //! State, per thread: the nesting depth of destructions in progress and the stack of deferred
 //! objects, in one thread-local without a destructor (so the fast path is a few instructions on
 //! a `Cell`, and it is usable until the thread's very end, thread-local destructors included);
@@ -42,7 +47,7 @@ const NEST: Nest = Nest {
 /// As in normal builds.
 #[inline(always)]
 pub(super) unsafe fn enter(
-    _p: core::ptr::NonNull<super::ObjHeader>,
+    _p: core::ptr::NonNull<super::header::ObjHeader>,
     _unique: bool,
 ) -> Option<Nest> {
     Some(NEST)
@@ -53,9 +58,9 @@ pub(super) use imp::enter;
 
 #[cfg(not(loom))]
 mod imp {
-    use super::super::{counts, erased_drop_value, erased_free_block, finish, STRONG_MASK, UNIQUE};
+    use super::super::block::{erased_drop_value, erased_free_block, finish};
+    use super::super::header::{counts, Counts, ObjHeader};
     use super::{Nest, MAX_DEPTH, NEST};
-    use crate::object::ObjHeader;
     use crate::sync::Ordering::Relaxed;
     use core::cell::{Cell, RefCell};
     use core::mem::{self, ManuallyDrop};
@@ -117,7 +122,7 @@ mod imp {
     ///
     /// # Safety
     /// `p`'s strong count reached 0 by the caller's release (or the caller holds its only
-    /// handle, `unique`), and the caller is about to run its destruction (`super::finish`) with
+    /// handle, `unique`), and the caller is about to run its destruction (`block::finish`) with
     /// `unique`; on `None` that duty is handed over.
     #[inline(always)]
     pub(in crate::object) unsafe fn enter(p: NonNull<ObjHeader>, unique: bool) -> Option<Nest> {
@@ -167,7 +172,8 @@ mod imp {
         let c = unsafe { counts(p) };
         // The UNIQUE fast path destroys without a decrement: its count still reads UNIQUE.
         debug_assert!(
-            c.load(Relaxed) & STRONG_MASK == 0 || (unique && c.load(Relaxed) == UNIQUE),
+            Counts(c.load(Relaxed)).strong() == 0
+                || (unique && Counts(c.load(Relaxed)).is_unique()),
             "trashcan: deposit of an object whose strong count is not 0"
         );
         let Ok(mut stack) = n.stack.try_borrow_mut() else {
@@ -251,7 +257,7 @@ mod imp {
             // 0, and no handle to it exists) and its block is alive (as in `deposit`).
             let c = unsafe { counts(x.p) };
             debug_assert_eq!(
-                c.load(Relaxed) & STRONG_MASK,
+                Counts(c.load(Relaxed)).strong(),
                 0,
                 "trashcan: a deferred object's strong count is not 0"
             );
