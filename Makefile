@@ -25,7 +25,7 @@ rust-test:
 # The venv and the Python tools come from PyPI; nothing is installed by hand.
 $(STAMP): python/pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "maturin>=1.8,<2" "pytest>=8" "hypothesis>=6"
+	$(PY) -m pip install -q --disable-pip-version-check "maturin>=1.8,<2" "pytest>=8" "hypothesis>=6" "mypy>=1.10"
 	touch $@
 
 ## make ext: the extension in release mode, installed into the venv.
@@ -125,7 +125,7 @@ ASAN_PY_RUN = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=mall
 
 $(ASAN_STAMP): python/pyproject.toml
 	python3 -m venv $(ASAN_VENV)
-	$(ASAN_PY) -m pip install -q --disable-pip-version-check "maturin>=1.8,<2" "pytest>=8" "hypothesis>=6"
+	$(ASAN_PY) -m pip install -q --disable-pip-version-check "maturin>=1.8,<2" "pytest>=8" "hypothesis>=6" "mypy>=1.10"
 	touch $@
 
 asan-py: $(ASAN_STAMP)

@@ -170,13 +170,28 @@ unsafe extern "C" fn reduce(
         trap(ptr::null_mut(), |py| {
             let obj = native::counted(o)?;
             let info = class::info_of(ffi::Py_TYPE(o))?;
-            let state = info.state_dict(py, &obj)?;
+            if !info.constructible {
+                // Refused now, at dumps, rather than by `loads` later.
+                return Err(PyTypeError::new_err(format!(
+                    "cannot pickle {} objects: a native type that cannot be constructed from \
+                     Python",
+                    info.name
+                )));
+            }
             let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
+            // A class's own __getstate__ decides what is pickled, as for plain classes (it may
+            // leave secrets out); its __setstate__ (or ours) receives it.
+            let own = cls.getattr("__getstate__")?;
+            let default = py
+                .get_type::<pyo3::types::PyAny>()
+                .getattr("__getstate__")?;
+            let state = if own.is(&default) {
+                info.state_dict(py, &obj)?.into_any()
+            } else {
+                Bound::from_borrowed_ptr(py, o).call_method0("__getstate__")?
+            };
             let recon = reconstructor(py)?;
-            let t = PyTuple::new(
-                py,
-                [recon, PyTuple::new(py, [cls])?.into_any(), state.into_any()],
-            )?;
+            let t = PyTuple::new(py, [recon, PyTuple::new(py, [cls])?.into_any(), state])?;
             Ok(t.into_ptr())
         })
     }

@@ -138,7 +138,11 @@ impl ClassInfo {
         for (i, a) in positional.iter().enumerate() {
             slots[i] = Some(self.fields[i].convert(a, moves, &what)?);
         }
-        for (k, v) in named.into_iter().flat_map(|d| d.iter()) {
+        // A snapshot of the items: converting a value runs Python code, which may resize the
+        // dict (a `__float__` adding a key to the state being restored).
+        let named: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> =
+            named.map_or_else(Vec::new, |d| d.iter().collect());
+        for (k, v) in named {
             let k = k.cast_into::<PyString>()?;
             let k = k.to_str()?;
             let i = self.field_index(k).ok_or_else(|| match source {
@@ -276,8 +280,19 @@ pub unsafe fn check_instantiable(cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     if flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
         // SAFETY: `cls` is live.
         let name = unsafe { type_name(cls) };
+        // SAFETY: GIL held (caller); `cls` is a live type object.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: as above; a borrowed reference to a live object.
+        let cls = unsafe { Bound::from_borrowed_ptr(py, cls.cast()) };
+        let mut missing: Vec<String> = cls
+            .getattr("__abstractmethods__")
+            .and_then(|a| a.try_iter()?.map(|n| n?.extract::<String>()).collect())
+            .unwrap_or_default();
+        missing.sort();
         return Err(PyTypeError::new_err(format!(
-            "Can't instantiate abstract class {name}"
+            "Can't instantiate abstract class {name} with abstract method{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
         )));
     }
     // SAFETY: forwarded.

@@ -9,16 +9,16 @@
 //!
 //! | floor | modules | owns |
 //! |---|---|---|
-//! | 0 | [`trap`], [`pytypes`], [`pyhandle`] | the slot boundary; raw layouts and type objects; Python objects held natively |
-//! | 1 | [`errors`], [`pool`], [`classes`] | exceptions; wrapper memory; which class a type index has, classes kept alive |
-//! | 2 | [`native`] | the uncounted view and counted handles: the one way to a wrapper's native object |
-//! | 3 | [`wrapper`] | wrap / install / take out / dealloc (park) |
-//! | 4 | [`carriers`] | the `Function` and `Moved` pyclasses, `tether.move` |
-//! | 5 | [`convert`] | values both ways, all-or-nothing moves |
-//! | 6 | [`class`], [`function`] | field definitions and class info; native functions |
-//! | 7 | [`field`], [`base`] | descriptors; `_Base`'s slots (construct, repr, pickle) |
-//! | 8 | [`meta`] | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
-//! | 9 | [`testing`] | `tether.testing`, written the way an extension author would |
+//! | 0 | `trap`, `pytypes`, `pyhandle` | the slot boundary; raw layouts and type objects; Python objects held natively |
+//! | 1 | `errors`, `pool`, `classes` | exceptions; wrapper memory; which class a type index has, classes kept alive |
+//! | 2 | `native` | the uncounted view and counted handles: the one way to a wrapper's native object |
+//! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
+//! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
+//! | 5 | `convert` | values both ways, all-or-nothing moves |
+//! | 6 | `class`, `function` | field definitions and class info; native functions |
+//! | 7 | `field`, `base` | descriptors; `_Base`'s slots (construct, repr, pickle) |
+//! | 8 | `meta` | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
+//! | 9 | `testing` | `tether.testing`, written the way an extension author would |
 //!
 //! Everything here runs with the GIL held: the module is declared `gil_used = true`.
 
@@ -48,14 +48,71 @@ use pyo3::types::PyDict;
 /// `tether.set_tying(on)`: with tying off, every access hands out a fresh, unbound wrapper (the
 /// behaviour of ordinary bindings), so the gain can be measured side by side.
 #[pyfunction]
-fn set_tying(on: bool) {
-    wrapper::TYING.store(on, Relaxed);
+fn set_tying(on: &Bound<'_, PyAny>) -> PyResult<()> {
+    wrapper::TYING.store(on.is_truthy()?, Relaxed);
+    Ok(())
+}
+
+/// `TETHER_TYING` as people write it: `0`/`off`/`false`/`no` switch tying off, `1`/`on`/`true`/
+/// `yes` (or an empty value) keep it on, anything else warns and keeps it on.
+fn tying_from_env(py: Python<'_>) -> PyResult<()> {
+    let Ok(v) = std::env::var("TETHER_TYING") else {
+        return Ok(());
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "0" | "off" | "false" | "no" => wrapper::TYING.store(false, Relaxed),
+        "" | "1" | "on" | "true" | "yes" => wrapper::TYING.store(true, Relaxed),
+        _ => PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyRuntimeWarning>(),
+            &std::ffi::CString::new(format!(
+                "TETHER_TYING={v:?} is not understood (use 0/off/false/no or 1/on/true/yes); \
+                 tying stays on"
+            ))?,
+            1,
+        )?,
+    }
+    Ok(())
 }
 
 /// `tether.tying_enabled()`.
 #[pyfunction]
 fn tying_enabled() -> bool {
     wrapper::TYING.load(Relaxed)
+}
+
+/// `_native._fields(cls)`: `(name, has_default, default)` for every field of tether class `cls`,
+/// inherited first (what `tether.fields`, `__signature__` and `tether.replace` are built on).
+#[pyfunction]
+fn _fields<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, pyo3::types::PyType>,
+) -> PyResult<Vec<(String, bool, Bound<'py, PyAny>)>> {
+    // SAFETY: `cls` is a live type object; GIL held.
+    let info = unsafe { class::info_of(cls.as_ptr().cast()) }?;
+    info.fields()
+        .map(|f| {
+            let default = match &f.default {
+                // SAFETY: `to_py` returns a new reference.
+                Some(v) => unsafe { Bound::from_owned_ptr(py, convert::to_py(py, v, true)?) },
+                None => py.None().into_bound(py),
+            };
+            Ok((f.name.clone(), f.default.is_some(), default))
+        })
+        .collect()
+}
+
+/// `_native._check_live(obj)`: raises `MovedError` if tether object `obj` has no native object.
+#[pyfunction]
+fn _check_live(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: `obj` is live; GIL held.
+    if !unsafe { pytypes::is_wrapper(obj.as_ptr()) } {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "not a tether object",
+        ));
+    }
+    // SAFETY: checked to be a wrapper; the view is dropped at once.
+    unsafe { native::view(obj.as_ptr()) }.map(drop)
 }
 
 /// `tether.stats()`: the allocator's and the wrapper pool's counters.
@@ -148,12 +205,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_trim_pool, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(_check_live, m)?)?;
+    m.add_function(wrap_pyfunction!(meta::_set_class_hook, m)?)?;
     let recon = wrap_pyfunction!(base::_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
     let _ = base::RECONSTRUCTOR.set(py, recon.into_any().unbind());
-    if std::env::var("TETHER_TYING").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off")) {
-        set_tying(false);
-    }
+    tying_from_env(py)?;
     testing::init(m, &root)?;
     #[cfg(feature = "dhat-heap")]
     profiling::init(m)?;

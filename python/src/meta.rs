@@ -34,6 +34,7 @@ use declare::{declare_native, declare_record, tether_parent};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 /// The Rust-defined runtime type the next class creation declares, set only by
@@ -42,6 +43,16 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 /// Python code can bind a class to another type's objects.
 static PENDING_NATIVE: AtomicU32 = AtomicU32::new(NO_NATIVE);
 const NO_NATIVE: u32 = u32::MAX;
+
+/// `tether._finish_class(cls, eq, frozen)`, registered by the package at import
+/// ([`set_class_hook`]) and called on every new class after it is registered.
+static CLASS_HOOK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_native._set_class_hook(f)`: registers the Python-level class finisher (once).
+#[pyfunction]
+pub fn _set_class_hook(py: Python<'_>, f: Py<PyAny>) {
+    let _ = CLASS_HOOK.set(py, f);
+}
 
 unsafe extern "C" fn meta_new(
     meta: *mut ffi::PyTypeObject,
@@ -57,6 +68,13 @@ unsafe extern "C" fn meta_new(
         };
         trap(ptr::null_mut(), |py| {
             let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
+            if args.len() != 3 {
+                return Err(PyTypeError::new_err(format!(
+                    "ObjectMeta() takes exactly 3 arguments (name, bases, namespace), {} given; \
+                     use type(x) for an object's class",
+                    args.len()
+                )));
+            }
             let (name, bases, ns): (Bound<PyString>, Bound<PyTuple>, Bound<PyDict>) =
                 args.extract()?;
             let ns = ns.copy()?;
@@ -73,6 +91,13 @@ unsafe extern "C" fn meta_new(
                     Some(v.is_truthy()?)
                 }
                 None => None,
+            };
+            let eq = match kw.get_item("eq")? {
+                Some(v) => {
+                    kw.del_item("eq")?;
+                    v.is_truthy()?
+                }
+                None => false,
             };
             let is_root = match ns.get_item("__tether_root__")? {
                 Some(_) => {
@@ -97,6 +122,7 @@ unsafe extern "C" fn meta_new(
                 )));
             }
             check_slots(&ns)?;
+            refuse_instance_dict_users(py, &class_name, &ns)?;
             let qualname = match ns.get_item("__qualname__")? {
                 Some(q) => q.extract::<String>()?,
                 None => class_name.clone(),
@@ -119,6 +145,12 @@ unsafe extern "C" fn meta_new(
             for def in &own_defs {
                 ns.set_item(&def.name, new_descr(py, def)?)?;
             }
+            // For tools and `match`: every field, inherited first (unless the body set its own).
+            let names = PyTuple::new(py, info.fields.iter().map(|f| f.name.as_str()))?;
+            if !ns.contains("__match_args__")? {
+                ns.set_item("__match_args__", &names)?;
+            }
+            ns.set_item("__tether_fields__", &names)?;
             let call_args = PyTuple::new(py, [name.into_any(), bases.into_any(), ns.into_any()])?;
             let type_new = (*ptr::addr_of_mut!(ffi::PyType_Type))
                 .tp_new
@@ -151,7 +183,64 @@ unsafe extern "C" fn meta_new(
             let info: &'static ClassInfo = Box::leak(Box::new(info));
             set_class_info(tp, info);
             register_class(type_index, tp)?;
+            if let Some(hook) = CLASS_HOOK.get(py) {
+                // Python-level finishing (abstract methods, eq=True): `tether._finish_class`.
+                hook.call1(py, (&cls, eq, info.frozen))?;
+            }
             Ok(cls.into_ptr())
+        })
+    }
+}
+
+/// `functools.cached_property` stores into the instance `__dict__`, which tether objects do not
+/// have: refuse it when the class is made, with what to do instead, rather than at first use.
+fn refuse_instance_dict_users(
+    py: Python<'_>,
+    class_name: &str,
+    ns: &Bound<'_, PyDict>,
+) -> PyResult<()> {
+    let cached = py.import("functools")?.getattr("cached_property")?;
+    for (k, v) in ns.iter() {
+        if v.is_instance(&cached)? {
+            return Err(PyTypeError::new_err(format!(
+                "{class_name}.{k}: functools.cached_property needs an instance __dict__, which \
+                 tether objects do not have (their state is native); use a property, or declare \
+                 a field and fill it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `tp_setattro` of the metaclass: `@dataclasses.dataclass` on a tether class would replace
+/// `__init__` with one that assigns fields of an uninitialized object (every later use raises
+/// `MovedError`); it is refused when it marks the class, before it changes anything else.
+unsafe extern "C" fn meta_setattro(
+    cls: *mut ffi::PyObject,
+    name: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> i32 {
+    // SAFETY: CPython slot: GIL held; `cls` a tether class, `name` a str, `value` live or null.
+    unsafe {
+        trap(-1, |py| {
+            let n = Bound::from_borrowed_ptr(py, name);
+            if let Ok(n) = n.cast::<PyString>() {
+                if matches!(n.to_str()?, "__dataclass_fields__" | "__dataclass_params__") {
+                    return Err(PyTypeError::new_err(format!(
+                        "{}: @dataclass cannot be applied to a tether class: tether classes \
+                         already get a constructor, repr and pickling from their annotated \
+                         fields (pass frozen=True in the class statement for a frozen one)",
+                        crate::pytypes::type_name(cls.cast())
+                    )));
+                }
+            }
+            let setattro = (*ptr::addr_of_mut!(ffi::PyType_Type))
+                .tp_setattro
+                .expect("type.tp_setattro");
+            match setattro(cls, name, value) {
+                0 => Ok(0),
+                _ => Err(PyErr::fetch(py)),
+            }
         })
     }
 }
@@ -184,6 +273,10 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_dealloc,
                 pfunc: meta_dealloc as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_setattro,
+                pfunc: meta_setattro as *mut c_void,
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,

@@ -37,6 +37,11 @@ from ._native import (
 )
 
 __all__ = [
+    "Field",
+    "MISSING",
+    "asdict",
+    "fields",
+    "replace",
     "Function",
     "FrozenInstanceError",
     "Moved",
@@ -55,6 +60,146 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+from typing import Any, Callable, TypeVar
+
+_T = TypeVar("_T")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+"""The default of a field that has none (like ``dataclasses.MISSING``)."""
+
+
+class Field:
+    """One field of a tether class, as ``tether.fields`` reports it."""
+
+    __slots__ = ("name", "type", "default")
+
+    def __init__(self, name: str, type: Any, default: Any) -> None:
+        self.name = name
+        self.type = type
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r})"
+
+
+def _class_of(cls_or_obj: Any) -> type:
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    if not isinstance(cls, ObjectMeta):
+        raise TypeError(f"tether.fields() takes a tether class or object, not {cls.__name__}")
+    return cls
+
+
+def _annotation(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        ann = klass.__dict__.get("__annotations__", {})
+        if name in ann:
+            return ann[name]
+    return None
+
+
+def fields(cls_or_obj: Any) -> tuple[Field, ...]:
+    """The fields of a tether class (or of an object's class), inherited first, as a tuple of
+    ``Field(name, type, default)``; ``default`` is ``MISSING`` for required fields."""
+    cls = _class_of(cls_or_obj)
+    return tuple(
+        Field(name, _annotation(cls, name), default if has else MISSING)
+        for name, has, default in _native._fields(cls)
+    )
+
+
+def asdict(obj: Any, *, dict_factory: Callable[..., Any] = dict) -> Any:
+    """``{field: value}``, recursing into tether objects (like ``dataclasses.asdict``). A tether
+    object reached twice on the current path (a cycle) raises ``ValueError`` instead of recursing
+    for ever; one shared by two branches is converted in each."""
+
+    def convert(o: Any, path: frozenset[int]) -> Any:
+        if isinstance(type(o), ObjectMeta):
+            if id(o) in path:
+                raise ValueError(f"asdict: {type(o).__name__} object contains itself")
+            path = path | {id(o)}
+            return dict_factory((f.name, convert(getattr(o, f.name), path)) for f in fields(o))
+        if isinstance(o, (list, tuple)):
+            return type(o)(convert(v, path) for v in o)
+        if isinstance(o, dict):
+            return type(o)((convert(k, path), convert(v, path)) for k, v in o.items())
+        return o
+
+    if not isinstance(type(obj), ObjectMeta):
+        raise TypeError("asdict() should be called on tether objects")
+    return convert(obj, frozenset())
+
+
+def replace(obj: _T, /, **changes: Any) -> _T:
+    """A new object of ``obj``'s class with ``changes`` applied to its fields (like
+    ``dataclasses.replace``); fields not named keep ``obj``'s values (shared, not copied)."""
+    cls = _class_of(obj)
+    _native._check_live(obj)  # a moved-from object raises MovedError, whatever `changes` holds
+    names = {f.name for f in fields(cls)}
+    unknown = set(changes) - names
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    values = {n: changes[n] if n in changes else getattr(obj, n) for n in names}
+    new: _T = cls(**values)
+    return new
+
+
+def _signature(cls):
+    import inspect
+
+    params = []
+    for f in fields(cls):
+        params.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=inspect.Parameter.empty if f.default is MISSING else f.default,
+                annotation=inspect.Parameter.empty if f.type is None else f.type,
+            )
+        )
+    return inspect.Signature(params)
+
+
+def _fields_eq(self, other):
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return all(getattr(self, n) == getattr(other, n) for n in self.__tether_fields__)
+
+
+def _fields_hash(self):
+    return hash((self.__class__, *(getattr(self, n) for n in self.__tether_fields__)))
+
+
+def _finish_class(cls, eq, frozen):
+    """Called by the metaclass on every new tether class, after it is registered."""
+    # @abstractmethod, computed as ABCMeta does; instantiating an abstract class is refused.
+    abstract = {n for n, v in cls.__dict__.items() if getattr(v, "__isabstractmethod__", False)}
+    for base in cls.__bases__:
+        for n in getattr(base, "__abstractmethods__", ()):
+            if getattr(getattr(cls, n, None), "__isabstractmethod__", False):
+                abstract.add(n)
+    if abstract:
+        cls.__abstractmethods__ = frozenset(abstract)
+    # eq=True: field-wise equality (objects of the same class), like dataclasses; a frozen class
+    # also hashes by its fields, a mutable one becomes unhashable. Identity is the default.
+    if eq:
+        if "__eq__" not in cls.__dict__:
+            cls.__eq__ = _fields_eq
+        if "__hash__" not in cls.__dict__ or cls.__dict__["__hash__"] is None:
+            cls.__hash__ = _fields_hash if frozen else None
+
+
+# `inspect.signature(cls)` reads `cls.__signature__`: computed from the fields on demand.
+ObjectMeta.__signature__ = property(_signature)
 
 
 def _after_full_collection(phase, info):
@@ -81,3 +226,4 @@ _gc.callbacks[:] = [
 ]
 _gc.callbacks.append(_after_full_collection)
 _atexit.register(_native._at_exit)
+_native._set_class_hook(_finish_class)

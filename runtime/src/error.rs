@@ -1,6 +1,9 @@
-//! The runtime's error type.
+//! The runtime's error type, [`Error`].
+//!
+//! Floor 1 (see "Layers" in the crate docs): uses `crate::host` (a host error is carried as a
+//! [`HostHandle`]).
 
-use crate::value::HostHandle;
+use crate::host::HostHandle;
 use core::fmt;
 
 /// Everything the runtime's fallible operations report.

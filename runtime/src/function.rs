@@ -3,44 +3,20 @@
 //! A [`Function`] is an object (so it can be a field value, an argument, or bound to a host
 //! wrapper) holding a Rust closure; a host callable is exposed through the same interface by a
 //! closure that calls into the host (capturing a [`HostHandle`](crate::HostHandle)).
+//!
+//! Floor 5 (see "Layers" in the crate docs): uses `crate::types` (`object_type!`, `Object`),
+//! `crate::value` (the `Function` struct and `Value`), `crate::object` and `crate::error`. Owns
+//! `Function`'s type (registered as `tether.Function`) and what needs its type index: the
+//! constructors, [`Value::as_function`], and the `From` conversions of objects into `Value`
+//! (functions become `Value::Function`: the invariant of `crate::value`). The global registry
+//! maps each name to one function; its lock is never held while a function runs or drops.
 
 use crate::error::Error;
-use crate::object::ObjRef;
-use crate::value::Value;
+use crate::object::{ObjAny, ObjRef};
+use crate::types::object::Object;
+use crate::value::{Function, ReturnPolicy, Value};
 use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
-
-/// What a host does with an object a function returns.
-///
-/// ```
-/// use tether_runtime::ReturnPolicy;
-/// assert_eq!(ReturnPolicy::default(), ReturnPolicy::Tied);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReturnPolicy {
-    /// The caller gets the object's canonical wrapper (looked up, revived, or bound).
-    #[default]
-    Tied,
-    /// The caller gets a new wrapper that is never bound (classic move/refcount semantics).
-    Fresh,
-}
-
-type Body = dyn Fn(&[Value]) -> Result<Value, Error> + Send + Sync;
-
-/// A callable object: a closure plus its [`ReturnPolicy`].
-///
-/// ```
-/// use tether_runtime::{Function, ReturnPolicy, Value};
-/// let add = Function::new(ReturnPolicy::Tied, |args| {
-///     Ok(Value::Int(args[0].as_int()? + args[1].as_int()?))
-/// });
-/// assert_eq!(add.call(&[Value::Int(2), Value::Int(3)]).unwrap(), Value::Int(5));
-/// assert!(add.call(&[Value::Int(2), Value::None]).is_err());
-/// ```
-pub struct Function {
-    policy: ReturnPolicy,
-    body: Box<Body>,
-}
 
 crate::object_type!(Function, "tether.Function");
 
@@ -69,26 +45,34 @@ impl Function {
     ) -> ObjRef<Function> {
         Function::new(ReturnPolicy::Fresh, body)
     }
+}
 
-    /// Calls the function.
-    ///
-    /// # Errors
-    /// Whatever the body returns.
-    pub fn call(&self, args: &[Value]) -> Result<Value, Error> {
-        (self.body)(args)
-    }
-
-    /// The return policy.
-    pub fn policy(&self) -> ReturnPolicy {
-        self.policy
+impl Value {
+    /// The function, or `Error::Type`.
+    pub fn as_function(&self) -> Result<&ObjRef<Function>, Error> {
+        match self {
+            Value::Function(f) => Ok(f),
+            Value::Object(o) => o
+                .as_typed::<Function>()
+                .ok_or_else(|| self.mismatch("function")),
+            _ => Err(self.mismatch("function")),
+        }
     }
 }
 
-impl core::fmt::Debug for Function {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Function")
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
+impl From<ObjAny> for Value {
+    /// `Value::Function` for function objects, `Value::Object` otherwise.
+    fn from(o: ObjAny) -> Value {
+        match o.downcast::<Function>() {
+            Ok(f) => Value::Function(f),
+            Err(o) => Value::Object(o),
+        }
+    }
+}
+
+impl<T: Object> From<ObjRef<T>> for Value {
+    fn from(r: ObjRef<T>) -> Value {
+        Value::from(r.into_any())
     }
 }
 

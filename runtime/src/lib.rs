@@ -54,79 +54,71 @@
 //! `std::alloc::System` (what Miri runs: `cargo +nightly miri test -p tether-runtime
 //! --no-default-features`). Under `--cfg loom` the counts and the tie words are loom atomics
 //! (`tests/loom.rs`).
+//!
+//! ## Layers
+//!
+//! The modules sit on floors: a module uses only modules on lower floors, never one on its own
+//! floor or above (upper floors may add methods to lower types, as `types` does for the object
+//! handles). This crate root only declares the modules and re-exports their public items.
+//!
+//! * 6: [`demo`], the example `TreeNode` type. Uses the public API only.
+//! * 5: `function`, `Function`'s type, its constructors, the global functions, and the
+//!   conversions of objects into [`Value`]. Uses types, value, object, error.
+//! * 4: [`types`], the registry, [`Object`], records, reflection, the macros. Uses object,
+//!   value, error, table, heap.
+//! * 3: [`tie`], the tie machine (uses object, sync); `value`, [`Value`] and the [`Function`]
+//!   struct (uses object, host, error).
+//! * 2: `object`, object headers and counts, the handles, the trashcan, type names. Uses sync,
+//!   heap, table.
+//! * 1: `error`, [`Error`]. Uses host.
+//! * 0: `sync` (atomics and tie words, switchable to loom), `host` ([`HostHandle`]), `heap`
+//!   ([`ALLOC`] and its counters), `table` (a lock-free append-only table). Use nothing.
+//!
+//! The macros expand to this root's paths; what they need besides the API is in the hidden
+//! `__private` module.
 
 #![warn(missing_docs)]
 
 pub mod demo;
 mod error;
 mod function;
+mod heap;
+mod host;
 mod object;
-mod record;
 mod sync;
+mod table;
 pub mod tie;
 pub mod types;
 mod value;
 
 pub use error::Error;
 pub use function::{
-    get_global, list_globals, register_global, register_global_override, remove_global, Function,
-    ReturnPolicy,
+    get_global, list_globals, register_global, register_global_override, remove_global,
 };
-pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, Object, WeakRef};
-pub use record::{record_get, record_load_unchecked, record_replace_unchecked, record_set, Record};
+pub use heap::{alloc_stats, AllocStats, ALLOC, STATS_ENABLED};
+pub use host::{HostHandle, HostVTable};
+pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, WeakRef};
 pub use tie::{
     bind, detach, lookup, park, park_or_release, revive, set_host, unbind_for_last_release,
     Finalized, TieHost, TieState,
+};
+pub use types::object::Object;
+pub use types::record::{
+    record_get, record_load_unchecked, record_replace_unchecked, record_set, Record,
 };
 pub use types::{
     field_get, field_set, is_subtype, register_record_type, register_record_type_with,
     register_rust_type, type_count, type_index_of, type_info, FieldAccess, FieldGetter, FieldInfo,
     FieldKind, FieldSetter, FieldSpec, RecordOptions, TypeInfo, TypeKind, ANY_OBJECT, MAX_TYPES,
 };
-pub use value::{HostHandle, HostVTable, Value};
+pub use value::{Function, ReturnPolicy, Value};
 
 pub use tether_alloc::allocator_api2::alloc::AllocError;
 pub use tether_alloc::{DefaultInner, Stats, StatsSnapshot};
 
-use tether_alloc::HeaderAlloc;
-
-/// The statistics sink of [`ALLOC`]: [`Stats`] with the `stats` feature (the default),
-/// [`NoStats`](tether_alloc::NoStats) without it.
-#[cfg(feature = "stats")]
-pub type AllocStats = Stats;
-/// The statistics sink of [`ALLOC`]: [`Stats`] with the `stats` feature (the default),
-/// [`NoStats`](tether_alloc::NoStats) without it.
-#[cfg(not(feature = "stats"))]
-pub type AllocStats = tether_alloc::NoStats;
-
-/// Whether [`alloc_stats`] counts (the `stats` feature).
-pub const STATS_ENABLED: bool = cfg!(feature = "stats");
-
-/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
-/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
-/// before it; counting with the `stats` feature.
-#[cfg(feature = "stats")]
-pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::counting();
-/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
-/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
-/// before it; counting with the `stats` feature.
-#[cfg(not(feature = "stats"))]
-pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::new();
-
-/// The allocation counters of [`ALLOC`] (blocks and bytes live, peak, totals); all zero when
-/// the `stats` feature is off ([`STATS_ENABLED`]).
-///
-/// ```
-/// use tether_runtime::{alloc_stats, object_type, ObjRef};
-/// struct Blob([u8; 40]);
-/// object_type!(Blob, "doc.alloc_stats.Blob");
-/// let before = alloc_stats().total_allocs;
-/// drop(ObjRef::new(Blob([0; 40])));
-/// assert!(alloc_stats().total_allocs > before || !tether_runtime::STATS_ENABLED);
-/// ```
-pub fn alloc_stats() -> StatsSnapshot {
-    #[cfg(feature = "stats")]
-    return ALLOC.stats();
-    #[cfg(not(feature = "stats"))]
-    return StatsSnapshot::default();
+/// What the macros ([`object_type!`], [`field!`]) expand to besides the public API: not part of
+/// the API, may change at any time (like PyO3's `impl_`).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::types::object::expect_field_owner;
 }

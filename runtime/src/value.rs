@@ -1,12 +1,20 @@
-//! [`Value`]: the dynamically typed value that crosses the host boundary, and [`HostHandle`],
-//! an opaque reference-counted host object.
+//! [`Value`]: the dynamically typed value that crosses the host boundary, and the [`Function`]
+//! object's data (a `Value::Function` holds one, and a function's body takes and returns
+//! `Value`s: one recursion, so both live here).
+//!
+//! Floor 3 (see "Layers" in the crate docs): uses `crate::object` (handles, type names),
+//! `crate::host` and `crate::error`. What needs the registry is added above: `Value::to_object`
+//! and `TryFrom<Value> for ObjRef<T>` in `crate::types`; `Function`'s `Object` impl, its
+//! constructors, `Value::as_function` and the `From` conversions of objects (which recognize
+//! functions by their type index) in `crate::function`.
+//!
+//! Invariant: objects that are functions are `Value::Function` when made through the `From`
+//! conversions; `as_object` and `TryFrom<Value> for ObjAny` accept both variants.
 
 use crate::error::Error;
-use crate::function::Function;
-use crate::object::{ObjAny, ObjRef, Object};
-use core::ffi::c_void;
+use crate::host::HostHandle;
+use crate::object::{ObjAny, ObjRef};
 use core::fmt;
-use core::ptr::NonNull;
 use std::sync::Arc;
 
 /// A dynamically typed value: what fields hold and functions take and return.
@@ -59,15 +67,14 @@ impl Value {
             Value::Float(_) => "float",
             Value::Str(_) => "str",
             Value::Bytes(_) => "bytes",
-            Value::Object(o) => {
-                crate::types::type_info(o.type_index()).map_or("object", |t| t.name.as_str())
-            }
+            Value::Object(o) => o.type_name().unwrap_or("object"),
             Value::Function(_) => "function",
             Value::Opaque(_) => "opaque",
         }
     }
 
-    fn mismatch(&self, expected: &str) -> Error {
+    /// `Error::Type` for this value where `expected` was wanted.
+    pub(crate) fn mismatch(&self, expected: &str) -> Error {
         Error::type_mismatch(expected, self.kind_name())
     }
 
@@ -123,37 +130,6 @@ impl Value {
             Value::Object(o) => Ok(o),
             Value::Function(f) => Ok(f.as_any()),
             _ => Err(self.mismatch("object")),
-        }
-    }
-
-    /// A typed handle to the object, if it is exactly a `T`; otherwise `Error::Type` naming
-    /// `T`'s registered name and the actual kind.
-    ///
-    /// ```
-    /// use tether_runtime::{object_type, ObjRef, Value};
-    /// struct Dog;
-    /// object_type!(Dog, "doc.to_object.Dog");
-    /// let v = Value::from(ObjRef::new(Dog));
-    /// assert!(v.to_object::<Dog>().is_ok());
-    /// let err = Value::Int(1).to_object::<Dog>().err().unwrap();
-    /// assert_eq!(err.to_string(), "type error: expected doc.to_object.Dog, got int");
-    /// ```
-    pub fn to_object<T: Object>(&self) -> Result<ObjRef<T>, Error> {
-        let want = || T::type_info().name.as_str();
-        let obj = self.as_object().map_err(|_| self.mismatch(want()))?;
-        obj.as_typed::<T>()
-            .cloned()
-            .ok_or_else(|| self.mismatch(want()))
-    }
-
-    /// The function, or `Error::Type`.
-    pub fn as_function(&self) -> Result<&ObjRef<Function>, Error> {
-        match self {
-            Value::Function(f) => Ok(f),
-            Value::Object(o) => o
-                .as_typed::<Function>()
-                .ok_or_else(|| self.mismatch("function")),
-            _ => Err(self.mismatch("function")),
         }
     }
 
@@ -254,22 +230,6 @@ impl From<Arc<[u8]>> for Value {
     }
 }
 
-impl From<ObjAny> for Value {
-    /// `Value::Function` for function objects, `Value::Object` otherwise.
-    fn from(o: ObjAny) -> Value {
-        match o.downcast::<Function>() {
-            Ok(f) => Value::Function(f),
-            Err(o) => Value::Object(o),
-        }
-    }
-}
-
-impl<T: Object> From<ObjRef<T>> for Value {
-    fn from(r: ObjRef<T>) -> Value {
-        Value::from(r.into_any())
-    }
-}
-
 impl From<HostHandle> for Value {
     fn from(h: HostHandle) -> Value {
         Value::Opaque(h)
@@ -341,18 +301,6 @@ impl TryFrom<Value> for ObjAny {
     }
 }
 
-impl<T: Object> TryFrom<Value> for ObjRef<T> {
-    type Error = Error;
-    fn try_from(v: Value) -> Result<ObjRef<T>, Error> {
-        let name = T::type_info().name.as_str();
-        let kind = v.kind_name().to_owned();
-        ObjAny::try_from(v)
-            .map_err(|_| Error::type_mismatch(name, &kind))?
-            .downcast::<T>()
-            .map_err(|_| Error::type_mismatch(name, &kind))
-    }
-}
-
 impl TryFrom<Value> for HostHandle {
     type Error = Error;
     fn try_from(v: Value) -> Result<HostHandle, Error> {
@@ -363,102 +311,57 @@ impl TryFrom<Value> for HostHandle {
     }
 }
 
-/// How the runtime releases a host object: the host's own reference counting.
-///
-/// `drop` receives the handle's pointer once, when the last clone of a [`HostHandle`] goes. It
-/// may be called from any thread that drops a `Value` holding the handle (a GIL-based host
-/// acquires its lock inside it if needed, or leaks the reference when it cannot, e.g. after the
-/// host's interpreter was finalized). It must not unwind.
-///
-/// There is no `clone` entry: cloning a handle never calls the host (see [`HostHandle`]).
-#[derive(Debug)]
-pub struct HostVTable {
-    /// Releases the host reference (called when the last clone of a `HostHandle` is dropped).
-    pub drop: unsafe fn(NonNull<c_void>),
-}
-
-/// An opaque host object (e.g. a `PyObject*`): one host reference, shared natively by every
-/// clone of the handle and released once, through its [`HostVTable`], when the last clone goes.
-///
-/// Cloning is one atomic increment and never calls the host, so a handle can be cloned where
-/// host code must not run: under a record's lock (the record rule, `crate::record`), or on a
-/// thread that could not attach to the host. Only the last drop calls the host.
-///
-/// The fields are private (with accessors) because a safe constructor would let safe code hand
-/// arbitrary pointers to the vtable: use [`HostHandle::from_raw`].
+/// What a host does with an object a function returns.
 ///
 /// ```
-/// use core::ffi::c_void;
-/// use core::ptr::NonNull;
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use tether_runtime::{HostHandle, HostVTable, Value};
-///
-/// static RELEASED: AtomicUsize = AtomicUsize::new(0);
-/// unsafe fn release(_: NonNull<c_void>) { RELEASED.fetch_add(1, Ordering::Relaxed); }
-/// static VT: HostVTable = HostVTable { drop: release };
-///
-/// static mut THING: u64 = 0;
-/// let p = NonNull::new(&raw mut THING).unwrap().cast::<c_void>();
-/// // SAFETY: `p` stays valid, the vtable is thread-safe, and we hand over our one reference.
-/// let h = unsafe { HostHandle::from_raw(p, &VT) };
-/// let v = Value::from(h);
-/// let w = v.clone(); // no host call
-/// drop(v);
-/// assert_eq!(RELEASED.load(Ordering::Relaxed), 0);
-/// drop(w); // the last clone releases the host reference, once
-/// assert_eq!(RELEASED.load(Ordering::Relaxed), 1);
+/// use tether_runtime::ReturnPolicy;
+/// assert_eq!(ReturnPolicy::default(), ReturnPolicy::Tied);
 /// ```
-#[derive(Clone)]
-pub struct HostHandle(Arc<HostRef>);
-
-/// The one host reference behind every clone of a [`HostHandle`].
-struct HostRef {
-    ptr: NonNull<c_void>,
-    vtable: &'static HostVTable,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReturnPolicy {
+    /// The caller gets the object's canonical wrapper (looked up, revived, or bound).
+    #[default]
+    Tied,
+    /// The caller gets a new wrapper that is never bound (classic move/refcount semantics).
+    Fresh,
 }
 
-// SAFETY: `from_raw` requires the vtable's `drop` to be callable from any thread for this
-// pointer; the runtime never dereferences the pointer itself.
-unsafe impl Send for HostRef {}
-// SAFETY: as above; `&HostRef` only allows reading the pointer and the vtable.
-unsafe impl Sync for HostRef {}
+pub(crate) type Body = dyn Fn(&[Value]) -> Result<Value, Error> + Send + Sync;
 
-impl Drop for HostRef {
-    fn drop(&mut self) {
-        // SAFETY: `from_raw`'s contract; the last clone releases the one host reference.
-        unsafe { (self.vtable.drop)(self.ptr) }
-    }
+/// A callable object: a closure plus its [`ReturnPolicy`].
+///
+/// ```
+/// use tether_runtime::{Function, ReturnPolicy, Value};
+/// let add = Function::new(ReturnPolicy::Tied, |args| {
+///     Ok(Value::Int(args[0].as_int()? + args[1].as_int()?))
+/// });
+/// assert_eq!(add.call(&[Value::Int(2), Value::Int(3)]).unwrap(), Value::Int(5));
+/// assert!(add.call(&[Value::Int(2), Value::None]).is_err());
+/// ```
+pub struct Function {
+    pub(crate) policy: ReturnPolicy,
+    pub(crate) body: Box<Body>,
 }
 
-impl HostHandle {
-    /// Wraps one host reference to `ptr`, to be released with `vtable.drop` when the last clone
-    /// of the handle is dropped.
+impl Function {
+    /// Calls the function.
     ///
-    /// # Safety
-    /// The caller hands over one reference to `ptr`; `vtable.drop` is sound to call once with
-    /// `ptr` from any thread.
-    pub unsafe fn from_raw(ptr: NonNull<c_void>, vtable: &'static HostVTable) -> HostHandle {
-        HostHandle(Arc::new(HostRef { ptr, vtable }))
+    /// # Errors
+    /// Whatever the body returns.
+    pub fn call(&self, args: &[Value]) -> Result<Value, Error> {
+        (self.body)(args)
     }
 
-    /// The host pointer (the handle keeps its reference).
-    pub fn as_ptr(&self) -> NonNull<c_void> {
-        self.0.ptr
-    }
-
-    /// The vtable.
-    pub fn vtable(&self) -> &'static HostVTable {
-        self.0.vtable
-    }
-
-    /// How many clones share the host reference.
-    pub fn share_count(&self) -> usize {
-        Arc::strong_count(&self.0)
+    /// The return policy.
+    pub fn policy(&self) -> ReturnPolicy {
+        self.policy
     }
 }
 
-impl fmt::Debug for HostHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HostHandle({:p})", self.0.ptr)
+impl core::fmt::Debug for Function {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Function")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }

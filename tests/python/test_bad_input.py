@@ -194,3 +194,29 @@ def test_class_body_native_type_hook_is_an_ordinary_attribute(bystanders):
     assert type(Point(1.0, 2.0)) is Point
     with pytest.raises(tether.FrozenInstanceError):
         Point(1.0, 2.0).x = 3.0
+
+
+def test_state_dict_resized_by_a_conversion(bystanders):
+    """Found by the re-entrancy fuzzer: converting a value of the state being restored ran code
+    that added a key, and iterating the dict panicked (SystemError)."""
+    state = {}
+
+    class Grow(int):
+        def __float__(self):
+            state["zz"] = 1
+            return 1.5
+
+    state["f"] = Grow(1)
+    m = Mixed.__new__(Mixed)
+    m.__setstate__(state)  # the items were snapshot before converting
+    assert m.f == 1.5 and "zz" in state
+    again = Mixed.__new__(Mixed)
+    with pytest.raises(TypeError, match="field 'zz' the class does not declare"):
+        again.__setstate__(state)
+
+
+def test_replace_of_a_moved_object_raises(bystanders):
+    x = Inner(1)
+    testing.discard(tether.move(x))
+    with pytest.raises(tether.MovedError):
+        tether.replace(x, val=2)

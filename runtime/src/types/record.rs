@@ -1,6 +1,11 @@
 //! Record objects: instances of record types (schemas given at run time), their fields stored
 //! inline in the object's own allocation.
 //!
+//! On the types floor above `kind` (every write is kind-checked) and `object` (`ObjAny`'s
+//! `type_info`); uses `registry`, `schema`, `crate::object` (the header, the block's release),
+//! `crate::heap` (`ALLOC`), `crate::value` and `crate::error`. `reflect` reaches the fields
+//! generically through it.
+//!
 //! ```text
 //!  tie header | ObjHeader | lock | len | Value 0 | Value 1 | ... | Value len-1
 //!             ^ obj
@@ -22,11 +27,12 @@
 //!    and a thread holding a record lock never waits for the host's lock: no deadlock.
 //! 4. Every slot holds a value that passed its field's kind check.
 
+use super::registry::{type_info, TypeInfo};
+use super::schema::TypeKind;
 use crate::error::Error;
+use crate::heap::ALLOC;
 use crate::object::{free_block_layout, DeleteKind, ObjAny, ObjHeader};
-use crate::types::{type_info, TypeInfo, TypeKind};
 use crate::value::Value;
-use crate::ALLOC;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};

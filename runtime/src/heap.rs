@@ -1,0 +1,49 @@
+//! [`ALLOC`], the allocator of every runtime object, and its counters ([`alloc_stats`]).
+//!
+//! Floor 0 (see "Layers" in the crate docs): uses no other module of the crate.
+//!
+//! Invariant: every object block comes from [`ALLOC`] (object invariant 1), so the tie header
+//! sits before every object and the counters see every object.
+
+use tether_alloc::{DefaultInner, HeaderAlloc, StatsSnapshot};
+
+/// The statistics sink of [`ALLOC`]: [`Stats`](tether_alloc::Stats) with the `stats` feature
+/// (the default), [`NoStats`](tether_alloc::NoStats) without it.
+#[cfg(feature = "stats")]
+pub type AllocStats = tether_alloc::Stats;
+/// The statistics sink of [`ALLOC`]: [`Stats`](tether_alloc::Stats) with the `stats` feature
+/// (the default), [`NoStats`](tether_alloc::NoStats) without it.
+#[cfg(not(feature = "stats"))]
+pub type AllocStats = tether_alloc::NoStats;
+
+/// Whether [`alloc_stats`] counts (the `stats` feature).
+pub const STATS_ENABLED: bool = cfg!(feature = "stats");
+
+/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
+/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
+/// before it; counting with the `stats` feature.
+#[cfg(feature = "stats")]
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::counting();
+/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
+/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
+/// before it; counting with the `stats` feature.
+#[cfg(not(feature = "stats"))]
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::new();
+
+/// The allocation counters of [`ALLOC`] (blocks and bytes live, peak, totals); all zero when
+/// the `stats` feature is off ([`STATS_ENABLED`]).
+///
+/// ```
+/// use tether_runtime::{alloc_stats, object_type, ObjRef};
+/// struct Blob([u8; 40]);
+/// object_type!(Blob, "doc.alloc_stats.Blob");
+/// let before = alloc_stats().total_allocs;
+/// drop(ObjRef::new(Blob([0; 40])));
+/// assert!(alloc_stats().total_allocs > before || !tether_runtime::STATS_ENABLED);
+/// ```
+pub fn alloc_stats() -> StatsSnapshot {
+    #[cfg(feature = "stats")]
+    return ALLOC.stats();
+    #[cfg(not(feature = "stats"))]
+    return StatsSnapshot::default();
+}

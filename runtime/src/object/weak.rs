@@ -1,0 +1,141 @@
+//! [`WeakRef<T>`]: the weak handle, which keeps the block (and its tie header) but not the
+//! value, and [`ObjRef::downgrade`], which makes one.
+//!
+//! Top of the object floor: uses `strong` (an upgrade makes an [`ObjRef`]), `block` (the weak
+//! release) and `rc`. A `WeakRef` owns one weak count (invariant 2), so its header and tie words
+//! stay valid after the object died; `upgrade` takes a strong count only while strong >= 1.
+
+use super::block::{free_block_of, release_weak_with};
+use super::header::{count_overflow, counts, Counts, ObjHeader, MAX_COUNT, STRONG_ONE};
+use super::rc::inc_weak;
+use super::strong::ObjRef;
+use crate::sync::Ordering;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use tether_alloc::{header_of, Header};
+
+/// A weak reference: keeps the block (and its tie header) but not the value.
+///
+/// ```
+/// use tether_runtime::{object_type, ObjRef};
+/// struct Node;
+/// object_type!(Node, "doc.WeakRef.Node");
+/// let strong = ObjRef::new(Node);
+/// let weak = strong.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(strong);
+/// assert!(weak.upgrade().is_none());
+/// ```
+#[repr(transparent)]
+pub struct WeakRef<T> {
+    ptr: NonNull<ObjHeader>,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: a WeakRef only yields ObjRef<T> (Send/Sync when T is Send + Sync); counts are atomic.
+unsafe impl<T: Send + Sync> Send for WeakRef<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for WeakRef<T> {}
+
+impl<T> ObjRef<T> {
+    /// A weak reference to the same object.
+    #[inline]
+    pub fn downgrade(&self) -> WeakRef<T> {
+        // SAFETY: we hold a strong reference.
+        unsafe { inc_weak(self.as_ptr()) };
+        WeakRef {
+            ptr: self.as_ptr(),
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T> WeakRef<T> {
+    /// A strong reference, unless the object is dead (strong count 0).
+    #[inline]
+    pub fn upgrade(&self) -> Option<ObjRef<T>> {
+        // SAFETY: our weak count keeps the header alive.
+        let c = unsafe { counts(self.ptr) };
+        let mut cur = c.load(Ordering::Relaxed);
+        loop {
+            let strong = Counts(cur).strong();
+            if strong == 0 {
+                return None;
+            }
+            if strong >= MAX_COUNT {
+                count_overflow();
+            }
+            // Relaxed: the CAS itself guarantees strong was nonzero (the value alive) when the
+            // count was taken; the value was initialized before any weak reference existed
+            // (weak references are made from strong ones), so there is nothing to acquire.
+            match c.compare_exchange_weak(
+                cur,
+                cur + STRONG_ONE,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(ObjRef {
+                        ptr: self.ptr,
+                        _owns: PhantomData,
+                    })
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// The number of strong references (0 once the object is dead).
+    #[inline]
+    pub fn strong_count(&self) -> usize {
+        // SAFETY: our weak count keeps the header alive.
+        unsafe { self.ptr.as_ref() }.strong_count()
+    }
+
+    /// The number of weak references.
+    #[inline]
+    pub fn weak_count(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { self.ptr.as_ref() }.weak_count()
+    }
+
+    /// Whether two weak references point at the same object.
+    #[inline]
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr
+    }
+
+    /// The object's tie header (alive as long as the block is, even after the object died).
+    #[inline]
+    pub fn header(&self) -> &Header {
+        // SAFETY: invariant 1 and 2: our weak count keeps the block, and so the tie header.
+        unsafe { header_of(self.ptr.cast()) }
+    }
+}
+
+impl<T> Clone for WeakRef<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        // SAFETY: we hold a weak reference.
+        unsafe { inc_weak(self.ptr) };
+        WeakRef {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for WeakRef<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we give up our weak count; the FreeBlock half is ObjBox<T>'s.
+        unsafe { release_weak_with(self.ptr, free_block_of::<T>) }
+    }
+}
+
+impl<T> fmt::Debug for WeakRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WeakRef({:p})", self.ptr)
+    }
+}

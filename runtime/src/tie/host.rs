@@ -1,0 +1,62 @@
+//! What the host plugs into the tie machine: [`TieHost`] (how to free cached wrapper memory),
+//! installed once per process with [`set_host`].
+//!
+//! Bottom of the tie floor: uses nothing of the crate. Invariant: `HOST` is null or a
+//! `&'static TieHost`, and once set it never changes.
+
+use core::ptr;
+use tether_alloc::FreeCallback;
+
+/// How the host plugs in: what to do with cached wrapper memory that is no longer needed.
+///
+/// ```
+/// use core::ffi::c_void;
+/// use tether_runtime::TieHost;
+/// unsafe extern "C" fn free_wrapper(_mem: *mut c_void) { /* return it to the pool */ }
+/// static HOST: TieHost = TieHost { free_cached: free_wrapper };
+/// tether_runtime::set_host(&HOST);
+/// ```
+#[derive(Debug)]
+pub struct TieHost {
+    /// Receives cached (parked) wrapper memory when it is released: on
+    /// [`detach`](super::detach) from (c), or when the object dies in (c). Called at most once
+    /// per parked memory, on whichever thread releases it, never with the busy bit held.
+    pub free_cached: FreeCallback,
+}
+
+/// The process's host (a `&'static TieHost`, or null). Not a loom atomic: it is set once, before
+/// any modelled execution.
+static HOST: core::sync::atomic::AtomicPtr<TieHost> =
+    core::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Installs the host (once per process; installing the same host again is a no-op).
+///
+/// # Panics
+/// If a different host was installed before.
+pub fn set_host(host: &'static TieHost) {
+    let p = (host as *const TieHost).cast_mut();
+    // AcqRel/Acquire: the host struct is a static, but pairing the publication with the
+    // Acquire in `host()` keeps that true for any `&'static` (e.g. a leaked Box).
+    match HOST.compare_exchange(
+        ptr::null_mut(),
+        p,
+        core::sync::atomic::Ordering::AcqRel,
+        core::sync::atomic::Ordering::Acquire,
+    ) {
+        Ok(_) => {}
+        Err(prev) if prev == p => {}
+        Err(_) => panic!("tether_runtime::set_host: a different TieHost is already installed"),
+    }
+}
+
+/// The installed host.
+pub(super) fn host() -> &'static TieHost {
+    // Acquire: pairs with the publication in `set_host`.
+    let p = HOST.load(core::sync::atomic::Ordering::Acquire);
+    assert!(
+        !p.is_null(),
+        "tether_runtime::set_host must be called before bind/park"
+    );
+    // SAFETY: only `&'static TieHost`s are stored.
+    unsafe { &*p }
+}

@@ -1,0 +1,244 @@
+"""Python protocols users rely on (part of the protocols issue): introspection (`__match_args__`,
+`inspect.signature`, `tether.fields`, `asdict`, `replace`, `__tether_fields__`), pickle honouring a
+class's `__getstate__`, and clear refusals (`@dataclass`, `functools.cached_property`,
+`ObjectMeta(5)`), and the tying switch's spellings."""
+
+import dataclasses
+import functools
+import inspect
+import pickle
+import subprocess
+import sys
+from typing import Optional
+
+import pytest
+
+import tether
+
+
+class Point(tether.Object):
+    x: int
+    y: float = 2.0
+
+
+class Labeled(Point):
+    label: str = "p"
+
+
+class Tree(tether.Object):
+    v: int
+    left: Optional["Tree"] = None
+    right: Optional["Tree"] = None
+
+
+def test_match_args_and_pattern_matching():
+    assert Point.__match_args__ == ("x", "y")
+    assert Labeled.__match_args__ == ("x", "y", "label")
+    match Labeled(1, 3.0, "q"):
+        case Labeled(x, y, label):
+            assert (x, y, label) == (1, 3.0, "q")
+        case _:
+            pytest.fail("no match")
+
+
+def test_own_match_args_are_kept():
+    class Swapped(tether.Object):
+        __match_args__ = ("b", "a")
+        a: int
+        b: int
+
+    assert Swapped.__match_args__ == ("b", "a")
+    assert Swapped.__tether_fields__ == ("a", "b")
+
+
+def test_signature():
+    sig = inspect.signature(Labeled)
+    assert str(sig) == "(x: int, y: float = 2.0, label: str = 'p')"
+    assert sig.bind(1).arguments == {"x": 1}
+    with pytest.raises(TypeError):
+        sig.bind(1, nope=2)
+
+
+def test_fields():
+    fs = tether.fields(Labeled)
+    assert [f.name for f in fs] == ["x", "y", "label"]
+    assert fs[0].default is tether.MISSING and fs[1].default == 2.0 and fs[0].type is int
+    assert [f.name for f in tether.fields(Labeled(1))] == ["x", "y", "label"]
+    with pytest.raises(TypeError, match="tether class or object"):
+        tether.fields(object())
+
+
+def test_asdict_recurses_and_refuses_cycles():
+    t = Tree(1, Tree(2), Tree(3, Tree(4)))
+    assert tether.asdict(t) == {
+        "v": 1,
+        "left": {"v": 2, "left": None, "right": None},
+        "right": {"v": 3, "left": {"v": 4, "left": None, "right": None}, "right": None},
+    }
+    shared = Tree(9)
+    both = Tree(0, shared, shared)
+    assert tether.asdict(both)["left"] == tether.asdict(both)["right"] == {
+        "v": 9,
+        "left": None,
+        "right": None,
+    }
+    loop = Tree(5)
+    loop.left = loop
+    with pytest.raises(ValueError, match="contains itself"):
+        tether.asdict(loop)
+    with pytest.raises(TypeError):
+        tether.asdict(5)
+
+
+def test_replace():
+    p = Labeled(1, 3.0, "a")
+    q = tether.replace(p, label="b")
+    assert (q.x, q.y, q.label) == (1, 3.0, "b") and q is not p and type(q) is Labeled
+    child = Tree(2)
+    t2 = tether.replace(Tree(1, child), v=7)
+    assert t2.left is child  # unchanged fields are shared, not copied
+    with pytest.raises(TypeError, match="no field"):
+        tether.replace(p, nope=1)
+
+
+def test_dataclass_decorator_is_refused():
+    class D(tether.Object):
+        a: int
+
+    with pytest.raises(TypeError, match="@dataclass cannot be applied"):
+        dataclasses.dataclass(D)
+    assert D(1).a == 1  # the class is unchanged
+
+
+def test_cached_property_is_refused_with_advice():
+    with pytest.raises(TypeError, match="cached_property needs an instance __dict__"):
+
+        class C(tether.Object):
+            a: int
+
+            @functools.cached_property
+            def twice(self):
+                return 2 * self.a
+
+
+def test_objectmeta_called_like_type_with_one_argument():
+    with pytest.raises(TypeError, match="takes exactly 3 arguments"):
+        tether.ObjectMeta(5)
+
+
+class Account(tether.Object):
+    user: str
+    password: str = ""
+
+    def __getstate__(self):
+        return {"user": self.user}
+
+
+def test_getstate_decides_what_is_pickled():
+    a = Account("ann", "secret")
+    data = pickle.dumps(a)
+    assert b"secret" not in data
+    b = pickle.loads(data)
+    assert (b.user, b.password) == ("ann", "")
+
+
+def test_set_tying_takes_any_truthy_value():
+    try:
+        tether.set_tying(0)
+        assert not tether.tying_enabled()
+        tether.set_tying(1)
+        assert tether.tying_enabled()
+        tether.set_tying([])
+        assert not tether.tying_enabled()
+    finally:
+        tether.set_tying(True)
+
+
+@pytest.mark.parametrize(
+    "value, on", [("0", False), ("off", False), ("False", False), ("no", False), ("1", True), ("yes", True)]
+)
+def test_tying_environment_spellings(value, on):
+    out = subprocess.run(
+        [sys.executable, "-c", "import tether; print(tether.tying_enabled())"],
+        env={"TETHER_TYING": value, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == str(on)
+
+
+def test_tying_environment_nonsense_warns():
+    out = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import tether"],
+        env={"TETHER_TYING": "maybe", "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "not understood" in out.stderr
+
+
+def test_reload_adds_no_second_gc_callback():
+    import gc
+    import importlib
+
+    before = len(gc.callbacks)
+    importlib.reload(tether)
+    assert len(gc.callbacks) == before
+
+
+class Vec2(tether.Object, frozen=True, eq=True):
+    x: float
+    y: float
+
+
+class Counter(tether.Object, eq=True):
+    n: int
+
+
+def test_eq_true_compares_fields_and_frozen_hashes_them():
+    assert Vec2(1.0, 2.0) == Vec2(1.0, 2.0) and Vec2(1.0, 2.0) != Vec2(1.0, 3.0)
+    assert hash(Vec2(1.0, 2.0)) == hash(Vec2(1.0, 2.0))
+    assert len({Vec2(1.0, 2.0), Vec2(1.0, 2.0)}) == 1
+    assert pickle.loads(pickle.dumps(Vec2(1.0, 2.0))) == Vec2(1.0, 2.0)
+    assert Counter(1) == Counter(1)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(Counter(1))
+    assert Point(1) != Point(1)  # the default is identity: each object is its own
+
+
+def test_abstract_methods_refuse_instantiation():
+    import abc
+
+    class Shape(tether.Object):
+        name: str = "s"
+
+        @abc.abstractmethod
+        def area(self): ...
+
+    class Square(Shape):
+        side: float = 1.0
+
+        def area(self):
+            return self.side**2
+
+    with pytest.raises(TypeError, match="Can't instantiate abstract class Shape with abstract method area"):
+        Shape()
+    assert Square(side=2.0).area() == 4.0
+
+
+def test_runtime_checkable_protocol():
+    from typing import Protocol, runtime_checkable
+
+    @runtime_checkable
+    class HasX(Protocol):
+        x: int
+
+    assert isinstance(Point(1), HasX)
+
+
+def test_native_types_refuse_pickling_at_dumps():
+    from tether import testing
+
+    with pytest.raises(TypeError, match="cannot pickle TreeNode"):
+        pickle.dumps(testing.make_tree(1))

@@ -1,0 +1,91 @@
+"""Type checkers understand tether classes (`@dataclass_transform` on the metaclass in the stubs):
+mypy --strict accepts a good user script and reports exactly the expected errors in a bad one."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("mypy", reason="mypy is installed by `make test`'s venv")
+
+GOOD = """
+from typing import Optional
+
+import tether
+
+
+class Inner(tether.Object):
+    val: int
+
+
+class Outer(tether.Object):
+    x: Inner
+    name: str = "o"
+    note: Optional[Inner] = None
+
+
+class P(tether.Object, frozen=True, eq=True):
+    x: float
+
+
+o = Outer(Inner(1), name="n")
+v: int = o.x.val
+s: str = o.name
+p = P(1.0)
+q: Outer = tether.replace(o, name="m")
+print(v, s, p.x, tether.fields(o), q, tether.asdict(o))
+"""
+
+BAD = """
+import tether
+
+
+class Inner(tether.Object):
+    val: int
+
+
+class Outer(tether.Object):
+    x: Inner
+    name: str = "o"
+
+
+class P(tether.Object, frozen=True):
+    x: float
+
+
+Inner("x")
+Inner()
+Outer(Inner(1), nope=3)
+P(1.0).x = 2.0
+"""
+
+EXPECTED_BAD = [
+    'bad.py:17: error: Argument 1 to "Inner" has incompatible type "str"; expected "int"  [arg-type]',
+    'bad.py:18: error: Missing positional argument "val" in call to "Inner"  [call-arg]',
+    'bad.py:19: error: Unexpected keyword argument "nope" for "Outer"  [call-arg]',
+    'bad.py:20: error: Property "x" defined in "P" is read-only  [misc]',
+]
+
+
+def mypy(tmp_path, name, source):
+    (tmp_path / name).write_text(textwrap.dedent(source).lstrip("\n"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--no-error-summary", name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, [line for line in proc.stdout.splitlines() if line]
+
+
+def test_mypy_accepts_a_good_script(tmp_path):
+    code, lines = mypy(tmp_path, "good.py", GOOD)
+    assert (code, lines) == (0, [])
+
+
+def test_mypy_reports_exactly_the_errors_of_a_bad_script(tmp_path):
+    code, lines = mypy(tmp_path, "bad.py", BAD)
+    assert code == 1
+    assert lines == EXPECTED_BAD
