@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 
-FIELDS = ["cpu_ms", "wall_ms", "trees_ms", "json_ms", "map_ms", "maxrss_kb"]
+FIELDS = ["cpu_ms", "wall_ms", "trees_ms", "json_ms", "map_ms", "maxrss_kb", "minflt"]
 
 
 def run_one(path):
@@ -47,7 +47,9 @@ def main():
         for n, p in zip(args.names, paths):
             rec = run_one(p)
             results[n].append(rec)
-            print(f"  {rec['label']:<9} cpu {rec['cpu_ms']:7.1f} ms  wall {rec['wall_ms']:7.1f} ms", flush=True)
+            print(f"  {rec['label']:<9} cpu {rec['cpu_ms']:7.1f} ms  wall {rec['wall_ms']:7.1f} ms  "
+                  f"(trees {rec['trees_ms']:6.1f}, json {rec['json_ms']:6.1f}, map {rec['map_ms']:6.1f}; "
+                  f"{rec['minflt']:.0f} faults)", flush=True)
     sums = {rec["checksum"] for recs in results.values() for rec in recs}
     if len(sums) != 1:
         sys.exit(f"run.py: checksums differ between allocators: {sums}")
@@ -58,7 +60,8 @@ def main():
     print()
     print(f"medians of {args.rounds} alternating rounds (load average at round start: "
           f"min {min(loads):.2f}, max {max(loads):.2f})")
-    head = f"{'allocator':<10}{'cpu ms':>9}{'wall ms':>9}{'trees':>8}{'json':>8}{'map':>8}{'maxrss MB':>10}"
+    head = (f"{'allocator':<10}{'cpu ms':>9}{'wall ms':>9}{'trees':>8}{'json':>8}{'map':>8}"
+            f"{'maxrss MB':>10}{'minflt k':>9}")
     for k in ("mimalloc", "system"):
         if base[k]:
             head += f"{'cpu/' + k[:4]:>10}{'wall/' + k[:4]:>10}"
@@ -66,7 +69,8 @@ def main():
     for n in args.names:
         m = med[n]
         row = (f"{label[n]:<10}{m['cpu_ms']:9.1f}{m['wall_ms']:9.1f}{m['trees_ms']:8.1f}"
-               f"{m['json_ms']:8.1f}{m['map_ms']:8.1f}{m['maxrss_kb'] / 1024:10.1f}")
+               f"{m['json_ms']:8.1f}{m['map_ms']:8.1f}{m['maxrss_kb'] / 1024:10.1f}"
+               f"{m['minflt'] / 1000:9.1f}")
         for k in ("mimalloc", "system"):
             if base[k]:
                 b = med[base[k]]

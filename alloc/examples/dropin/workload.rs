@@ -13,8 +13,9 @@
 //!    removals, truncations and shrinks ([`MAP_OPS`] operations).
 //!
 //! Each binary prints one line: `dropin NAME wall_ms=.. cpu_ms=.. trees_ms=.. json_ms=..
-//! map_ms=.. maxrss_kb=.. checksum=..` (CPU = user + sys of the process, from `getrusage`; the
-//! checksum must be the same for every allocator).
+//! map_ms=.. maxrss_kb=.. minflt=.. checksum=..` (CPU = user + sys of the process and minor page
+//! faults, from `getrusage`; the checksum must be the same for every allocator).
+//! `DROPIN_PHASES=json` (or `trees`, `map`, comma-separated) runs only those phases.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -225,32 +226,47 @@ fn map_churn(ops: usize) -> u64 {
 
 // ---------------------------------------------------------------- driver
 
-/// User + system CPU time of this process, in milliseconds, and its peak RSS in KiB.
-fn rusage() -> (f64, i64) {
+/// User + system CPU time of this process, in milliseconds, its peak RSS in KiB and its minor
+/// page faults.
+fn rusage() -> (f64, i64, i64) {
     // SAFETY: an all-zero rusage is a valid out-buffer; getrusage fills it.
     let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
     // SAFETY: RUSAGE_SELF with a valid pointer to a rusage.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     assert_eq!(rc, 0, "getrusage failed");
     let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
-    (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss)
+    (
+        ms(ru.ru_utime) + ms(ru.ru_stime),
+        ru.ru_maxrss,
+        ru.ru_minflt,
+    )
+}
+
+/// Whether phase `name` runs: all of them, unless `DROPIN_PHASES` lists some (comma-separated:
+/// `trees`, `json`, `map`), for looking at one phase on its own.
+fn enabled(name: &str) -> bool {
+    std::env::var("DROPIN_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == name))
+}
+
+/// Runs `f` if phase `name` is enabled: its result (0 if skipped) and its wall time in ms.
+fn phase(name: &str, f: impl FnOnce() -> u64) -> (u64, f64) {
+    if !enabled(name) {
+        return (0, 0.0);
+    }
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64() * 1e3)
 }
 
 /// Runs the three phases and prints the result line for the allocator `name`.
 pub fn run(name: &str) {
-    let (cpu0, _) = rusage();
+    let (cpu0, _, flt0) = rusage();
     let start = Instant::now();
-    let t = Instant::now();
-    let a = trees(TREE_DEPTH);
-    let trees_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    let b = json(RECORDS, JSON_ROUNDS);
-    let json_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    let c = map_churn(MAP_OPS);
-    let map_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (a, trees_ms) = phase("trees", || trees(TREE_DEPTH));
+    let (b, json_ms) = phase("json", || json(RECORDS, JSON_ROUNDS));
+    let (c, map_ms) = phase("map", || map_churn(MAP_OPS));
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    let (cpu1, maxrss_kb) = rusage();
+    let (cpu1, maxrss_kb, flt1) = rusage();
     let checksum = a
         .wrapping_mul(31)
         .wrapping_add(b)
@@ -258,7 +274,9 @@ pub fn run(name: &str) {
         .wrapping_add(c);
     println!(
         "dropin {name} wall_ms={wall_ms:.1} cpu_ms={:.1} trees_ms={trees_ms:.1} \
-         json_ms={json_ms:.1} map_ms={map_ms:.1} maxrss_kb={maxrss_kb} checksum={checksum}",
-        cpu1 - cpu0
+         json_ms={json_ms:.1} map_ms={map_ms:.1} maxrss_kb={maxrss_kb} minflt={} \
+         checksum={checksum}",
+        cpu1 - cpu0,
+        flt1 - flt0
     );
 }

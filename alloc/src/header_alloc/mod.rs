@@ -12,9 +12,10 @@
 //! 3. `free_cb` is null or a [`FreeCallback`] cast to `*mut ()`; it is stored with Release and
 //!    loaded with Acquire.
 //! 4. Nothing here panics or aborts on bad input: impossible layouts are `AllocError`. Freeing
-//!    an object whose tie word is still bound or claimed is the owner's bug: a `debug_assert!`
-//!    through `Allocator`, an abort in debug builds through `GlobalAlloc` (which must not
-//!    unwind), ignored in release builds (the word is left alone).
+//!    an object whose tie word is still bound or claimed is the owner's bug, checked in debug
+//!    builds only (`cfg!(debug_assertions)`, before the block goes): a panic through
+//!    `Allocator`, an abort through `GlobalAlloc` (which must not unwind). Release builds leave
+//!    such a word alone and free the block.
 
 mod api;
 
