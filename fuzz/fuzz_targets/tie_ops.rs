@@ -351,9 +351,8 @@ impl Harness {
             if self.objs[*o].dead {
                 assert_eq!(w.strong_count(), 0);
                 assert!(w.upgrade().is_none(), "upgrade of dead {o}");
-                let h = w.header();
-                assert!(h.py_obj().is_null(), "dead {o} still bound");
-                assert!(h.cached_mem().is_null(), "dead {o} still caches memory");
+                let word = w.tie_word().load(std::sync::atomic::Ordering::Acquire);
+                assert!(word.is_null(), "dead {o} still bound or caching memory: {word:p}");
             }
         }
     }

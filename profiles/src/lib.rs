@@ -9,7 +9,7 @@
 //! dhat sees only the global allocator. The runtime allocates its objects through
 //! `tether_runtime::ALLOC`, a `HeaderAlloc` on `tether_alloc::DefaultInner`: with this crate's
 //! `global-inner` feature that is `allocator_api2::alloc::Global`, so every object block, its
-//! 32-byte header included, goes through dhat ([`SEES_RUNTIME`]). Without the feature dhat sees
+//! 16-byte header included, goes through dhat ([`SEES_RUNTIME`]). Without the feature dhat sees
 //! only the std-heap side (strings, bytes, boxed closures, vectors) and the figures for object
 //! blocks come from the runtime's own counters ([`tether_runtime::alloc_stats`]).
 //!

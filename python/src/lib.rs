@@ -123,7 +123,7 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("native_objects", a.live_blocks)?;
     d.set_item("native_bytes", a.live_bytes)?;
     d.set_item("native_peak_bytes", a.peak_bytes)?;
-    d.set_item("header_bytes", a.live_blocks * tether_alloc::HEADER_OFFSET)?;
+    d.set_item("header_bytes", a.header_bytes)?;
     d.set_item("native_allocs_total", a.total_allocs)?;
     d.set_item("live_wrappers", pool::LIVE.load(Relaxed))?;
     d.set_item("parked_wrappers", pool::PARKED.load(Relaxed))?;

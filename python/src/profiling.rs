@@ -2,7 +2,7 @@
 //! venv of its own and runs `profiles/churn.py`).
 //!
 //! The feature installs [`dhat::Alloc`] as this extension's `#[global_allocator]` and turns on
-//! `global-inner`, so the runtime's objects (each with its 32-byte header), the wrapper pool's
+//! `global-inner`, so the runtime's objects (each with its 16-byte header), the wrapper pool's
 //! slabs and every other Rust allocation of the extension go through dhat. CPython's own memory
 //! (its object allocator, dicts, lists) is not seen.
 //!

@@ -171,15 +171,17 @@ fn tie_header_sits_before_the_object() {
     let _leak = LeakCheck::new();
     let (t, _d) = Tracked::new();
     let a = ObjRef::new(t);
-    let h = a.as_any().header();
+    let h = a.as_any().tie_word();
+    // The tie word is the last word of the 16-byte header, right before the object.
     assert_eq!(
-        h as *const _ as usize + tether_alloc::HEADER_OFFSET,
+        h as *const _ as usize + core::mem::size_of::<usize>(),
         a.as_ptr().as_ptr() as usize
     );
-    assert!(h.py_obj().is_null() && h.cached_mem().is_null());
+    assert_eq!(tether_alloc::HEADER_OFFSET, 16);
+    assert!(h.load(Ordering::Relaxed).is_null());
     assert_eq!(tie::state(a.as_any()), TieState::Detached);
     let w = a.downgrade();
-    assert!(std::ptr::eq(w.header(), h));
+    assert!(std::ptr::eq(w.tie_word(), h));
 }
 
 #[test]

@@ -218,8 +218,7 @@ fn bind_a_to_b_and_lookup() {
     let w = get(&obj);
     assert_eq!(tie::state(&obj), TieState::Bound(as_mem(w)));
     assert_eq!(tie::lookup(&obj), Some(as_mem(w)));
-    assert_eq!(obj.header().py_obj(), w.as_ptr().cast());
-    assert_eq!(obj.header().cached_mem(), w.as_ptr().cast());
+    assert_eq!(obj.tie_word().load(Ordering::Acquire), w.as_ptr().cast());
     assert_eq!(obj.strong_count(), 2, "the wrapper owns a reference");
     // Same object, same wrapper: `a.x is a.x`.
     assert_eq!(get(&obj), w);
@@ -432,7 +431,7 @@ fn weak_refs_across_each_state() {
     assert_eq!(drops(&d), 1);
     assert_eq!((hc.cb(), hc.host()), (1, 0));
     assert!(weak.upgrade().is_none());
-    assert!(weak.header().cached_mem().is_null());
+    assert!(weak.tie_word().load(Ordering::Acquire).is_null());
     assert_eq!(leak.extra_blocks(), 1);
     drop(weak); // the block goes; the funnel has nothing left to free
     assert_eq!((hc.cb(), hc.host()), (1, 0));
@@ -564,7 +563,7 @@ fn threads_share_a_tied_object() {
 }
 
 #[test]
-#[should_panic(expected = "2-aligned")]
+#[should_panic(expected = "8-aligned")]
 fn odd_wrapper_pointers_are_refused() {
     let _s = serial();
     tie::set_host(&HOST);
@@ -574,6 +573,42 @@ fn odd_wrapper_pointers_are_refused() {
         .unwrap()
         .cast::<c_void>();
     let _ = tie::bind(&obj, odd);
+}
+
+#[test]
+#[should_panic(expected = "8-aligned")]
+fn wrapper_pointers_that_would_lose_a_tag_bit_are_refused() {
+    // 4-aligned is not enough: bit 2 is the reserved lock tag.
+    let _s = serial();
+    tie::set_host(&HOST);
+    let obj = thing();
+    let mut mem = [0u64; 2];
+    let four = NonNull::new(mem.as_mut_ptr().cast::<u8>().wrapping_add(4))
+        .unwrap()
+        .cast::<c_void>();
+    let _ = tie::bind(&obj, four);
+}
+
+#[test]
+fn every_transition_encodes_the_tag_bits() {
+    let (_s, _leak, _hc) = guards();
+    let obj = thing();
+    let word = |o: &ObjAny| o.tie_word().load(Ordering::Acquire);
+    assert!(word(&obj).is_null(), "(a) is 0");
+    let w = get(&obj); // (a) -> (b)
+    assert_eq!(word(&obj), w.as_ptr().cast(), "(b) is W, untagged");
+    assert_eq!(w.as_ptr().addr() % tether_alloc::TIE_ALIGN, 0);
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked))); // (b) -> (c)
+    assert_eq!(
+        word(&obj).addr(),
+        w.as_ptr().addr() | tether_alloc::TIE_PARKED,
+        "(c) is W|PARKED"
+    );
+    assert_eq!(tie::state(&obj), TieState::Parked(as_mem(w)));
+    assert_eq!(get(&obj), w); // (c) -> (b), same memory
+    assert_eq!(word(&obj), w.as_ptr().cast());
+    assert_eq!(decref(w), Some(Ok(Finalized::Parked)));
+    drop(obj); // dies in (c): the parked memory goes back through the free callback, once
 }
 
 #[test]

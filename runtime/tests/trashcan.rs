@@ -261,7 +261,10 @@ fn chain_with_weak_references_and_parked_wrappers() {
     );
     // Only the weakly referenced blocks remain, until their weak references go.
     assert_eq!(leak.extra_blocks(), weak.len() as isize);
-    assert!(weak.iter().all(|w| w.header().cached_mem().is_null()));
+    assert!(weak.iter().all(|w| w
+        .tie_word()
+        .load(std::sync::atomic::Ordering::Acquire)
+        .is_null()));
     drop(weak);
     assert_eq!(leak.extra_blocks(), 0);
 }

@@ -12,7 +12,7 @@ use super::rc::{destroy_erased, inc_strong, release_strong_with};
 use core::fmt;
 use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
-use tether_alloc::{header_of, Header};
+use tether_alloc::{tie_of, TieWord};
 
 /// A type-erased strong reference, for hosts: any object, typed again by its type index.
 ///
@@ -125,11 +125,13 @@ impl ObjAny {
         ObjAny { ptr }
     }
 
-    /// The tie header before the object (`py_obj`, `cached_mem`, `free_cb`).
+    /// The allocator's tie word before the object (detached, `W` bound, `W | TIE_PARKED`
+    /// parked; see [`tether_alloc::TieWord`]), for inspection. (Under `--cfg loom` the tie
+    /// machine runs on a loom copy in the object header instead.)
     #[inline]
-    pub fn header(&self) -> &Header {
+    pub fn tie_word(&self) -> &TieWord {
         // SAFETY: invariant 1: allocated by ALLOC; invariant 2: our count keeps the block.
-        unsafe { header_of(self.ptr.cast()) }
+        unsafe { tie_of(self.ptr.cast()) }
     }
 
     /// The object header.

@@ -7,7 +7,9 @@
 //! the callers that pass it the halves of the object's own type, and invariant 1 (`ObjBox<T>`
 //! is the layout of Rust objects; blocks go back to `ALLOC` with the layout they came with).
 
-use super::header::{counts, release_cached_at_death, Counts, DeleteKind, ObjHeader, WEAK_ONE};
+use super::header::{
+    counts, deleter, release_cached_at_death, Counts, DeleteKind, ObjHeader, WEAK_ONE,
+};
 use crate::heap::ALLOC;
 use crate::sync::{fence, Ordering};
 use core::alloc::Layout;
@@ -77,7 +79,7 @@ pub(crate) unsafe fn release_weak_with(
 pub(super) unsafe fn erased_drop_value(p: NonNull<ObjHeader>) {
     // SAFETY: the caller (a release routine) guarantees the DropValue precondition; the deleter
     // matches the layout (invariant 3).
-    unsafe { ((*p.as_ptr()).deleter)(p, DeleteKind::DropValue) }
+    unsafe { deleter(p)(p, DeleteKind::DropValue) }
 }
 
 /// `FreeBlock` through the header's deleter.
@@ -86,7 +88,7 @@ pub(super) unsafe fn erased_drop_value(p: NonNull<ObjHeader>) {
 /// The weak count of `p` reached 0 (the `FreeBlock` precondition).
 pub(super) unsafe fn erased_free_block(p: NonNull<ObjHeader>) {
     // SAFETY: as for `erased_drop_value`, for FreeBlock.
-    unsafe { ((*p.as_ptr()).deleter)(p, DeleteKind::FreeBlock) }
+    unsafe { deleter(p)(p, DeleteKind::FreeBlock) }
 }
 
 /// Frees an object's block with the layout it was allocated with.
@@ -101,7 +103,7 @@ pub(crate) unsafe fn free_block_layout(p: NonNull<ObjHeader>, layout: Layout) {
     // funnel the allocator runs on its own header is emulated on them here, then the header
     // (which owns loom objects) is dropped.
     unsafe {
-        (*p.as_ptr()).tie.release_cached();
+        super::header::release_parked(&(*p.as_ptr()).tie);
         ptr::drop_in_place(p.as_ptr());
     }
     // SAFETY: invariant 1: allocated by ALLOC with `layout`; the caller guarantees exclusivity.

@@ -5,7 +5,7 @@
 //! `deleter` never change after [`ObjHeader::new`]); the accessors here rely on invariants 1 and
 //! 2 (the caller's count keeps the block, and so the header and the tie words, alive).
 
-use crate::sync::{AtomicU64, Ordering, TieWords};
+use crate::sync::{AtomicU64, Ordering, TieWord};
 use core::fmt;
 use core::ptr::NonNull;
 
@@ -73,7 +73,8 @@ pub enum DeleteKind {
     FreeBlock,
 }
 
-/// The per-type destruction routine stored in every [`ObjHeader`].
+/// The per-type destruction routine of every object, kept in the allocator header's owner word
+/// ([`tether_alloc::aux_of`]) beside its tie word.
 ///
 /// # Safety (for callers)
 /// The pointer is a live object of the type the deleter belongs to; `DropValue` is called once,
@@ -81,7 +82,8 @@ pub enum DeleteKind {
 /// reaches 0.
 pub type Deleter = unsafe fn(NonNull<ObjHeader>, DeleteKind);
 
-/// The header at offset 0 of every object: reference counts, type index and deleter.
+/// The header at offset 0 of every object: reference counts and type index (16 bytes; the
+/// deleter is in the allocator header before it, see [`deleter`]).
 ///
 /// ```
 /// use tether_runtime::{object_type, ObjRef, Object};
@@ -99,21 +101,22 @@ pub struct ObjHeader {
     counts: AtomicU64,
     /// Immutable (invariant 4).
     type_index: u32,
-    /// Immutable (invariant 4); matches the block's layout (invariant 3).
-    pub(super) deleter: Deleter,
-    /// Under loom, the tie words live here (as loom atomics) instead of in the allocator header,
+    /// Under loom, the tie word lives here (a loom atomic) instead of in the allocator header,
     /// so that the tie machine can be modelled; see `crate::tie`.
     #[cfg(loom)]
     pub(super) tie: crate::sync::LoomTie,
 }
 
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::size_of::<ObjHeader>() == 16);
+
 impl ObjHeader {
-    /// A header with one strong reference (which holds the strong refs' weak reference).
-    pub(crate) fn new(type_index: u32, deleter: Deleter) -> Self {
+    /// A header with one strong reference (which holds the strong refs' weak reference). The
+    /// object's deleter goes into the allocator header with [`set_deleter`].
+    pub(crate) fn new(type_index: u32) -> Self {
         ObjHeader {
             counts: AtomicU64::new(Counts::UNIQUE.0),
             type_index,
-            deleter,
             #[cfg(loom)]
             tie: crate::sync::LoomTie::new(),
         }
@@ -163,41 +166,78 @@ pub(crate) unsafe fn counts<'a>(p: NonNull<ObjHeader>) -> &'a AtomicU64 {
     unsafe { &(*p.as_ptr()).counts }
 }
 
-/// The tie words of the object `p`.
+/// Records `deleter` as the deleter of the object being built at `p` (invariant 3).
+///
+/// # Safety
+/// `p` was just allocated by `ALLOC` (a Wide header: the owner word is ours) and is not shared
+/// yet; `deleter` matches its layout.
+#[inline(always)]
+pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
+    // SAFETY: every object comes from ALLOC, whose Wide header has the owner word (caller).
+    let word = unsafe { tether_alloc::aux_of(p.cast()) };
+    // Relaxed: written before the object is handed out; whoever receives the handle was
+    // synchronized with its creation by the channel that carried it.
+    word.store(deleter as *mut (), core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The deleter of the object `p` (invariant 3).
+///
+/// # Safety
+/// `p` is an object whose header is alive (the caller holds or is releasing a count).
+#[inline(always)]
+pub(crate) unsafe fn deleter(p: NonNull<ObjHeader>) -> Deleter {
+    // SAFETY: as in `set_deleter`; the word is immutable after construction (invariant 4).
+    let raw = unsafe { tether_alloc::aux_of(p.cast()) }.load(core::sync::atomic::Ordering::Relaxed);
+    debug_assert!(!raw.is_null(), "an object without a deleter");
+    // SAFETY: only `Deleter`s are stored there (`set_deleter`); fn and data pointers have the
+    // same size on the supported targets.
+    unsafe { core::mem::transmute::<*mut (), Deleter>(raw) }
+}
+
+/// The tie word of the object `p`.
 ///
 /// # Safety
 /// The caller holds a strong or weak count on `p` for as long as the reference is used.
 #[inline(always)]
-pub(crate) unsafe fn tie_words<'a>(p: NonNull<ObjHeader>) -> &'a TieWords {
+pub(crate) unsafe fn tie_word<'a>(p: NonNull<ObjHeader>) -> &'a TieWord {
     #[cfg(not(loom))]
-    // SAFETY: every object comes from ALLOC (object invariant 1); the caller's count keeps the
-    // block, and so the tie header, alive.
+    // SAFETY: every object comes from ALLOC (object invariant 1), a headered kind; the caller's
+    // count keeps the block, and so the tie word, alive.
     unsafe {
-        tether_alloc::header_of(p.cast())
+        tether_alloc::tie_of(p.cast())
     }
     #[cfg(loom)]
-    // SAFETY: as above; under loom the tie words are in the ObjHeader.
+    // SAFETY: as above; under loom the tie word is in the ObjHeader.
     unsafe {
         &(*p.as_ptr()).tie
     }
 }
 
+/// Hands parked wrapper memory in `word` to the allocator's free callback (the host's
+/// `free_cached`), once: the word is swapped to detached first. Does nothing unless parked.
+pub(crate) fn release_parked(word: &TieWord) {
+    // Relaxed first: nothing parked is the common case, and a stale "parked" is re-read by the
+    // swap. AcqRel swap: acquire the parker's writes to the memory; release our take.
+    if tether_alloc::tie_tag(word.load(Ordering::Relaxed)) & tether_alloc::TIE_PARKED == 0 {
+        return;
+    }
+    let w = word.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if tether_alloc::tie_tag(w) & tether_alloc::TIE_PARKED != 0 {
+        if let Some(cb) = crate::heap::ALLOC.free_callback() {
+            // SAFETY: the parked pointer was published by `park` for exactly this call, and the
+            // swap made it ours alone (the funnel contract: at most once per parked memory).
+            unsafe { cb(tether_alloc::tie_ptr(w)) };
+        }
+    }
+}
+
 /// Releases the cached wrapper memory of an object that just died (strong count 0) while weak
-/// references keep its block: `free_cb(cached_mem)` runs now, once, instead of when the block
-/// is freed.
+/// references keep its block: `free_cached(W)` runs now, once, instead of when the block is
+/// freed.
 ///
 /// # Safety
 /// The object's strong count is 0 and the caller holds a weak count.
 pub(super) unsafe fn release_cached_at_death(p: NonNull<ObjHeader>) {
-    #[cfg(not(loom))]
-    // SAFETY: the caller's weak count keeps the block (and the tie header) alive; the object is
-    // dead, so the (free_cb, cached_mem) pair set by `park` is due (the funnel contract).
-    unsafe {
-        tether_alloc::header_of(p.cast()).release_cached();
-    }
-    #[cfg(loom)]
-    // SAFETY: as above, on the loom copy of the tie words.
-    unsafe {
-        (*p.as_ptr()).tie.release_cached();
-    }
+    // SAFETY: the caller's weak count keeps the block (and the tie word) alive.
+    release_parked(unsafe { tie_word(p) });
 }

@@ -13,7 +13,7 @@ use crate::sync::Ordering;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use tether_alloc::{header_of, Header};
+use tether_alloc::{tie_of, TieWord};
 
 /// A weak reference: keeps the block (and its tie header) but not the value.
 ///
@@ -106,11 +106,12 @@ impl<T> WeakRef<T> {
         self.ptr == other.ptr
     }
 
-    /// The object's tie header (alive as long as the block is, even after the object died).
+    /// The object's tie word (alive as long as the block is, even after the object died; see
+    /// [`ObjAny::tie_word`](crate::ObjAny::tie_word)).
     #[inline]
-    pub fn header(&self) -> &Header {
-        // SAFETY: invariant 1 and 2: our weak count keeps the block, and so the tie header.
-        unsafe { header_of(self.ptr.cast()) }
+    pub fn tie_word(&self) -> &TieWord {
+        // SAFETY: invariant 1 and 2: our weak count keeps the block, and so the tie word.
+        unsafe { tie_of(self.ptr.cast()) }
     }
 }
 

@@ -1,45 +1,37 @@
-//! The last-reference path: [`park_or_release`], the dying wrapper's one call, and its result
-//! [`Finalized`] (the protocol is the module docs' "The last-reference path").
+//! The last-reference path: [`park_or_release`] and [`Finalized`] (the module docs of
+//! `crate::tie`, "The last-reference path").
 //!
-//! Top of the tie floor: uses `transitions` (the park write sequence), `claim`, `host`, and the
-//! count word of `crate::object`. Never lets the wrapper's own release destroy a parked object.
+//! Top of the tie floor: uses `word`, `host` and `crate::object` (the count word).
 
-use super::claim::{cell, check_aligned, Claim, TieState};
 use super::host::host;
-use super::transitions::park_claimed;
+use super::word::{check_aligned, decode, parked, word, TieState};
 use crate::object::{counts, Counts, ObjAny, STRONG_ONE};
-use crate::sync::Ordering::{Relaxed, Release};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-/// What [`park_or_release`] did with a dying wrapper.
+/// What [`park_or_release`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finalized {
-    /// (b) → (c): the object lives on and caches the wrapper memory; the host must keep that
-    /// memory (resurrected) and not touch it again except through [`revive`](super::revive) or
-    /// `free_cb`.
+    /// W is parked (c); the object lives on, and W's memory belongs to the tie machine.
     Parked,
-    /// The wrapper held the last strong reference: the tie went (b) → (a), then the reference
-    /// was released (destroying the object unless a weak reference was upgraded meanwhile).
-    /// Nothing refers to the wrapper memory any more: the host frees it itself.
+    /// W held the last reference: the object was released with nothing cached, and W's memory
+    /// is the host's to free.
     Released,
 }
 
-/// The dying wrapper's one call: parks it if the object lives on, otherwise unbinds it and
-/// releases the object; consumes the wrapper's strong reference either way. See the module
-/// docs ("The last-reference path") for the protocol and why it is race-free.
+/// The dying wrapper's one call: parks W if the object lives on, else unbinds it and releases
+/// the object, never letting W's own release hand W's memory to the free callback.
+///
+/// `obj` is W's own strong reference (taken over). Fails, giving it back, if the state is not
+/// (b: W).
 ///
 /// Before the call, the wrapper memory must be in its cached form (it may be revived or freed
 /// by another thread as soon as it is parked); on [`Finalized::Released`] it is the host's
 /// again.
 ///
-/// # Errors
-/// If the state was not (b) with this wrapper (it was detached, or never bound): the strong
-/// reference is handed back with the observed state; the host drops it and frees the wrapper as
-/// an ordinary, unbound one.
-///
 /// # Panics
-/// If no host is installed or `wrapper` is odd.
+/// As for [`bind`](super::bind).
 ///
 /// ```
 /// use core::ffi::c_void;
@@ -67,34 +59,27 @@ pub fn park_or_release(
     wrapper: NonNull<c_void>,
 ) -> Result<Finalized, (ObjAny, TieState)> {
     check_aligned(wrapper);
-    let free_cached = host().free_cached;
-    let c = cell(&obj);
-    let claim = Claim::take(c);
-    if claim.cached != wrapper.as_ptr() || claim.py() != wrapper.as_ptr() {
-        let s = claim.observed();
-        claim.restore();
-        return Err((obj, s));
+    let _ = host();
+    let w = word(&obj);
+    // 1. (b: W) → (c: W) while W's reference still keeps the object alive. AcqRel: as in `park`.
+    if let Err(cur) = w.compare_exchange(wrapper.as_ptr(), parked(wrapper), AcqRel, Acquire) {
+        return Err((obj, decode(cur)));
     }
-    // Step 1: "parking": (c: W) published, our reference still held.
-    park_claimed(claim, free_cached, wrapper);
 
-    // Step 2: give up our strong reference unless it is the last.
-    // SAFETY: `obj` holds a strong count until it is given up (then we return at once).
+    // 2. Give up W's reference unless it is the last: strong → strong − 1, never 1 → 0.
+    // SAFETY: `obj`'s strong count keeps the header alive.
     let counts = unsafe { counts(obj.as_ptr()) };
     let mut cur = counts.load(Relaxed);
     #[cfg(tether_loom_broken = "finalize_check_then_act")]
     {
-        // Deliberately wrong: decide on a snapshot, then release unconditionally, so the
-        // release may destroy the parked object (and free W) inside this call.
+        // Deliberately wrong: decide on a snapshot, then release unconditionally.
         if Counts(cur).strong() > 1 {
             drop(obj);
             return Ok(Finalized::Parked);
         }
     }
     while Counts(cur).strong() > 1 {
-        // Release: our uses of the object happen-before whoever destroys it (as for any strong
-        // release); and the (c: W) publication above happens-before that thread's funnel, which
-        // acquires through the count's release sequence. Relaxed on failure: we only retry.
+        // Release: our uses of the object happen-before whoever destroys it (as any release).
         match counts.compare_exchange_weak(cur, cur - STRONG_ONE, Release, Relaxed) {
             Ok(_) => {
                 core::mem::forget(obj); // its strong count was given up by the CAS
@@ -104,14 +89,12 @@ pub fn park_or_release(
         }
     }
 
-    // Step 3: our reference is the last one: take W back before releasing it.
-    let claim = Claim::take(c);
-    let ours = claim.cached == wrapper.as_ptr() && claim.py().is_null();
-    if ours {
-        claim.publish(ptr::null_mut());
-    } else {
-        claim.restore();
-    }
+    // 3. Last reference: take W back, (c: W) → (a), then release the object.
+    // Relaxed: W's memory is ours again (nobody else can take a parked W without a reference
+    // of its own, and ours is the last); the release below orders what matters.
+    let ours = w
+        .compare_exchange(parked(wrapper), ptr::null_mut(), Relaxed, Relaxed)
+        .is_ok();
     drop(obj);
     Ok(if ours {
         Finalized::Released

@@ -1,7 +1,7 @@
 //! What the host plugs into the tie machine: [`TieHost`] (how to free cached wrapper memory),
 //! installed once per process with [`set_host`].
 //!
-//! Bottom of the tie floor: uses nothing of the crate. Invariant: `HOST` is null or a
+//! Bottom of the tie floor: uses `crate::heap` (the allocator, whose free callback it sets). Invariant: `HOST` is null or a
 //! `&'static TieHost`, and once set it never changes.
 
 use core::ptr;
@@ -20,8 +20,9 @@ use tether_alloc::FreeCallback;
 pub struct TieHost {
     /// Receives cached (parked) wrapper memory when it is released: on
     /// [`detach`](super::detach) from (c), or when the object dies in (c). Called at most once
-    /// per parked memory, on whichever thread releases it, never with the busy bit held.
+    /// per parked memory, on whichever thread releases it.
     pub free_cached: FreeCallback,
+    // (Registered once, as the allocator's free callback: no per-object callback word.)
 }
 
 /// The process's host (a `&'static TieHost`, or null). Not a loom atomic: it is set once, before
@@ -43,7 +44,7 @@ pub fn set_host(host: &'static TieHost) {
         core::sync::atomic::Ordering::AcqRel,
         core::sync::atomic::Ordering::Acquire,
     ) {
-        Ok(_) => {}
+        Ok(_) => crate::heap::ALLOC.set_free_callback(Some(host.free_cached)),
         Err(prev) if prev == p => {}
         Err(_) => panic!("tether_runtime::set_host: a different TieHost is already installed"),
     }

@@ -1,35 +1,25 @@
-//! The single transitions of the machine, each one claim of the state word: [`state`],
-//! [`lookup`] (no claim: one load), [`bind`], [`park`], [`revive`], [`detach`] and
-//! [`unbind_for_last_release`].
+//! The single-step transitions: [`state`], [`lookup`], [`bind`], [`park`], [`revive`],
+//! [`detach`], [`unbind_for_last_release`]. Each is one atomic operation on the tie word.
 //!
-//! On the tie floor above `host` and `claim`. Each transition checks its precondition under the
-//! claim and publishes a state that keeps invariant 1; each takes `&ObjAny` (invariant 3).
+//! Uses `word` (decoding) and `host` beside it. Upholds invariants 1 and 3 (module docs of
+//! `crate::tie`).
 
-use super::claim::{cell, check_aligned, Claim, TieState};
 use super::host::host;
+use super::word::{check_aligned, decode, parked, word, TieState};
 use crate::object::ObjAny;
-use crate::sync::Ordering::{Acquire, Relaxed, Release};
+#[cfg(not(tether_loom_broken = "tie_no_cas"))]
+use crate::sync::Ordering::Release;
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use tether_alloc::FreeCallback;
 
-/// The object's tie state (waits out a transition in progress).
-///
-/// ```
-/// use tether_runtime::{object_type, tie, ObjRef, TieState};
-/// struct Thing;
-/// object_type!(Thing, "doc.tie.state.Thing");
-/// let r = ObjRef::new(Thing);
-/// assert_eq!(tie::state(r.as_any()), TieState::Detached);
-/// ```
+/// The current state (a snapshot: another thread may change it right after).
 pub fn state(obj: &ObjAny) -> TieState {
-    let claim = Claim::take(cell(obj));
-    let s = claim.observed();
-    claim.restore();
-    s
+    // Acquire: as in `lookup`.
+    decode(word(obj).load(Acquire))
 }
 
-/// The live canonical wrapper, in state (b). Never waits; one `Acquire` load.
+/// (b): the live wrapper, if bound. One `Acquire` load and a tag test, no write.
 ///
 /// ```
 /// use tether_runtime::{object_type, tie, ObjRef};
@@ -39,20 +29,25 @@ pub fn state(obj: &ObjAny) -> TieState {
 /// ```
 #[inline]
 pub fn lookup(obj: &ObjAny) -> Option<NonNull<c_void>> {
-    // Acquire: pairs with the Release store of py_obj in `bind`/`revive`, so the wrapper's
-    // initialization (done before `bind`) is visible to the caller.
-    NonNull::new(cell(obj).py_obj_atomic().load(Acquire))
+    // Acquire: pairs with the Release that published the wrapper (`bind`, `revive`), so its
+    // initialization is visible to whoever uses the pointer.
+    let w = word(obj).load(Acquire);
+    if tether_alloc::tie_tag(w) == 0 {
+        NonNull::new(w)
+    } else {
+        None
+    }
 }
 
-/// (a) → (b): makes `wrapper` the canonical wrapper of `obj`, and the host's `free_cached` the
-/// header's `free_cb`. `wrapper` must be fully initialized (it is published to `lookup`) and
-/// must own a strong reference to `obj`.
+/// (a) → (b): makes `wrapper` the canonical wrapper of `obj`. `wrapper` must be fully
+/// initialized (it is published to `lookup`) and must own a strong reference to `obj`.
 ///
 /// # Errors
 /// The observed state, unchanged, if it was not (a) (e.g. another thread bound first).
 ///
 /// # Panics
-/// If no host is installed ([`set_host`](super::set_host)) or `wrapper` is odd.
+/// If `wrapper` is not `TIE_ALIGN`-aligned (invariant 2), or no host is installed
+/// ([`set_host`](super::set_host)).
 ///
 /// ```
 /// use core::ffi::c_void;
@@ -74,121 +69,79 @@ pub fn lookup(obj: &ObjAny) -> Option<NonNull<c_void>> {
 /// ```
 pub fn bind(obj: &ObjAny, wrapper: NonNull<c_void>) -> Result<(), TieState> {
     check_aligned(wrapper);
-    let free_cached = host().free_cached;
-    let c = cell(obj);
-    let claim = Claim::take(c);
-    if !claim.cached.is_null() || !claim.py().is_null() {
-        let s = claim.observed();
-        claim.restore();
-        return Err(s);
+    let _ = host();
+    let w = word(obj);
+    #[cfg(not(tether_loom_broken = "tie_no_cas"))]
+    {
+        // Release: publishes the wrapper's initialization to `lookup`'s Acquire. Acquire on
+        // failure: the state we report was published with Release.
+        w.compare_exchange(ptr::null_mut(), wrapper.as_ptr(), Release, Acquire)
+            .map(drop)
+            .map_err(decode)
     }
-    c.set_free_cb(Some(free_cached));
-    // Release: publishes the wrapper's initialization to `lookup`'s Acquire load.
-    c.py_obj_atomic().store(wrapper.as_ptr(), Release);
-    claim.publish(wrapper.as_ptr());
-    Ok(())
+    #[cfg(tether_loom_broken = "tie_no_cas")]
+    {
+        // Deliberately wrong: check, then store: two threads can both bind.
+        let cur = w.load(Acquire);
+        if !cur.is_null() {
+            return Err(decode(cur));
+        }
+        w.store(wrapper.as_ptr(), crate::sync::Ordering::Release);
+        Ok(())
+    }
 }
 
-/// (b: `wrapper`) → (c: `wrapper`): the wrapper died while the object lives on; its memory
-/// stays cached for [`revive`]. The host then releases the wrapper's strong reference.
-///
-/// Prefer [`park_or_release`](super::park_or_release): if the wrapper's reference turns out to
-/// be the last, the release after `park` destroys the object in (c) and hands `wrapper` to
-/// `free_cb` right away, inside
-/// the wrapper's own finalization.
-///
-/// # Errors
-/// The observed state, unchanged, unless it was (b) with this wrapper.
+/// (b: W) → (c: W): the wrapper died while the object lives on; its memory stays cached.
 ///
 /// # Panics
-/// If no host is installed or `wrapper` is odd.
+/// As for [`bind`].
 pub fn park(obj: &ObjAny, wrapper: NonNull<c_void>) -> Result<(), TieState> {
     check_aligned(wrapper);
-    let free_cached = host().free_cached;
-    let c = cell(obj);
-    let claim = Claim::take(c);
-    if claim.cached != wrapper.as_ptr() || claim.py() != wrapper.as_ptr() {
-        let s = claim.observed();
-        claim.restore();
-        return Err(s);
-    }
-    park_claimed(claim, free_cached, wrapper);
-    Ok(())
+    let _ = host();
+    // AcqRel: Release publishes the host's writes to the parked memory (to `revive` and to the
+    // free funnel); Acquire orders us after the binder.
+    word(obj)
+        .compare_exchange(wrapper.as_ptr(), parked(wrapper), AcqRel, Acquire)
+        .map(drop)
+        .map_err(decode)
 }
 
-#[inline]
-pub(super) fn park_claimed(claim: Claim<'_>, free_cached: FreeCallback, wrapper: NonNull<c_void>) {
-    claim.cell.set_free_cb(Some(free_cached));
-    // Relaxed: clearing the pointer publishes nothing (a reader that sees null dereferences
-    // nothing); the ordering with cached_mem is given by `publish`.
-    claim.cell.py_obj_atomic().store(ptr::null_mut(), Relaxed);
-    claim.publish(wrapper.as_ptr());
-}
-
-/// (c: W) → (b: W): the cached memory becomes the live wrapper again and is returned; the host
-/// re-initializes it in place (same address) and gives it a strong reference to `obj`.
-///
-/// # Errors
-/// The observed state, unchanged, unless it was (c).
+/// (c: W) → (b: W): the cached memory becomes the live wrapper again (same address). Fails
+/// with the observed state if nothing is parked.
 pub fn revive(obj: &ObjAny) -> Result<NonNull<c_void>, TieState> {
-    let c = cell(obj);
-    let claim = Claim::take(c);
-    let py = claim.py();
-    match NonNull::new(claim.cached) {
-        Some(w) if py.is_null() => {
-            // Release: orders this store after our claim (see `lookup` for what the host must
-            // do before others use W).
-            c.py_obj_atomic().store(w.as_ptr(), Release);
-            claim.publish(w.as_ptr());
-            Ok(w)
-        }
-        _ => {
-            let s = claim.observed();
-            claim.restore();
-            Err(s)
+    let w = word(obj);
+    let mut cur = w.load(Acquire);
+    loop {
+        let TieState::Parked(m) = decode(cur) else {
+            return Err(decode(cur));
+        };
+        // AcqRel: Acquire sees the parker's writes to the memory; Release publishes (b) to
+        // `lookup` (the host re-initializes W before anyone else can use it: module docs).
+        match w.compare_exchange(cur, m.as_ptr(), AcqRel, Acquire) {
+            Ok(_) => return Ok(m),
+            Err(now) => cur = now,
         }
     }
 }
 
-/// Any → (a), for moves; returns the previous state. In (c) the cached memory goes back to the
-/// host through `free_cb` now (once, after the transition). In (b) the host keeps its live
-/// wrapper, which simply is no longer canonical (when it dies,
-/// [`park_or_release`](super::park_or_release) reports the mismatch and the host frees it like
-/// any unbound wrapper).
+/// Any → (a), for moves: unbinds; in (c) the cached memory goes back to the host at once.
+/// Returns the state it left.
 pub fn detach(obj: &ObjAny) -> TieState {
-    let c = cell(obj);
-    let claim = Claim::take(c);
-    let prev = claim.observed();
-    if let TieState::Bound(_) = prev {
-        c.py_obj_atomic().store(ptr::null_mut(), Relaxed);
-    }
-    claim.publish(ptr::null_mut());
+    // AcqRel: Acquire the parker's writes to memory we may hand to the host; Release our take.
+    let prev = decode(word(obj).swap(ptr::null_mut(), AcqRel));
     if let TieState::Parked(mem) = prev {
-        if let Some(cb) = c.free_cb() {
-            // SAFETY: we took `mem` out of the header in the transition above, so nobody else
-            // can revive or free it; (free_cb, mem) was set together by `park`.
-            unsafe { cb(mem.as_ptr()) };
-        }
+        // SAFETY: the swap took the parked memory: ours alone to hand back, once.
+        unsafe { (host().free_cached)(mem.as_ptr()) };
     }
     prev
 }
 
-/// (b: `wrapper`) → (a), for a wrapper that holds the last strong reference: afterwards the host
-/// frees the wrapper memory itself and then releases the object, and the free funnel finds
-/// nothing cached (no double free). [`park_or_release`](super::park_or_release) makes the same
-/// decision atomically.
-///
-/// # Errors
-/// The observed state, unchanged, unless it was (b) with this wrapper.
+/// (b: W) → (a) for a wrapper that holds the object's last strong reference and is about to
+/// release it (so the funnel must not find W cached). Fails if the state is not (b: W).
 pub fn unbind_for_last_release(obj: &ObjAny, wrapper: NonNull<c_void>) -> Result<(), TieState> {
-    let c = cell(obj);
-    let claim = Claim::take(c);
-    if claim.cached != wrapper.as_ptr() || claim.py() != wrapper.as_ptr() {
-        let s = claim.observed();
-        claim.restore();
-        return Err(s);
-    }
-    c.py_obj_atomic().store(ptr::null_mut(), Relaxed);
-    claim.publish(ptr::null_mut());
-    Ok(())
+    // Relaxed on success: nobody reads W through this object again; the caller frees it.
+    word(obj)
+        .compare_exchange(wrapper.as_ptr(), ptr::null_mut(), Relaxed, Acquire)
+        .map(drop)
+        .map_err(decode)
 }

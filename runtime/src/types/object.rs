@@ -12,7 +12,7 @@
 use super::registry::{is_subtype, type_info, TypeInfo};
 use crate::error::Error;
 use crate::heap::ALLOC;
-use crate::object::{deleter_of, ObjAny, ObjBox, ObjHeader, ObjRef};
+use crate::object::{deleter_of, set_deleter, ObjAny, ObjBox, ObjHeader, ObjRef};
 use crate::value::Value;
 use core::alloc::Layout;
 use tether_alloc::allocator_api2::alloc::{AllocError, Allocator};
@@ -74,12 +74,14 @@ impl<T: Object> ObjRef<T> {
         let type_index = T::type_index();
         let block = ALLOC.allocate(Layout::new::<ObjBox<T>>())?;
         let b = block.cast::<ObjBox<T>>();
-        // SAFETY: `b` is a fresh allocation valid and aligned for ObjBox<T> (object invariant 1).
+        // SAFETY: `b` is a fresh allocation valid and aligned for ObjBox<T> (object invariant 1),
+        // not shared yet; deleter_of::<T> is ObjBox<T>'s deleter.
         unsafe {
             b.as_ptr().write(ObjBox {
-                header: ObjHeader::new(type_index, deleter_of::<T>),
+                header: ObjHeader::new(type_index),
                 value,
-            })
+            });
+            set_deleter(b.cast(), deleter_of::<T>);
         };
         // SAFETY: a fully built ObjBox<T> with one strong count, which the handle takes; its
         // deleter is ObjBox<T>'s (object invariants 1 to 3).

@@ -125,7 +125,7 @@ impl Record {
         // `offset` (invariant 1). Ownership of each value moves into its slot.
         unsafe {
             block.cast::<RecordHead>().as_ptr().write(RecordHead {
-                header: ObjHeader::new(type_index, record_deleter),
+                header: ObjHeader::new(type_index),
                 lock: Mutex::new(()),
                 len: n,
             });
@@ -133,6 +133,7 @@ impl Record {
             for (i, v) in slots.into_iter().enumerate() {
                 first.add(i).write(UnsafeCell::new(v));
             }
+            crate::object::set_deleter(block.cast(), record_deleter);
         }
         info.count_live(true);
         // SAFETY: a fully built object with one strong count, which the handle takes.
