@@ -2,7 +2,8 @@
 //!
 //! Contestants (every group, where they apply):
 //! * `mimalloc`: raw `libmimalloc_sys::mi_malloc` / `mi_free` (`mi_malloc_aligned` above 16).
-//! * `header_mi`: `HeaderAlloc<MiMalloc>` (the default, `NoStats`).
+//! * `header_mi`: `HeaderAlloc<MiMalloc>` (the default 16-byte `Wide` header, `NoStats`).
+//! * `header_mi_narrow`: the 8-byte `Narrow` header (layouts of align <= 8 only).
 //! * `header_mi_stats`: `HeaderAlloc::counting()` (`Stats`).
 //! * `system`: `std::alloc::System` (glibc malloc).
 //! * `header_system`: `HeaderAlloc<System>`.
@@ -28,7 +29,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::alloc::System;
 use std::hint::black_box;
 use std::ptr::NonNull;
-use tether_alloc::{HeaderAlloc, MiMalloc, NoStats, Stats, StatsSink};
+use tether_alloc::{HeaderAlloc, HeaderKind, MiMalloc, Narrow, NoStats, Stats, StatsSink};
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
@@ -74,7 +75,7 @@ impl Contestant for RawMi {
 /// Any `allocator_api2` allocator: the header allocators and `&Bump`.
 struct Api<A>(A);
 
-impl<A: Allocator, S: StatsSink> Contestant for Api<HeaderAlloc<A, S>> {
+impl<A: Allocator, S: StatsSink, K: HeaderKind> Contestant for Api<HeaderAlloc<A, S, K>> {
     #[inline(always)]
     fn alloc(&self, layout: Layout) -> NonNull<u8> {
         self.0.allocate(layout).expect("out of memory").cast()
@@ -171,6 +172,10 @@ fn run_all(g: &mut Group<'_>, layout: Layout, order: Option<&[u32]>, with_bump: 
     run(g, "mimalloc", layout, order, &mut RawMi);
     let header_mi = HeaderAlloc::<MiMalloc, NoStats>::new();
     run(g, "header_mi", layout, order, &mut Api(header_mi));
+    if layout.align() <= 8 {
+        let narrow = HeaderAlloc::<MiMalloc, NoStats, Narrow>::from_parts(MiMalloc, NoStats);
+        run(g, "header_mi_narrow", layout, order, &mut Api(narrow));
+    }
     let header_mi_stats = HeaderAlloc::<MiMalloc, Stats>::counting();
     run(
         g,

@@ -114,7 +114,7 @@ impl<A> HeaderAlloc<A, Stats> {
     }
 }
 
-impl<A, K> HeaderAlloc<A, Stats, K> {
+impl<A, K: HeaderKind> HeaderAlloc<A, Stats, K> {
     /// The current counters: object bytes in `live_bytes`/`peak_bytes`, the bytes reserved
     /// before the live objects in `header_bytes` (0 for [`Bare`](crate::Bare)).
     ///
@@ -128,7 +128,11 @@ impl<A, K> HeaderAlloc<A, Stats, K> {
     /// # drop(b);
     /// ```
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot().unwrap_or_default()
+        let mut snap = self.stats.snapshot().unwrap_or_default();
+        // The sink counts only the header bytes beyond the kind's fixed size (over-aligned
+        // blocks), so the common allocation touches no header counter; add the fixed part.
+        snap.header_bytes += snap.live_blocks * K::SIZE;
+        snap
     }
 }
 
@@ -326,13 +330,14 @@ unsafe fn init_header<K: HeaderKind>(obj: NonNull<u8>) {
 impl<A, S: StatsSink, K: HeaderKind> HeaderAlloc<A, S, K> {
     #[inline(always)]
     fn count_alloc(&self, layout: Layout) {
+        // Only the bytes beyond K::SIZE (0 unless over-aligned): see `stats`.
         self.stats
-            .on_alloc(layout.size(), offset_for::<K>(layout.align()));
+            .on_alloc(layout.size(), offset_for::<K>(layout.align()) - K::SIZE);
     }
 
     #[inline(always)]
     fn count_free(&self, layout: Layout) {
         self.stats
-            .on_free(layout.size(), offset_for::<K>(layout.align()));
+            .on_free(layout.size(), offset_for::<K>(layout.align()) - K::SIZE);
     }
 }
