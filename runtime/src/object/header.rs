@@ -83,7 +83,7 @@ pub enum DeleteKind {
 pub type Deleter = unsafe fn(NonNull<ObjHeader>, DeleteKind);
 
 /// The header at offset 0 of every object: reference counts and type index (16 bytes; the
-/// deleter is in the allocator header before it, see [`deleter`]).
+/// deleter is in the allocator header before it, see `deleter` in this module).
 ///
 /// ```
 /// use tether_runtime::{object_type, ObjRef, Object};
