@@ -6,6 +6,7 @@ class's `__getstate__`, and clear refusals (`@dataclass`, `functools.cached_prop
 import dataclasses
 import functools
 import inspect
+import os
 import pickle
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def test_set_tying_takes_any_truthy_value():
 def test_tying_environment_spellings(value, on):
     out = subprocess.run(
         [sys.executable, "-c", "import tether; print(tether.tying_enabled())"],
-        env={"TETHER_TYING": value, "PATH": ""},
+        env={**os.environ, "TETHER_TYING": value},
         capture_output=True,
         text=True,
         check=True,
@@ -171,7 +172,7 @@ def test_tying_environment_spellings(value, on):
 def test_tying_environment_nonsense_warns():
     out = subprocess.run(
         [sys.executable, "-W", "error::RuntimeWarning", "-c", "import tether"],
-        env={"TETHER_TYING": "maybe", "PATH": ""},
+        env={**os.environ, "TETHER_TYING": "maybe"},
         capture_output=True,
         text=True,
     )
