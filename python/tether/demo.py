@@ -79,7 +79,8 @@ def memory() -> None:
     s = tether.stats()
     live = s["native_objects"] - before["native_objects"]
     show("native objects created (10k Outer + 10k Inner)", live)
-    show("header bytes for them (32 B each)", live * 32)
+    header = s["header_bytes"] - before["header_bytes"]
+    show(f"header bytes for them ({header // max(live, 1)} B each, from the counters)", header)
     show("live wrappers (the 10k Outer objects held in a list)", s["live_wrappers"] - before["live_wrappers"])
     show("parked wrappers (Inner wrappers: memory kept, not Python objects)", s["parked_wrappers"] - before["parked_wrappers"])
     show("wrapper size (bytes, one slab size class for every class)", s["wrapper_size"])

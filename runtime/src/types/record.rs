@@ -36,14 +36,14 @@ use crate::value::Value;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use core::sync::atomic::{AtomicBool, Ordering};
 use tether_alloc::allocator_api2::alloc::Allocator;
 
 /// The fixed part of a record object.
 #[repr(C)]
 struct RecordHead {
     header: ObjHeader,
-    lock: Mutex<()>,
+    lock: SlotLock,
     len: usize,
 }
 
@@ -126,7 +126,7 @@ impl Record {
         unsafe {
             block.cast::<RecordHead>().as_ptr().write(RecordHead {
                 header: ObjHeader::new(type_index),
-                lock: Mutex::new(()),
+                lock: SlotLock(AtomicBool::new(false)),
                 len: n,
             });
             let first = block.as_ptr().add(offset).cast::<UnsafeCell<Value>>();
@@ -223,9 +223,42 @@ fn checked_slot(obj: &ObjAny, i: usize) -> Result<SlotRefs<'_>, Error> {
     Ok((info, h, unsafe { slot(obj.as_ptr(), i) }))
 }
 
-fn guard(h: &RecordHead) -> MutexGuard<'_, ()> {
-    // A panic while the lock is held (in a host's clone) leaves the slot intact: ignore poison.
-    h.lock.lock().unwrap_or_else(PoisonError::into_inner)
+/// A record's lock: a test-and-test-and-set spin lock. Held only for a slot copy or swap (a few
+/// native instructions: invariant 3 forbids host code and drops under it), so waiting by
+/// spinning (then yielding) is cheaper than a parked mutex, and the uncontended pair is one
+/// CAS and one store. Nothing under it can panic, so there is no poisoning to track.
+struct SlotLock(AtomicBool);
+
+/// Holds a [`SlotLock`] until dropped.
+struct SlotGuard<'a>(&'a AtomicBool);
+
+impl Drop for SlotGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: the slot access made under the lock happens-before the next holder's.
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[inline]
+fn guard(h: &RecordHead) -> SlotGuard<'_> {
+    let l = &h.lock.0;
+    let mut spins = 0u32;
+    // Acquire: pairs with the Release in SlotGuard::drop (the previous holder's access).
+    while l
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        while l.load(Ordering::Relaxed) {
+            if spins < 64 {
+                spins += 1;
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    SlotGuard(l)
 }
 
 /// A copy of field `i` of the record `obj` (under the record's lock).
@@ -327,8 +360,7 @@ unsafe fn record_deleter(p: NonNull<ObjHeader>, kind: DeleteKind) {
                 // SAFETY: strong count 0: nobody else can reach the slots; each dropped once.
                 unsafe { ptr::drop_in_place(slot(p, i).get()) };
             }
-            // SAFETY: as above, for the lock.
-            unsafe { ptr::drop_in_place(&raw mut (*p.as_ptr().cast::<RecordHead>()).lock) };
+            // (The lock, a bare atomic, has nothing to drop.)
         }
         DeleteKind::FreeBlock => {
             // SAFETY: invariant 1: allocated with this layout (which was computable then).
