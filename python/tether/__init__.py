@@ -18,6 +18,11 @@ A wrapper that dies while its native object lives on is parked (its memory kept)
 the same address on the next access, so ``id(a.x)`` is stable for the native object's lifetime.
 """
 
+import atexit as _atexit
+import gc as _gc
+from typing import Any, Callable, TypeVar
+
+from . import _native
 from ._native import (
     Function,
     FrozenInstanceError,
@@ -60,9 +65,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
-
-
-from typing import Any, Callable, TypeVar
 
 _T = TypeVar("_T")
 
@@ -214,11 +216,6 @@ def _after_full_collection(phase, info):
         # is relative to its last trim; a trim after each full collection keeps it bounded.
         _native._trim_pool()
 
-
-import atexit as _atexit  # noqa: E402
-import gc as _gc  # noqa: E402
-
-from . import _native  # noqa: E402
 
 # One callback per process, even if this module is reloaded.
 _gc.callbacks[:] = [
