@@ -9,7 +9,10 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 /// What an allocator reports to: implemented by [`NoStats`] (compiled out) and [`Stats`].
 pub trait StatsSink {
     /// A block of `bytes` (what the caller asked for, header excluded) was handed out, with
-    /// `header` bytes reserved before the object (`offset_for::<K>(align)`; 0 for `Bare`).
+    /// `header` more header bytes to count. `HeaderAlloc` passes only the bytes beyond its
+    /// kind's fixed `K::SIZE` (`offset_for::<K>(align) - K::SIZE`: 0 unless over-aligned) and
+    /// adds `K::SIZE` per live block in `HeaderAlloc::stats`, so a common allocation touches no
+    /// header counter.
     fn on_alloc(&self, bytes: usize, header: usize);
     /// A block of `bytes` object bytes and `header` header bytes was returned.
     fn on_free(&self, bytes: usize, header: usize);
@@ -69,8 +72,10 @@ pub struct StatsSnapshot {
     /// Blocks ever returned.
     pub total_frees: usize,
     /// Bytes the allocator reserves before the live objects beyond their size (the header and
-    /// any alignment padding before it: `offset_for::<K>(align)` per live block; 0 for `Bare`).
-    /// `live_bytes + header_bytes` is what the live blocks ask of the inner allocator.
+    /// any alignment padding before it: `offset_for::<K>(align)` per live block; 0 for `Bare`),
+    /// as `HeaderAlloc::stats` reports it; `live_bytes + header_bytes` is then what the live
+    /// blocks ask of the inner allocator. (A bare [`Stats::snapshot`](StatsSink::snapshot) holds
+    /// only the sum of the `header` arguments, i.e. the over-alignment part.)
     pub header_bytes: usize,
 }
 

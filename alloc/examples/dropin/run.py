@@ -2,7 +2,8 @@
 """Runs the drop-in workload binaries alternating (A B C D E, A B C D E, ...) and prints the
 medians and the ratios to raw mimalloc and to System (glibc).
 
-usage: run.py [--rounds N] [--dir DIR] NAME...   (NAME: dropin_mimalloc, dropin_system, ...)
+usage: run.py [--rounds N] [--dir DIR] NAME...   (NAME: dropin_mimalloc, dropin_system, ...,
+       or a path to another build of the workload)
 
 Each binary prints `dropin LABEL wall_ms=.. cpu_ms=.. ...` (see workload.rs). The headline
 figure is CPU time (user + sys of the process, from getrusage): on a shared 2-core machine it
@@ -34,7 +35,8 @@ def main():
     ap.add_argument("--dir", default="target/release/examples")
     ap.add_argument("names", nargs="+")
     args = ap.parse_args()
-    paths = [os.path.join(args.dir, n) for n in args.names]
+    # A name with a slash is a path (e.g. a binary built from another checkout).
+    paths = [n if "/" in n else os.path.join(args.dir, n) for n in args.names]
     for p in paths:
         if not os.access(p, os.X_OK):
             sys.exit(f"run.py: {p} is missing (build the examples in release mode first)")
