@@ -57,6 +57,16 @@ fn alloc_blob(args: &[Value]) -> Result<Value, Error> {
     Ok(Value::Object(blob.into_any()))
 }
 
+/// A header-less Rust type (no tie header): `make_plain` returns one, which Python must refuse.
+pub struct Plain(#[allow(dead_code)] u64);
+
+object_type!(Plain, "tether.testing.Plain", headerless);
+
+fn make_plain(_args: &[Value]) -> Result<Value, Error> {
+    let p = ObjRef::try_new(Plain(7)).map_err(|_| Error::Alloc)?;
+    Ok(Value::Object(p.into_any()))
+}
+
 /// A native thread working on a record while Python uses it (`start_writer`, `start_reader`):
 /// the test of the record rule with threads the GIL does not serialize.
 pub struct Worker {
@@ -218,6 +228,7 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         ("tether.testing.start_writer", Function::tied(start_writer)),
         ("tether.testing.start_reader", Function::tied(start_reader)),
         ("tether.testing.join", Function::tied(join)),
+        ("tether.testing.make_plain", Function::tied(make_plain)),
     ] {
         register_global_override(name, f);
     }

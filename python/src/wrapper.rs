@@ -75,6 +75,13 @@ pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
             return Ok(w);
         }
     }
+    if !obj.obj_header().has_tie_header() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "native type '{}' is header-less (declared never to cross into Python): its objects \
+             cannot be wrapped",
+            obj.type_info().name
+        )));
+    }
     let cls = class_for(obj.type_index())?;
     // SAFETY: `cls` is the registered, live class of the object's type; GIL held.
     unsafe { hold_class(obj.type_index(), cls) };

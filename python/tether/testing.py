@@ -11,6 +11,8 @@ way an extension author would) and looked up here from the runtime's global regi
 - ``start_writer(obj, index, n, *values)``: a native thread (no GIL) sets field number ``index``
   of ``obj`` to ``values`` in turn, ``n`` times; returns a ``Worker`` (``done``, see ``join``).
 - ``start_reader(obj, index, n)``: a native thread copies field ``index`` of ``obj`` ``n`` times.
+- ``make_plain()``: an object of a header-less Rust type (no tie header): returning it to Python
+  raises ``TypeError``.
 - ``join(worker)``: waits for a worker whose ``done`` is true and raises what it raised.
 - ``make_tree(depth)``: a complete binary tree of the Rust-defined ``TreeNode`` type
   (fields ``left``, ``right``, ``value``), built natively and wrapped lazily.
@@ -28,6 +30,7 @@ alloc_blob = _native.get_global("tether.testing.alloc_blob")
 start_writer = _native.get_global("tether.testing.start_writer")
 start_reader = _native.get_global("tether.testing.start_reader")
 join = _native.get_global("tether.testing.join")
+make_plain = _native.get_global("tether.testing.make_plain")
 Worker = _native.Worker
 TreeNode = _native.TreeNode
 Blob = _native.Blob
@@ -39,6 +42,7 @@ __all__ = [
     "start_writer",
     "start_reader",
     "join",
+    "make_plain",
     "Worker",
     "use_count",
     "discard",

@@ -5,7 +5,7 @@
 //! Invariant: every object block comes from [`ALLOC`] (object invariant 1), so the tie header
 //! sits before every object and the counters see every object.
 
-use tether_alloc::{DefaultInner, HeaderAlloc, StatsSnapshot};
+use tether_alloc::{Bare, DefaultInner, HeaderAlloc, StatsSnapshot};
 
 /// The statistics sink of [`ALLOC`]: [`Stats`](tether_alloc::Stats) with the `stats` feature
 /// (the default), [`NoStats`](tether_alloc::NoStats) without it.
@@ -44,6 +44,25 @@ pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::new();
 pub fn alloc_stats() -> StatsSnapshot {
     #[cfg(feature = "stats")]
     return ALLOC.stats();
+    #[cfg(not(feature = "stats"))]
+    return StatsSnapshot::default();
+}
+
+/// The allocator of objects of header-less types (`Object::HEADERLESS`): the same inner
+/// allocator with no header at all (its statistics show 0 header bytes).
+#[cfg(feature = "stats")]
+pub static BARE: HeaderAlloc<DefaultInner, AllocStats, Bare> =
+    HeaderAlloc::from_parts(tether_alloc::DEFAULT_INNER, tether_alloc::Stats::new());
+/// The allocator of objects of header-less types (`Object::HEADERLESS`): the same inner
+/// allocator with no header at all.
+#[cfg(not(feature = "stats"))]
+pub static BARE: HeaderAlloc<DefaultInner, AllocStats, Bare> =
+    HeaderAlloc::from_parts(tether_alloc::DEFAULT_INNER, tether_alloc::NoStats);
+
+/// The counters of [`BARE`] (all zero without the `stats` feature).
+pub fn bare_alloc_stats() -> StatsSnapshot {
+    #[cfg(feature = "stats")]
+    return BARE.stats();
     #[cfg(not(feature = "stats"))]
     return StatsSnapshot::default();
 }

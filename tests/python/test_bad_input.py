@@ -220,3 +220,12 @@ def test_replace_of_a_moved_object_raises(bystanders):
     testing.discard(tether.move(x))
     with pytest.raises(tether.MovedError):
         tether.replace(x, val=2)
+
+
+def test_header_less_native_type_is_refused(bystanders):
+    """A Rust type declared header-less (no tie header, 16 bytes saved) never crosses into
+    Python: returning one raises a clear TypeError, and nothing leaks."""
+    before = tether.stats()["native_objects"]
+    with pytest.raises(TypeError, match="header-less"):
+        testing.make_plain()
+    assert tether.stats()["native_objects"] == before

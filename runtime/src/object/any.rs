@@ -129,8 +129,16 @@ impl ObjAny {
     /// parked; see [`tether_alloc::TieWord`]), for inspection. (Under `--cfg loom` the tie
     /// machine runs on a loom copy in the object header instead.)
     #[inline]
+    ///
+    /// # Panics
+    /// If the object's type is header-less (`Object::HEADERLESS`): it has no tie word.
     pub fn tie_word(&self) -> &TieWord {
-        // SAFETY: invariant 1: allocated by ALLOC; invariant 2: our count keeps the block.
+        assert!(
+            self.obj_header().has_tie_header(),
+            "a header-less object has no tie word"
+        );
+        // SAFETY: invariant 1: allocated by ALLOC (not BARE: checked); invariant 2: our count
+        // keeps the block.
         unsafe { tie_of(self.ptr.cast()) }
     }
 

@@ -103,11 +103,19 @@ pub(crate) unsafe fn free_block_layout(p: NonNull<ObjHeader>, layout: Layout) {
     // funnel the allocator runs on its own header is emulated on them here, then the header
     // (which owns loom objects) is dropped.
     unsafe {
-        super::header::release_parked(&(*p.as_ptr()).tie);
+        if !super::header::is_bare(p) {
+            super::header::release_parked(&(*p.as_ptr()).tie);
+        }
         ptr::drop_in_place(p.as_ptr());
     }
+    // SAFETY: the block is alive until freed below.
+    if unsafe { super::header::is_bare(p) } {
+        // SAFETY: a header-less object's block came from BARE with `layout` (invariant 1).
+        unsafe { crate::heap::BARE.deallocate(p.cast(), layout) };
+        return;
+    }
     // SAFETY: invariant 1: allocated by ALLOC with `layout`; the caller guarantees exclusivity.
-    // `deallocate` runs the funnel on the tie header (free_cb(cached_mem), once).
+    // `deallocate` runs the funnel on the tie header (the parked memory, once).
     unsafe { ALLOC.deallocate(p.cast(), layout) }
 }
 

@@ -101,6 +101,8 @@ pub struct ObjHeader {
     counts: AtomicU64,
     /// Immutable (invariant 4).
     type_index: u32,
+    /// Immutable (invariant 4): [`FLAG_BARE`] for objects allocated without a tie header.
+    flags: u32,
     /// Under loom, the tie word lives here (a loom atomic) instead of in the allocator header,
     /// so that the tie machine can be modelled; see `crate::tie`.
     #[cfg(loom)]
@@ -114,9 +116,20 @@ impl ObjHeader {
     /// A header with one strong reference (which holds the strong refs' weak reference). The
     /// object's deleter goes into the allocator header with [`set_deleter`].
     pub(crate) fn new(type_index: u32) -> Self {
+        Self::with_flags(type_index, 0)
+    }
+
+    /// A header for an object of a header-less type ([`FLAG_BARE`]): allocated by `BARE`, with
+    /// no tie word and no owner word before it; its deleter is in [`BARE_DELETERS`].
+    pub(crate) fn new_bare(type_index: u32) -> Self {
+        Self::with_flags(type_index, FLAG_BARE)
+    }
+
+    fn with_flags(type_index: u32, flags: u32) -> Self {
         ObjHeader {
             counts: AtomicU64::new(Counts::UNIQUE.0),
             type_index,
+            flags,
             #[cfg(loom)]
             tie: crate::sync::LoomTie::new(),
         }
@@ -126,6 +139,13 @@ impl ObjHeader {
     #[inline]
     pub fn type_index(&self) -> u32 {
         self.type_index
+    }
+
+    /// Whether the object has a tie header (its type is not header-less): only such objects can
+    /// be tied to a host wrapper.
+    #[inline]
+    pub fn has_tie_header(&self) -> bool {
+        self.flags & FLAG_BARE == 0
     }
 
     /// The number of strong references (a racy snapshot).
@@ -180,12 +200,50 @@ pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
     word.store(deleter as *mut (), core::sync::atomic::Ordering::Relaxed);
 }
 
+/// The object was allocated without a tie header (by `crate::heap::BARE`): a header-less type.
+pub(crate) const FLAG_BARE: u32 = 1;
+
+/// Deleters of header-less types, by type index (they have no owner word to keep it in).
+static BARE_DELETERS: crate::table::Table<Deleter> = crate::table::Table::new();
+/// Serializes the writers of [`BARE_DELETERS`].
+static BARE_DELETERS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Records `deleter` as the deleter of header-less type `index` (idempotent; once per type).
+pub(crate) fn register_bare_deleter(index: u32, deleter: Deleter) {
+    if BARE_DELETERS.get(index).is_some() {
+        return;
+    }
+    let _g = BARE_DELETERS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if BARE_DELETERS.get(index).is_none() {
+        BARE_DELETERS.set(index, Box::leak(Box::new(deleter)));
+    }
+}
+
+/// Whether the live object `p` is header-less.
+///
+/// # Safety
+/// `p` is an object whose header is alive.
+#[inline(always)]
+pub(crate) unsafe fn is_bare(p: NonNull<ObjHeader>) -> bool {
+    // SAFETY: forwarded; `flags` is immutable (invariant 4).
+    unsafe { (*p.as_ptr()).flags & FLAG_BARE != 0 }
+}
+
 /// The deleter of the object `p` (invariant 3).
 ///
 /// # Safety
 /// `p` is an object whose header is alive (the caller holds or is releasing a count).
 #[inline(always)]
 pub(crate) unsafe fn deleter(p: NonNull<ObjHeader>) -> Deleter {
+    // SAFETY: the header is alive (caller).
+    if unsafe { is_bare(p) } {
+        // SAFETY: as above; `type_index` is immutable.
+        let index = unsafe { (*p.as_ptr()).type_index };
+        // A header-less object is built only after its type's deleter is registered.
+        return *BARE_DELETERS
+            .get(index)
+            .expect("header-less type without a deleter");
+    }
     // SAFETY: as in `set_deleter`; the word is immutable after construction (invariant 4).
     let raw = unsafe { tether_alloc::aux_of(p.cast()) }.load(core::sync::atomic::Ordering::Relaxed);
     debug_assert!(!raw.is_null(), "an object without a deleter");
@@ -200,6 +258,13 @@ pub(crate) unsafe fn deleter(p: NonNull<ObjHeader>) -> Deleter {
 /// The caller holds a strong or weak count on `p` for as long as the reference is used.
 #[inline(always)]
 pub(crate) unsafe fn tie_word<'a>(p: NonNull<ObjHeader>) -> &'a TieWord {
+    // SAFETY: the caller's count keeps the header alive.
+    let bare = unsafe { is_bare(p) };
+    assert!(
+        !bare,
+        "tether_runtime: this object's type is header-less: it has no tie word and cannot be \
+         tied to a host wrapper"
+    );
     #[cfg(not(loom))]
     // SAFETY: every object comes from ALLOC (object invariant 1), a headered kind; the caller's
     // count keeps the block, and so the tie word, alive.
@@ -238,6 +303,10 @@ pub(crate) fn release_parked(word: &TieWord) {
 /// # Safety
 /// The object's strong count is 0 and the caller holds a weak count.
 pub(super) unsafe fn release_cached_at_death(p: NonNull<ObjHeader>) {
+    // SAFETY: the caller's weak count keeps the header alive.
+    if unsafe { is_bare(p) } {
+        return; // no tie word: nothing can be parked
+    }
     // SAFETY: the caller's weak count keeps the block (and the tie word) alive.
     release_parked(unsafe { tie_word(p) });
 }

@@ -109,7 +109,16 @@ impl<T> WeakRef<T> {
     /// The object's tie word (alive as long as the block is, even after the object died; see
     /// [`ObjAny::tie_word`](crate::ObjAny::tie_word)).
     #[inline]
+    ///
+    /// # Panics
+    /// If the object's type is header-less (`Object::HEADERLESS`).
     pub fn tie_word(&self) -> &TieWord {
+        // SAFETY: our weak count keeps the header alive (invariant 2).
+        let header = unsafe { self.ptr.as_ref() };
+        assert!(
+            header.has_tie_header(),
+            "a header-less object has no tie word"
+        );
         // SAFETY: invariant 1 and 2: our weak count keeps the block, and so the tie word.
         unsafe { tie_of(self.ptr.cast()) }
     }

@@ -29,6 +29,9 @@ pub fn state(obj: &ObjAny) -> TieState {
 /// ```
 #[inline]
 pub fn lookup(obj: &ObjAny) -> Option<NonNull<c_void>> {
+    if !obj.obj_header().has_tie_header() {
+        return None; // a header-less type is never wrapped
+    }
     // Acquire: pairs with the Release that published the wrapper (`bind`, `revive`), so its
     // initialization is visible to whoever uses the pointer.
     let w = word(obj).load(Acquire);

@@ -36,6 +36,9 @@ macro_rules! object_type {
     ($ty:ty, $name:expr $(,)?) => {
         $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, []);
     };
+    ($ty:ty, $name:expr, headerless $(,)?) => {
+        $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [], headerless);
+    };
     ($ty:ty, $name:expr, parent = None $(, fields = [$($field:expr),* $(,)?])? $(,)?) => {
         $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [$($($field),*)?]);
     };
@@ -49,6 +52,17 @@ macro_rules! object_type {
     };
     ($ty:ty, $name:expr, fields = [$($field:expr),* $(,)?] $(,)?) => {
         $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [$($field),*]);
+    };
+    (@impl $ty:ty, $name:expr, $parent:expr, [$($field:expr),*], headerless) => {
+        // SAFETY: as below; HEADERLESS only changes where the objects are allocated.
+        unsafe impl $crate::Object for $ty {
+            const HEADERLESS: bool = true;
+            #[inline]
+            fn type_index() -> u32 {
+                static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
+                *INDEX.get_or_init(|| $crate::register_rust_type($name, $parent, ::std::vec![]))
+            }
+        }
     };
     (@impl $ty:ty, $name:expr, $parent:expr, [$($field:expr),*]) => {
         // SAFETY: the index comes from registering this type, under a fresh per-impl OnceLock,

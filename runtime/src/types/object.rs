@@ -11,8 +11,10 @@
 
 use super::registry::{is_subtype, type_info, TypeInfo};
 use crate::error::Error;
-use crate::heap::ALLOC;
-use crate::object::{deleter_of, set_deleter, ObjAny, ObjBox, ObjHeader, ObjRef};
+use crate::heap::{ALLOC, BARE};
+use crate::object::{
+    deleter_of, register_bare_deleter, set_deleter, ObjAny, ObjBox, ObjHeader, ObjRef,
+};
 use crate::value::Value;
 use core::alloc::Layout;
 use tether_alloc::allocator_api2::alloc::{AllocError, Allocator};
@@ -43,6 +45,11 @@ pub unsafe trait Object: Send + Sync + 'static {
     /// This type's index in the registry.
     fn type_index() -> u32;
 
+    /// Whether objects of this type are allocated without a tie header (`object_type!(T,
+    /// name, headerless)`): for hot small types that never cross into a host. They save the
+    /// header's 16 bytes; they can never be wrapped (`tie` refuses them, and so do hosts).
+    const HEADERLESS: bool = false;
+
     /// This type's registry entry.
     fn type_info() -> &'static TypeInfo {
         // A registered index always has an entry (entries are never removed).
@@ -72,7 +79,23 @@ impl<T: Object> ObjRef<T> {
     #[inline]
     pub fn try_new(value: T) -> Result<Self, AllocError> {
         let type_index = T::type_index();
-        let block = ALLOC.allocate(Layout::new::<ObjBox<T>>())?;
+        let layout = Layout::new::<ObjBox<T>>();
+        if T::HEADERLESS {
+            // No tie header: the deleter is found by type index (registered before the first
+            // object exists), and the block comes from BARE (freed there: object invariant 1).
+            register_bare_deleter(type_index, deleter_of::<T>);
+            let b = BARE.allocate(layout)?.cast::<ObjBox<T>>();
+            // SAFETY: `b` is a fresh allocation valid and aligned for ObjBox<T>, not shared yet.
+            unsafe {
+                b.as_ptr().write(ObjBox {
+                    header: ObjHeader::new_bare(type_index),
+                    value,
+                })
+            };
+            // SAFETY: a fully built ObjBox<T> with one strong count, which the handle takes.
+            return Ok(unsafe { ObjRef::from_raw(b.cast()) });
+        }
+        let block = ALLOC.allocate(layout)?;
         let b = block.cast::<ObjBox<T>>();
         // SAFETY: `b` is a fresh allocation valid and aligned for ObjBox<T> (object invariant 1),
         // not shared yet; deleter_of::<T> is ObjBox<T>'s deleter.
