@@ -21,6 +21,7 @@ rust-test:
 	$(CARGO) test --workspace --exclude tether-py --doc
 	$(CARGO) test -p tether-alloc --no-default-features
 	$(CARGO) test -p tether-runtime --no-default-features --features stats
+	$(CARGO) test -p tether-runtime --features narrow-header
 
 # The venv and the Python tools come from PyPI; nothing is installed by hand.
 $(STAMP): python/pyproject.toml

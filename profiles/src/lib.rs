@@ -14,12 +14,12 @@
 //! blocks come from the runtime's own counters ([`tether_runtime::alloc_stats`]).
 //!
 //! Every runtime type here has an alignment of at most 32, so each object block carries exactly
-//! [`HEADER_OFFSET`] bytes of header.
+//! [`HEADER_OFFSET`] (the runtime's `OBJECT_HEADER_BYTES`) bytes of header.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use tether_alloc::HEADER_OFFSET;
+use tether_runtime::OBJECT_HEADER_BYTES as HEADER_OFFSET;
 use tether_runtime::{
     alloc_stats, object_type, register_record_type, FieldKind, FieldSpec, Function, ObjAny, ObjRef,
     Record, Value, WeakRef,

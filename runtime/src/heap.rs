@@ -19,16 +19,30 @@ pub type AllocStats = tether_alloc::NoStats;
 /// Whether [`alloc_stats`] counts (the `stats` feature).
 pub const STATS_ENABLED: bool = cfg!(feature = "stats");
 
-/// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
-/// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
-/// before it; counting with the `stats` feature.
+/// The header kind of every tied object: `Wide` (16 bytes) by default, `Narrow` (8) with the
+/// `narrow-header` feature.
+#[cfg(not(feature = "narrow-header"))]
+pub type ObjectHeaderKind = tether_alloc::Wide;
+/// The header kind of every tied object: `Wide` (16 bytes) by default, `Narrow` (8) with the
+/// `narrow-header` feature.
+#[cfg(feature = "narrow-header")]
+pub type ObjectHeaderKind = tether_alloc::Narrow;
+
+/// Header bytes before every tied object of align <= 8 (16, or 8 with `narrow-header`).
+pub const OBJECT_HEADER_BYTES: usize = <ObjectHeaderKind as tether_alloc::HeaderKind>::SIZE;
+
 #[cfg(feature = "stats")]
-pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::counting();
+#[doc = "The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator \
+(mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header \
+before it; counting (the `stats` feature)."]
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats, ObjectHeaderKind> =
+    HeaderAlloc::from_parts(tether_alloc::DEFAULT_INNER, tether_alloc::Stats::new());
 /// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
 /// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
 /// before it; counting with the `stats` feature.
 #[cfg(not(feature = "stats"))]
-pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats> = HeaderAlloc::new();
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats, ObjectHeaderKind> =
+    HeaderAlloc::from_parts(tether_alloc::DEFAULT_INNER, tether_alloc::NoStats);
 
 /// The allocation counters of [`ALLOC`] (blocks and bytes live, peak, totals); all zero when
 /// the `stats` feature is off ([`STATS_ENABLED`]).

@@ -95,7 +95,10 @@ pub use error::Error;
 pub use function::{
     get_global, list_globals, register_global, register_global_override, remove_global,
 };
-pub use heap::{alloc_stats, bare_alloc_stats, AllocStats, ALLOC, BARE, STATS_ENABLED};
+pub use heap::{
+    alloc_stats, bare_alloc_stats, AllocStats, ObjectHeaderKind, ALLOC, BARE, OBJECT_HEADER_BYTES,
+    STATS_ENABLED,
+};
 pub use host::{HostHandle, HostVTable};
 pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, WeakRef};
 pub use tie::{

@@ -108,3 +108,29 @@ fn headerless_objects_are_never_wrapped() {
     assert!(t.obj_header().has_tie_header());
     assert_eq!(tie::lookup(&t), None);
 }
+
+#[test]
+fn tied_objects_reserve_the_header_of_the_configured_kind() {
+    // 16 bytes (Wide) by default, 8 (Narrow) with the `narrow-header` feature; measured, not
+    // assumed, through the allocator's counters.
+    let _s = serial();
+    let before = tether_runtime::alloc_stats();
+    let t = ObjRef::new(Tied(5));
+    if STATS_ENABLED {
+        let now = tether_runtime::alloc_stats();
+        assert_eq!(now.live_blocks - before.live_blocks, 1);
+        assert_eq!(
+            now.header_bytes - before.header_bytes,
+            tether_runtime::OBJECT_HEADER_BYTES
+        );
+    }
+    assert_eq!(
+        tether_runtime::OBJECT_HEADER_BYTES,
+        if cfg!(feature = "narrow-header") {
+            8
+        } else {
+            16
+        }
+    );
+    drop(t);
+}

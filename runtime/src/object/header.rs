@@ -193,22 +193,33 @@ pub(crate) unsafe fn counts<'a>(p: NonNull<ObjHeader>) -> &'a AtomicU64 {
 /// yet; `deleter` matches its layout.
 #[inline(always)]
 pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
-    // SAFETY: every object comes from ALLOC, whose Wide header has the owner word (caller).
-    let word = unsafe { tether_alloc::aux_of(p.cast()) };
-    // Relaxed: written before the object is handed out; whoever receives the handle was
-    // synchronized with its creation by the channel that carried it.
-    word.store(deleter as *mut (), core::sync::atomic::Ordering::Relaxed);
+    #[cfg(feature = "narrow-header")]
+    {
+        // The Narrow header has no owner word: the deleter is found by type index.
+        // SAFETY: `p`'s header is initialized (caller).
+        register_bare_deleter(unsafe { (*p.as_ptr()).type_index }, deleter);
+    }
+    #[cfg(not(feature = "narrow-header"))]
+    {
+        // SAFETY: every object comes from ALLOC, whose Wide header has the owner word (caller).
+        let word = unsafe { tether_alloc::aux_of(p.cast()) };
+        // Relaxed: written before the object is handed out; whoever receives the handle was
+        // synchronized with its creation by the channel that carried it.
+        word.store(deleter as *mut (), core::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The object was allocated without a tie header (by `crate::heap::BARE`): a header-less type.
 pub(crate) const FLAG_BARE: u32 = 1;
 
-/// Deleters of header-less types, by type index (they have no owner word to keep it in).
+/// Deleters by type index, for objects with no owner word to keep theirs in: header-less types,
+/// and every type with the `narrow-header` feature.
 static BARE_DELETERS: crate::table::Table<Deleter> = crate::table::Table::new();
 /// Serializes the writers of [`BARE_DELETERS`].
 static BARE_DELETERS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Records `deleter` as the deleter of header-less type `index` (idempotent; once per type).
+/// Records `deleter` as the deleter of type `index` in [`BARE_DELETERS`] (idempotent: one
+/// lock-free read once it is there).
 pub(crate) fn register_bare_deleter(index: u32, deleter: Deleter) {
     if BARE_DELETERS.get(index).is_some() {
         return;
@@ -236,7 +247,7 @@ pub(crate) unsafe fn is_bare(p: NonNull<ObjHeader>) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn deleter(p: NonNull<ObjHeader>) -> Deleter {
     // SAFETY: the header is alive (caller).
-    if unsafe { is_bare(p) } {
+    if cfg!(feature = "narrow-header") || unsafe { is_bare(p) } {
         // SAFETY: as above; `type_index` is immutable.
         let index = unsafe { (*p.as_ptr()).type_index };
         // A header-less object is built only after its type's deleter is registered.
