@@ -120,7 +120,7 @@ impl ObjHeader {
     }
 
     /// A header for an object of a header-less type ([`FLAG_BARE`]): allocated by `BARE`, with
-    /// no tie word and no owner word before it; its deleter is in [`BARE_DELETERS`].
+    /// no tie word and no owner word before it; its deleter is in [`TYPE_DELETERS`].
     pub(crate) fn new_bare(type_index: u32) -> Self {
         Self::with_flags(type_index, FLAG_BARE)
     }
@@ -189,19 +189,17 @@ pub(crate) unsafe fn counts<'a>(p: NonNull<ObjHeader>) -> &'a AtomicU64 {
 /// Records `deleter` as the deleter of the object being built at `p` (invariant 3).
 ///
 /// # Safety
-/// `p` was just allocated by `ALLOC` (a Wide header: the owner word is ours) and is not shared
-/// yet; `deleter` matches its layout.
+/// `p` was just built (by `ALLOC`, or by `BARE` for a header-less type, with its `ObjHeader`
+/// initialized) and is not shared yet; `deleter` matches its layout.
 #[inline(always)]
 pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
-    #[cfg(feature = "narrow-header")]
-    {
-        // The Narrow header has no owner word: the deleter is found by type index.
-        // SAFETY: `p`'s header is initialized (caller).
-        register_bare_deleter(unsafe { (*p.as_ptr()).type_index }, deleter);
-    }
-    #[cfg(not(feature = "narrow-header"))]
-    {
-        // SAFETY: every object comes from ALLOC, whose Wide header has the owner word (caller).
+    // SAFETY: `p`'s header is initialized (caller); `flags` and `type_index` are immutable.
+    let (bare, index) = unsafe { (is_bare(p), (*p.as_ptr()).type_index) };
+    if bare || cfg!(feature = "narrow-header") {
+        // No owner word (a header-less object, or the Narrow header): by type index.
+        register_type_deleter(index, deleter);
+    } else {
+        // SAFETY: a tied object from ALLOC, whose Wide header has the owner word (caller).
         let word = unsafe { tether_alloc::aux_of(p.cast()) };
         // Relaxed: written before the object is handed out; whoever receives the handle was
         // synchronized with its creation by the channel that carried it.
@@ -214,19 +212,19 @@ pub(crate) const FLAG_BARE: u32 = 1;
 
 /// Deleters by type index, for objects with no owner word to keep theirs in: header-less types,
 /// and every type with the `narrow-header` feature.
-static BARE_DELETERS: crate::table::Table<Deleter> = crate::table::Table::new();
-/// Serializes the writers of [`BARE_DELETERS`].
-static BARE_DELETERS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static TYPE_DELETERS: crate::table::Table<Deleter> = crate::table::Table::new();
+/// Serializes the writers of [`TYPE_DELETERS`].
+static TYPE_DELETERS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Records `deleter` as the deleter of type `index` in [`BARE_DELETERS`] (idempotent: one
+/// Records `deleter` as the deleter of type `index` in [`TYPE_DELETERS`] (idempotent: one
 /// lock-free read once it is there).
-pub(crate) fn register_bare_deleter(index: u32, deleter: Deleter) {
-    if BARE_DELETERS.get(index).is_some() {
+fn register_type_deleter(index: u32, deleter: Deleter) {
+    if TYPE_DELETERS.get(index).is_some() {
         return;
     }
-    let _g = BARE_DELETERS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if BARE_DELETERS.get(index).is_none() {
-        BARE_DELETERS.set(index, Box::leak(Box::new(deleter)));
+    let _g = TYPE_DELETERS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if TYPE_DELETERS.get(index).is_none() {
+        TYPE_DELETERS.set(index, Box::leak(Box::new(deleter)));
     }
 }
 
@@ -251,7 +249,7 @@ pub(crate) unsafe fn deleter(p: NonNull<ObjHeader>) -> Deleter {
         // SAFETY: as above; `type_index` is immutable.
         let index = unsafe { (*p.as_ptr()).type_index };
         // A header-less object is built only after its type's deleter is registered.
-        return *BARE_DELETERS
+        return *TYPE_DELETERS
             .get(index)
             .expect("header-less type without a deleter");
     }

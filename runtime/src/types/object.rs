@@ -12,9 +12,7 @@
 use super::registry::{is_subtype, type_info, TypeInfo};
 use crate::error::Error;
 use crate::heap::{ALLOC, BARE};
-use crate::object::{
-    deleter_of, register_bare_deleter, set_deleter, ObjAny, ObjBox, ObjHeader, ObjRef,
-};
+use crate::object::{deleter_of, set_deleter, ObjAny, ObjBox, ObjHeader, ObjRef};
 use crate::value::Value;
 use core::alloc::Layout;
 use tether_alloc::allocator_api2::alloc::{AllocError, Allocator};
@@ -80,30 +78,17 @@ impl<T: Object> ObjRef<T> {
     pub fn try_new(value: T) -> Result<Self, AllocError> {
         let type_index = T::type_index();
         let layout = Layout::new::<ObjBox<T>>();
-        if T::HEADERLESS {
-            // No tie header: the deleter is found by type index (registered before the first
-            // object exists), and the block comes from BARE (freed there: object invariant 1).
-            register_bare_deleter(type_index, deleter_of::<T>);
-            let b = BARE.allocate(layout)?.cast::<ObjBox<T>>();
-            // SAFETY: `b` is a fresh allocation valid and aligned for ObjBox<T>, not shared yet.
-            unsafe {
-                b.as_ptr().write(ObjBox {
-                    header: ObjHeader::new_bare(type_index),
-                    value,
-                })
-            };
-            // SAFETY: a fully built ObjBox<T> with one strong count, which the handle takes.
-            return Ok(unsafe { ObjRef::from_raw(b.cast()) });
-        }
-        let block = ALLOC.allocate(layout)?;
+        // A header-less type's blocks come from BARE and go back there (object invariant 1).
+        let (block, header) = if T::HEADERLESS {
+            (BARE.allocate(layout)?, ObjHeader::new_bare(type_index))
+        } else {
+            (ALLOC.allocate(layout)?, ObjHeader::new(type_index))
+        };
         let b = block.cast::<ObjBox<T>>();
         // SAFETY: `b` is a fresh allocation valid and aligned for ObjBox<T> (object invariant 1),
         // not shared yet; deleter_of::<T> is ObjBox<T>'s deleter.
         unsafe {
-            b.as_ptr().write(ObjBox {
-                header: ObjHeader::new(type_index),
-                value,
-            });
+            b.as_ptr().write(ObjBox { header, value });
             set_deleter(b.cast(), deleter_of::<T>);
         };
         // SAFETY: a fully built ObjBox<T> with one strong count, which the handle takes; its
