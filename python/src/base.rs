@@ -125,6 +125,98 @@ unsafe extern "C" fn tp_init(
     }
 }
 
+/// The `tp_vectorcall` of every tether class (set by the metaclass; see `crate::meta`): a call
+/// `Cls(a, b, k=v)` converts the arguments straight into the native record, then allocates and
+/// installs the wrapper: no argument tuple or dict, no `tp_new`/`tp_init` round trip. A class
+/// whose `__new__` or `__init__` is not tether's own (overridden in Python, now or later) takes
+/// CPython's ordinary path, so overrides keep their meaning.
+///
+/// # Safety
+/// CPython's vectorcall convention, `callable` a tether class.
+pub unsafe extern "C" fn class_vectorcall(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let cls = callable.cast::<ffi::PyTypeObject>();
+    // SAFETY: CPython calls with the GIL held, a live class and the vectorcall convention.
+    unsafe {
+        trap(ptr::null_mut(), |py| {
+            let nargs = ffi::PyVectorcall_NARGS(nargsf) as usize;
+            // Inherited slots are copies of _Base's: compare the stored addresses.
+            let base = BASE_TYPE.load(Relaxed);
+            let slots = |t: *mut ffi::PyTypeObject| {
+                (
+                    (*t).tp_new.map_or(0, |f| f as usize),
+                    (*t).tp_init.map_or(0, |f| f as usize),
+                )
+            };
+            if slots(cls) != slots(base) {
+                return type_call(py, cls, args, nargs, kwnames);
+            }
+            class::check_instantiable(cls)?;
+            let info = class::info_of(cls)?;
+            let mut moves = Moves::new();
+            let obj = info.construct_vectorcall(py, args, nargs, kwnames, &mut moves)?;
+            let w = alloc_instance(cls)?;
+            // Nobody else has seen `w`: it is empty, so finish_init only commits the tokens.
+            if let Err(e) = finish_init(w, obj, moves, "__init__") {
+                ffi::Py_DECREF(w);
+                return Err(e);
+            }
+            Ok(w)
+        })
+    }
+}
+
+/// CPython's own `type.__call__` for a vectorcall: the path of classes with their own
+/// `__new__` or `__init__`.
+///
+/// # Safety
+/// As for [`class_vectorcall`], with `nargs` decoded.
+unsafe fn type_call(
+    py: Python<'_>,
+    cls: *mut ffi::PyTypeObject,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the vectorcall convention (caller): `nargs` positional arguments, then one value
+    // per name in `kwnames`; all borrowed and alive for the call.
+    unsafe {
+        let positional = PyTuple::new(
+            py,
+            (0..nargs).map(|i| Bound::from_borrowed_ptr(py, *args.add(i))),
+        )?;
+        let kw = if kwnames.is_null() {
+            None
+        } else {
+            let d = PyDict::new(py);
+            for j in 0..ffi::PyTuple_GET_SIZE(kwnames) {
+                d.set_item(
+                    Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, j)),
+                    Bound::from_borrowed_ptr(py, *args.add(nargs + j as usize)),
+                )?;
+            }
+            Some(d)
+        };
+        let call = (*ptr::addr_of_mut!(ffi::PyType_Type))
+            .tp_call
+            .expect("type.__call__");
+        let r = call(
+            cls.cast(),
+            positional.as_ptr(),
+            kw.as_ref().map_or(ptr::null_mut(), |d| d.as_ptr()),
+        );
+        if r.is_null() {
+            Err(PyErr::fetch(py))
+        } else {
+            Ok(r)
+        }
+    }
+}
+
 /// `tp_repr`: `ClassName(field=value, ...)`, safe against recursion and against field reprs
 /// that move the object out (a counted handle is read throughout).
 unsafe extern "C" fn tp_repr(o: *mut ffi::PyObject) -> *mut ffi::PyObject {

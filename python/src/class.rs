@@ -14,8 +14,9 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use tether_runtime::types::{FieldAccess, FieldKind};
-use tether_runtime::{ObjAny, Record, Value};
+use pyo3::Borrowed;
+use tether_runtime::types::{FieldAccess, FieldKind, SlotAt};
+use tether_runtime::{ObjAny, RecordBuilder, Value};
 
 /// One field of a tether class.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct FieldDef {
     pub default: Option<Value>,
     /// Where the value lives: an inline record slot, or a Rust type's reflected accessors.
     pub access: FieldAccess,
+    /// For a record field, its slot in the record layout (the hot paths' way in).
+    pub at: Option<SlotAt>,
     /// The class (runtime type index) that declared the field.
     pub owner: u32,
     /// Whether the declaring type is frozen (from the runtime's registry entry).
@@ -41,20 +44,21 @@ impl FieldDef {
         Slot {
             owner: self.owner,
             access: &self.access,
+            at: self.at,
             name: &self.name,
         }
     }
 
     /// Converts `value` for this field (tokens peeked into `moves`); a `TypeError` names the
-    /// field. May run Python code.
+    /// field, after `what()` (the operation, only formatted on error). May run Python code.
     pub fn convert<'py>(
         &self,
         value: &Bound<'py, PyAny>,
         moves: &mut Moves<'py>,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> PyResult<Value> {
         from_py_kind(value, &self.kind, moves)
-            .map_err(|e| annotate(value.py(), e, &format!("{what}field '{}'", self.name)))
+            .map_err(|e| annotate(value.py(), e, &format!("{}field '{}'", what(), self.name)))
     }
 }
 
@@ -111,18 +115,20 @@ impl ClassInfo {
     }
 
     /// The one slot-filling loop of construction and unpickling: positional values in field
-    /// order, then named ones; defaults for the rest; then the record. Tokens are peeked into
-    /// `moves`; the caller commits them once nothing else can fail.
-    fn build<'py>(
+    /// order, then named ones, each converted straight into its slot of the record being built
+    /// (no intermediate tuple, dict or vector); defaults for the rest. Tokens are peeked into
+    /// `moves`; the caller commits them once nothing else can fail. On error the half-built
+    /// record is dropped: nothing changes.
+    fn build<'a, 'py: 'a>(
         &self,
         py: Python<'py>,
-        positional: &[Bound<'py, PyAny>],
-        named: Option<&Bound<'py, PyDict>>,
+        positional: &[Borrowed<'a, 'py, PyAny>],
+        named: impl Iterator<Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>)>,
         moves: &mut Moves<'py>,
         source: Source,
     ) -> PyResult<ObjAny> {
         self.check_constructible()?;
-        let what = match source {
+        let what = || match source {
             Source::Call => format!("{}() ", self.name),
             Source::State => format!("cannot restore {} ", self.name),
         };
@@ -134,16 +140,14 @@ impl ClassInfo {
                 positional.len()
             )));
         }
-        let mut slots: Vec<Option<Value>> = (0..self.fields.len()).map(|_| None).collect();
+        let err = |e| to_pyerr(py, e);
+        let mut record = RecordBuilder::new(self.type_index).map_err(err)?;
         for (i, a) in positional.iter().enumerate() {
-            slots[i] = Some(self.fields[i].convert(a, moves, &what)?);
+            let v = self.fields[i].convert(a, moves, what)?;
+            record.set(i, v).map_err(err)?;
         }
-        // A snapshot of the items: converting a value runs Python code, which may resize the
-        // dict (a `__float__` adding a key to the state being restored).
-        let named: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> =
-            named.map_or_else(Vec::new, |d| d.iter().collect());
         for (k, v) in named {
-            let k = k.cast_into::<PyString>()?;
+            let k = k.cast::<PyString>()?;
             let k = k.to_str()?;
             let i = self.field_index(k).ok_or_else(|| match source {
                 Source::Call => {
@@ -155,22 +159,19 @@ impl ClassInfo {
                     self.name
                 )),
             })?;
-            if slots[i].is_some() {
+            if record.is_set(i) {
                 return Err(PyTypeError::new_err(format!(
                     "{}() got multiple values for field '{k}'",
                     self.name
                 )));
             }
-            slots[i] = Some(self.fields[i].convert(&v, moves, &what)?);
+            let v = self.fields[i].convert(&v, moves, what)?;
+            record.set(i, v).map_err(err)?;
         }
-        let mut values = Vec::with_capacity(slots.len());
-        let mut missing = Vec::new();
-        for (f, v) in self.fields.iter().zip(slots) {
-            match v.or_else(|| f.default.clone()) {
-                Some(v) => values.push(v),
-                None => missing.push(format!("'{}'", f.name)),
-            }
-        }
+        let missing: Vec<String> = record
+            .missing()
+            .map(|i| format!("'{}'", self.fields[i].name))
+            .collect();
         if !missing.is_empty() {
             return Err(PyTypeError::new_err(format!(
                 "{}() missing required field(s): {}",
@@ -178,7 +179,7 @@ impl ClassInfo {
                 missing.join(", ")
             )));
         }
-        Record::new(self.type_index, values).map_err(|e| to_pyerr(py, e))
+        record.finish().map_err(err)
     }
 
     /// A native record from constructor arguments (positional in field order, or keywords).
@@ -189,8 +190,66 @@ impl ClassInfo {
         kw: Option<&Bound<'py, PyDict>>,
         moves: &mut Moves<'py>,
     ) -> PyResult<ObjAny> {
-        let positional: Vec<_> = args.iter().collect();
-        self.build(py, &positional, kw, moves, Source::Call)
+        let positional: Vec<_> = args.iter_borrowed().collect();
+        // A snapshot of the items: converting a value runs Python code, which may resize the
+        // dict.
+        let named: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> =
+            kw.map_or_else(Vec::new, |d| d.iter().collect());
+        let named = named
+            .iter()
+            .map(|(k, v)| (k.as_borrowed(), v.as_borrowed()));
+        self.build(py, &positional, named, moves, Source::Call)
+    }
+
+    /// A native record from vectorcall arguments: `args` positional, then one value per name in
+    /// `kwnames` (a tuple of `str`, or null).
+    ///
+    /// # Safety
+    /// The vectorcall convention: `args` holds `nargs` positional arguments followed by
+    /// `len(kwnames)` keyword values, all borrowed and alive for the call; GIL held.
+    pub unsafe fn construct_vectorcall<'py>(
+        &self,
+        py: Python<'py>,
+        args: *const *mut ffi::PyObject,
+        nargs: usize,
+        kwnames: *mut ffi::PyObject,
+        moves: &mut Moves<'py>,
+    ) -> PyResult<ObjAny> {
+        let positional: &[*mut ffi::PyObject] = if nargs == 0 {
+            &[]
+        } else {
+            // SAFETY: the vectorcall convention (caller): `nargs` live borrowed arguments.
+            unsafe { core::slice::from_raw_parts(args, nargs) }
+        };
+        // SAFETY: each is a live object borrowed for the call (caller).
+        let borrow = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(py, p) };
+        let nkw = if kwnames.is_null() {
+            0
+        } else {
+            // SAFETY: `kwnames` is a tuple (the convention).
+            unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
+        };
+        let named = (0..nkw).map(|j| {
+            // SAFETY: the convention: `kwnames[j]` names the value at `args[nargs + j]`.
+            unsafe {
+                (
+                    borrow(ffi::PyTuple_GET_ITEM(kwnames, j as ffi::Py_ssize_t)),
+                    borrow(*args.add(nargs + j)),
+                )
+            }
+        });
+        if positional.len() <= 8 {
+            // SAFETY: None is immortal enough for a placeholder that is never read (only the
+            // first `nargs` entries are used).
+            let mut buf = [borrow(unsafe { ffi::Py_None() }); 8];
+            for (slot, &p) in buf.iter_mut().zip(positional) {
+                *slot = borrow(p);
+            }
+            self.build(py, &buf[..positional.len()], named, moves, Source::Call)
+        } else {
+            let all: Vec<_> = positional.iter().map(|&p| borrow(p)).collect();
+            self.build(py, &all, named, moves, Source::Call)
+        }
     }
 
     /// A native record from a pickled state dict: every field must be present or defaulted and
@@ -201,7 +260,11 @@ impl ClassInfo {
         state: &Bound<'py, PyDict>,
         moves: &mut Moves<'py>,
     ) -> PyResult<ObjAny> {
-        self.build(py, &[], Some(state), moves, Source::State)
+        let named: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = state.iter().collect();
+        let named = named
+            .iter()
+            .map(|(k, v)| (k.as_borrowed(), v.as_borrowed()));
+        self.build(py, &[], named, moves, Source::State)
     }
 
     /// Checks that `obj` really is an instance of this class's native type (a wrapper's

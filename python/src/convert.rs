@@ -38,6 +38,17 @@ pub fn to_py(py: Python<'_>, v: &Value, tied: bool) -> PyResult<*mut ffi::PyObje
     })
 }
 
+/// [`to_py`] for a value the caller owns: an object's reference goes to its revived or new
+/// wrapper instead of being cloned and dropped.
+#[inline]
+pub fn to_py_owned(py: Python<'_>, v: Value, tied: bool) -> PyResult<*mut ffi::PyObject> {
+    match v {
+        // SAFETY: the GIL is held (we have `py`).
+        Value::Object(o) => unsafe { wrapper::wrap_owned(o, tied) },
+        v => to_py(py, &v, tied),
+    }
+}
+
 /// The `tether.move()` tokens one operation converts: all-or-nothing moves.
 ///
 /// Conversion only *peeks* at a token (a counted clone of its object, the token keeps it). The

@@ -7,17 +7,24 @@
 //! read past a record's fields.
 
 use crate::class::FieldDef;
-use crate::convert::{to_py, Moves};
+use crate::convert::{to_py_owned, Moves};
 use crate::errors::{FrozenInstanceError, MovedError};
 use crate::native;
 use crate::pytypes::is_wrapper;
 use crate::trap::trap;
+use crate::wrapper;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
+use tether_runtime::types::{SlotAt, SlotRepr};
+use tether_runtime::{
+    slot_bool, slot_float, slot_int, slot_load, slot_set_bool, slot_set_float, slot_set_int,
+    slot_with_ref, ObjAny,
+};
 
 /// The descriptor object.
 #[repr(C)]
@@ -51,10 +58,57 @@ unsafe extern "C" fn descr_get(
             if !is_wrapper(o) {
                 return Err(not_a_wrapper(def));
             }
-            // The hot path: an uncounted view for the copy only; no Python code runs until it
-            // is gone (the copy holds its own references).
-            let v = native::view(o)?.load(def.slot())?;
-            to_py(py, &v, true)
+            // The hot path: an uncounted view, used only for native work; no Python code runs
+            // until it is gone.
+            let view = native::view(o)?;
+            match def.at {
+                Some(at) => read_slot(py, view.native(), def, at),
+                None => to_py_owned(py, view.load(def.slot())?, true),
+            }
+        })
+    }
+}
+
+/// A record field's value as a new Python reference, straight from its slot: a scalar from
+/// one atomic load; an object field's live wrapper with one `Py_INCREF` under the record's
+/// lock and no native count traffic; otherwise the child's reference, cloned under the lock,
+/// goes to its revived (or new) wrapper.
+///
+/// # Safety
+/// GIL held; `obj` is alive for the call and no Python code runs until it returns (the caller's
+/// view).
+#[inline(always)]
+unsafe fn read_slot(
+    py: Python<'_>,
+    obj: &ObjAny,
+    def: &FieldDef,
+    at: SlotAt,
+) -> PyResult<*mut ffi::PyObject> {
+    native::check_owner(obj, def.slot())?;
+    // SAFETY: `obj` is an instance of the field's owner (checked), whose layout gave `at`; each
+    // arm matches `at.repr`; GIL held.
+    unsafe {
+        Ok(match at.repr {
+            SlotRepr::Int => ffi::PyLong_FromLongLong(slot_int(obj, at)),
+            SlotRepr::Float => ffi::PyFloat_FromDouble(slot_float(obj, at)),
+            SlotRepr::Bool => PyBool::new(py, slot_bool(obj, at)).to_owned().into_ptr(),
+            SlotRepr::Ref { .. } => {
+                // Under the lock only native work: the tie word's load and a Py_INCREF of a
+                // wrapper that holds its own reference (record invariant 3).
+                let found = slot_with_ref(obj, at, |child| match child {
+                    None => Ok(None),
+                    Some(c) => match wrapper::bound_wrapper(c, true) {
+                        Some(w) => Ok(Some(w)),
+                        None => Err(c.clone()),
+                    },
+                });
+                match found {
+                    Ok(Some(w)) => w,
+                    Ok(None) => py.None().into_ptr(),
+                    Err(child) => wrapper::wrap_owned(child, true)?,
+                }
+            }
+            SlotRepr::Dyn => to_py_owned(py, slot_load(obj, at), true)?,
         })
     }
 }
@@ -83,11 +137,20 @@ unsafe extern "C" fn descr_set(
                     def.name
                 )));
             }
+            if let Some(at) = def.at {
+                if write_scalar(o, def, at, value)? {
+                    return Ok(0);
+                }
+            }
             // Counted: the conversion below runs Python code, which may move `o`'s object out
             // and drop it.
             let obj = native::counted(o)?;
             let mut moves = Moves::new();
-            let v = def.convert(&Bound::from_borrowed_ptr(py, value), &mut moves, "")?;
+            let v = def.convert(
+                &Bound::from_borrowed_ptr(py, value),
+                &mut moves,
+                String::new,
+            )?;
             // Re-check after the call-out: the assignment targets the object `o` holds now.
             if !native::still_holds(o, &obj) {
                 return Err(MovedError::new_err(format!(
@@ -101,6 +164,59 @@ unsafe extern "C" fn descr_set(
             Ok(0)
         })
     }
+}
+
+/// The hot write path: an exact `int`, `float` or `bool` into a slot of that form. Converting
+/// these runs no Python code (no `__index__` or `__float__`), so an uncounted view suffices and
+/// the store is one atomic write. Returns `false` (nothing done) for anything else, which takes
+/// the general path.
+///
+/// # Safety
+/// GIL held; `o` is a live tether wrapper, `value` a live object.
+#[inline(always)]
+unsafe fn write_scalar(
+    o: *mut ffi::PyObject,
+    def: &FieldDef,
+    at: SlotAt,
+    value: *mut ffi::PyObject,
+) -> PyResult<bool> {
+    // SAFETY: `value` is live; exact type checks read only its type.
+    unsafe {
+        let v = match at.repr {
+            SlotRepr::Int if ffi::PyLong_CheckExact(value) != 0 => {
+                let mut overflow = 0;
+                let i = ffi::PyLong_AsLongLongAndOverflow(value, &mut overflow);
+                if overflow != 0 {
+                    return Ok(false); // the general path raises the OverflowError
+                }
+                Scalar::Int(i)
+            }
+            SlotRepr::Float if ffi::PyFloat_CheckExact(value) != 0 => {
+                Scalar::Float(ffi::PyFloat_AS_DOUBLE(value))
+            }
+            SlotRepr::Bool if value == ffi::Py_True() || value == ffi::Py_False() => {
+                Scalar::Bool(value == ffi::Py_True())
+            }
+            _ => return Ok(false),
+        };
+        let view = native::view(o)?;
+        let obj = view.native();
+        native::check_owner(obj, def.slot())?;
+        // SAFETY: `obj` is an instance of the owner (checked), whose layout gave `at`, of the
+        // form matched above; the class is not frozen (the caller checked).
+        match v {
+            Scalar::Int(i) => slot_set_int(obj, at, i),
+            Scalar::Float(f) => slot_set_float(obj, at, f),
+            Scalar::Bool(b) => slot_set_bool(obj, at, b),
+        }
+        Ok(true)
+    }
+}
+
+enum Scalar {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
 }
 
 unsafe extern "C" fn descr_dealloc(d: *mut ffi::PyObject) {

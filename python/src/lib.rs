@@ -125,8 +125,8 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("native_peak_bytes", a.peak_bytes)?;
     d.set_item("header_bytes", a.header_bytes)?;
     d.set_item("native_allocs_total", a.total_allocs)?;
-    d.set_item("live_wrappers", pool::LIVE.load(Relaxed))?;
-    d.set_item("parked_wrappers", pool::PARKED.load(Relaxed))?;
+    d.set_item("live_wrappers", pool::LIVE.get())?;
+    d.set_item("parked_wrappers", pool::parked())?;
     d.set_item("wrapper_size", pool::WRAPPER_SIZE)?;
     let p = pool::POOL.stats();
     let ps = PyDict::new(py);

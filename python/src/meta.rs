@@ -19,6 +19,7 @@
 mod annotations;
 mod declare;
 
+use crate::base;
 use crate::class::{class_info, set_class_info, ClassInfo};
 use crate::classes::{register_class, unregister_class};
 use crate::field::new_descr;
@@ -176,6 +177,9 @@ unsafe extern "C" fn meta_new(
             (*tp).tp_alloc = Some(pool::tp_alloc);
             (*tp).tp_free = Some(pool::tp_free);
             (*tp).tp_dealloc = Some(wrapper::tp_dealloc);
+            // Calls of the class go straight to tether's construction (the metaclass declares
+            // HAVE_VECTORCALL with this field's offset; see `create_meta_type`).
+            (*tp).tp_vectorcall = Some(base::class_vectorcall);
             let type_index = info.type_index;
             if is_root {
                 ROOT_INDEX.store(type_index, Relaxed);
@@ -261,6 +265,31 @@ unsafe extern "C" fn meta_dealloc(o: *mut ffi::PyObject) {
     }
 }
 
+/// The metaclass's one member: `__vectorcalloffset__`, which makes calling a class (an instance
+/// of the metaclass) use the class's `tp_vectorcall` ([`base::class_vectorcall`]). CPython 3.11
+/// does not let heap types inherit `type`'s vectorcall support, so the metaclass declares it.
+struct Members([ffi::PyMemberDef; 2]);
+
+// SAFETY: the table is immutable and holds only pointers to static C strings.
+unsafe impl Sync for Members {}
+
+static VECTORCALL_MEMBER: Members = Members([
+    ffi::PyMemberDef {
+        name: c"__vectorcalloffset__".as_ptr(),
+        type_code: ffi::Py_T_PYSSIZET,
+        offset: core::mem::offset_of!(ffi::PyTypeObject, tp_vectorcall) as ffi::Py_ssize_t,
+        flags: ffi::Py_READONLY,
+        doc: ptr::null(),
+    },
+    ffi::PyMemberDef {
+        name: ptr::null(),
+        type_code: 0,
+        offset: 0,
+        flags: 0,
+        doc: ptr::null(),
+    },
+]);
+
 /// Creates the metaclass (once, at module init).
 pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     // SAFETY: the spec is only read during this call, under the GIL; `type` is a valid base.
@@ -279,6 +308,10 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
                 pfunc: meta_setattro as *mut c_void,
             },
             ffi::PyType_Slot {
+                slot: ffi::Py_tp_members,
+                pfunc: VECTORCALL_MEMBER.0.as_ptr() as *mut c_void,
+            },
+            ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,
                 pfunc: c"The metaclass of tether classes: annotations become native fields."
                     .as_ptr() as *mut c_void,
@@ -292,7 +325,9 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
             name: c"tether._native.ObjectMeta".as_ptr(),
             basicsize: (CLASS_INFO_OFFSET + core::mem::size_of::<*const ClassInfo>()) as i32,
             itemsize: 0,
-            flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE) as u32,
+            flags: (ffi::Py_TPFLAGS_DEFAULT
+                | ffi::Py_TPFLAGS_BASETYPE
+                | ffi::Py_TPFLAGS_HAVE_VECTORCALL) as u32,
             slots: slots.as_mut_ptr(),
         };
         let bases = PyTuple::new(py, [py.get_type::<PyType>()])?;

@@ -23,8 +23,10 @@ use core::ptr::NonNull;
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use tether_runtime::types::FieldAccess;
-use tether_runtime::{record_load_unchecked, record_replace_unchecked, ObjAny, Value};
+use tether_runtime::types::{FieldAccess, SlotAt};
+use tether_runtime::{
+    record_load_unchecked, record_replace_unchecked, slot_load, slot_replace, ObjAny, Value,
+};
 
 /// Where a field lives and who declared it: what [`load_field`] and [`store_field`] check.
 #[derive(Debug, Clone, Copy)]
@@ -33,11 +35,14 @@ pub struct Slot<'a> {
     pub owner: u32,
     /// Inline record slot or reflected accessors.
     pub access: &'a FieldAccess,
+    /// The record slot of an inline field (`None` for reflected accessors).
+    pub at: Option<SlotAt>,
     /// The attribute name, for messages.
     pub name: &'a str,
 }
 
-fn check_owner(obj: &ObjAny, slot: Slot<'_>) -> PyResult<()> {
+#[inline]
+pub fn check_owner(obj: &ObjAny, slot: Slot<'_>) -> PyResult<()> {
     if obj.type_index() == slot.owner || obj.is_instance(slot.owner) {
         Ok(())
     } else {
@@ -51,11 +56,13 @@ fn check_owner(obj: &ObjAny, slot: Slot<'_>) -> PyResult<()> {
 /// A copy of the field's value (objects as new strong handles). Runs no Python code.
 pub fn load_field(obj: &ObjAny, slot: Slot<'_>) -> PyResult<Value> {
     check_owner(obj, slot)?;
-    Ok(match slot.access {
-        // SAFETY: `obj` is an instance of the owner (checked), a record type whose schema gave
-        // slot `i` (subtypes keep their parents' slots first), so it has more than `i` fields.
-        FieldAccess::Inline(i) => unsafe { record_load_unchecked(obj, *i) },
-        FieldAccess::Accessor { get, .. } => get(obj),
+    Ok(match (slot.access, slot.at) {
+        // SAFETY: `obj` is an instance of the owner (checked), a record type whose layout gave
+        // `at` (subtypes keep their parents' slots where they were).
+        (FieldAccess::Inline(_), Some(at)) => unsafe { slot_load(obj, at) },
+        // SAFETY: as above, by index: the owner's schema gave slot `i`.
+        (FieldAccess::Inline(i), None) => unsafe { record_load_unchecked(obj, *i) },
+        (FieldAccess::Accessor { get, .. }, _) => get(obj),
     })
 }
 
@@ -64,13 +71,15 @@ pub fn load_field(obj: &ObjAny, slot: Slot<'_>) -> PyResult<Value> {
 /// Runs no Python code itself.
 pub fn store_field(obj: &ObjAny, slot: Slot<'_>, v: Value) -> PyResult<Value> {
     check_owner(obj, slot)?;
-    match slot.access {
+    match (slot.access, slot.at) {
         // SAFETY: as in `load_field`; the kind was checked by the caller's conversion.
-        FieldAccess::Inline(i) => Ok(unsafe { record_replace_unchecked(obj, *i, v) }),
-        FieldAccess::Accessor { set: Some(set), .. } => set(obj, v)
+        (FieldAccess::Inline(_), Some(at)) => Ok(unsafe { slot_replace(obj, at, v) }),
+        // SAFETY: as above.
+        (FieldAccess::Inline(i), None) => Ok(unsafe { record_replace_unchecked(obj, *i, v) }),
+        (FieldAccess::Accessor { set: Some(set), .. }, _) => set(obj, v)
             .map(|()| Value::None)
             .map_err(|e| PyTypeError::new_err(format!("field '{}': {e}", slot.name))),
-        FieldAccess::Accessor { set: None, .. } => Err(PyAttributeError::new_err(format!(
+        (FieldAccess::Accessor { set: None, .. }, _) => Err(PyAttributeError::new_err(format!(
             "field '{}' is read-only",
             slot.name
         ))),
@@ -95,6 +104,13 @@ impl NativeView<'_> {
     /// A strong handle to the object, usable across Python code.
     pub fn counted(&self) -> ObjAny {
         (*self.obj).clone()
+    }
+
+    /// The object, borrowed for native work that runs no Python code (the slot accessors of
+    /// the hot paths in `crate::field`).
+    #[inline]
+    pub fn native(&self) -> &ObjAny {
+        &self.obj
     }
 }
 

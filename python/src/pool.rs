@@ -5,7 +5,8 @@
 //! 1. Every wrapper block is [`WRAPPER_SIZE`] bytes from [`POOL`] and goes back to it exactly once:
 //!    through [`free_wrapper_mem`] (the wrapper died without parking) or through
 //!    [`free_parked`] (the allocator's free funnel, when the native object dies while parked).
-//! 2. [`PARKED`] counts blocks currently in state (c); it is adjusted at park, revive and release.
+//! 2. [`parked`] counts blocks currently in state (c): adjusted at park and revive (under the
+//!    GIL, [`PARKED_NET`]) and at release ([`free_parked`], any thread).
 //! 3. `GIL_CACHE` is touched only with the GIL held: the GIL gives mutual exclusion and
 //!    orders successive holders, so one pool cache serves every Python thread without atomics.
 //!    The free funnel ([`free_parked`]) may run without the GIL and uses the pool's locked path.
@@ -26,11 +27,42 @@ pub static TIE_HOST: tether_runtime::tie::TieHost = tether_runtime::tie::TieHost
     free_cached: free_parked,
 };
 
+/// A statistic changed only with the GIL held: a plain load and store, no atomic
+/// read-modify-write (the GIL orders successive holders; the atomic type only makes the static
+/// shareable). Readers without the GIL see a snapshot.
+#[derive(Debug)]
+pub struct GilCounter(AtomicIsize);
+
+impl GilCounter {
+    const fn new() -> Self {
+        GilCounter(AtomicIsize::new(0))
+    }
+
+    /// Adds `n`. Call with the GIL held.
+    #[inline(always)]
+    pub fn add(&self, n: isize) {
+        self.0.store(self.0.load(Relaxed) + n, Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> isize {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Wrappers parked (+1) and revived or detached from (c) (-1) by code holding the GIL.
+pub static PARKED_NET: GilCounter = GilCounter::new();
+
+/// Parked wrappers whose memory the free funnel released ([`free_parked`], any thread).
+static PARKED_RELEASED: AtomicIsize = AtomicIsize::new(0);
+
 /// Wrappers currently parked (state (c)).
-pub static PARKED: AtomicIsize = AtomicIsize::new(0);
+pub fn parked() -> isize {
+    PARKED_NET.get() - PARKED_RELEASED.load(Relaxed)
+}
 
 /// Wrappers currently alive as Python objects (allocated and not yet parked or freed).
-pub static LIVE: AtomicIsize = AtomicIsize::new(0);
+pub static LIVE: GilCounter = GilCounter::new();
 
 /// The pool cache used under the GIL (invariant 3).
 struct GilCache(UnsafeCell<Option<PoolCache<'static, DefaultInner>>>);
@@ -61,7 +93,7 @@ pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
         Ok(p) => {
             // SAFETY: the pool handed out WRAPPER_SIZE writable bytes.
             unsafe { p.as_ptr().write_bytes(0, WRAPPER_SIZE) };
-            LIVE.fetch_add(1, Relaxed);
+            LIVE.add(1);
             p.as_ptr().cast()
         }
         Err(_) => {
@@ -77,7 +109,7 @@ pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
 /// # Safety
 /// The GIL is held; `mem` came from [`alloc_wrapper_mem`], is not parked, and is not used again.
 pub unsafe fn free_wrapper_mem(mem: *mut c_void) {
-    LIVE.fetch_sub(1, Relaxed);
+    LIVE.add(-1);
     if let Some(p) = NonNull::new(mem.cast::<u8>()) {
         // SAFETY: invariant 1: the block came from POOL with WRAPPER_SIZE and is freed once;
         // the GIL is held (invariant 3).
@@ -91,7 +123,8 @@ pub unsafe fn free_wrapper_mem(mem: *mut c_void) {
 /// # Safety
 /// `mem` is a parked wrapper block whose object is being freed (the funnel calls this once).
 pub unsafe extern "C" fn free_parked(mem: *mut c_void) {
-    PARKED.fetch_sub(1, Relaxed);
+    // An RMW: this may run on any thread, without the GIL.
+    PARKED_RELEASED.fetch_add(1, Relaxed);
     if let Some(p) = NonNull::new(mem.cast::<u8>()) {
         // SAFETY: invariant 1: parked memory is a POOL block released only here.
         unsafe { POOL.free(p, WRAPPER_SIZE) };

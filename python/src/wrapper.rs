@@ -19,7 +19,7 @@
 
 use crate::classes::{class_for, hold_class};
 use crate::native;
-use crate::pool::{self, LIVE, PARKED};
+use crate::pool::{self, LIVE, PARKED_NET};
 use crate::pytypes::Wrapper;
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
@@ -27,21 +27,25 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use tether_runtime::tie::{self, Finalized, TieState};
+// The serialized tie transitions (plain stores, `tether_runtime::tie::serial`): every
+// transition runs under the GIL with a strong reference held, and native threads never make
+// one. A free-threaded build must use the CAS transitions of `tether_runtime::tie` instead.
+use tether_runtime::tie::serial as tie;
 use tether_runtime::ObjAny;
+use tether_runtime::{Finalized, TieState};
 
 /// Whether `wrap` hands out canonical wrappers (the tying switch).
 pub static TYING: AtomicBool = AtomicBool::new(true);
 
-/// A new wrapper of class `cls` for `obj` (not bound).
+/// A new wrapper of class `cls` for `obj` (not bound), which takes over `obj`'s reference.
 ///
 /// # Safety
 /// GIL held; `cls` is a tether class.
-unsafe fn new_wrapper(cls: *mut ffi::PyTypeObject, obj: &ObjAny) -> PyResult<*mut ffi::PyObject> {
+unsafe fn new_wrapper(cls: *mut ffi::PyTypeObject, obj: ObjAny) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: forwarded (GIL held, a tether class).
     let w = unsafe { alloc_instance(cls) }?;
-    // SAFETY: `w` is a fresh wrapper; it takes its own strong reference (invariant 1).
-    unsafe { (*w.cast::<Wrapper>()).rec = obj.clone().into_raw().as_ptr() };
+    // SAFETY: `w` is a fresh wrapper; it takes the strong reference (invariant 1).
+    unsafe { (*w.cast::<Wrapper>()).rec = obj.into_raw().as_ptr() };
     Ok(w)
 }
 
@@ -64,11 +68,42 @@ pub unsafe fn alloc_instance(cls: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::
 ///
 /// # Safety
 /// GIL held.
+#[inline]
 pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: GIL held (caller).
+    match unsafe { bound_wrapper(obj, tied) } {
+        Some(w) => Ok(w),
+        // SAFETY: GIL held (caller).
+        None => unsafe { wrap_owned(obj.clone(), tied) },
+    }
+}
+
+/// (b): the live canonical wrapper of `obj` as a new reference, if it has one and `tied` and
+/// tying are on: one load of the tie word and a `Py_INCREF`, no native count traffic.
+///
+/// # Safety
+/// GIL held; `obj` is alive for the call (a borrow the caller's lock keeps alive will do: the
+/// wrapper found holds a reference of its own, and it can only die under the GIL).
+#[inline(always)]
+pub unsafe fn bound_wrapper(obj: &ObjAny, tied: bool) -> Option<*mut ffi::PyObject> {
+    if !(tied && TYING.load(Relaxed)) {
+        return None;
+    }
+    let w = tie::lookup(obj)?.as_ptr().cast::<ffi::PyObject>();
+    // SAFETY: invariant 2: a bound wrapper is alive (its dealloc unbinds it first); GIL held.
+    unsafe { ffi::Py_INCREF(w) };
+    Some(w)
+}
+
+/// [`wrap`] for an object the caller owns a reference to, which the wrapper takes over when it
+/// is revived or made (no clone-and-drop on the revive path).
+///
+/// # Safety
+/// GIL held.
+pub unsafe fn wrap_owned(obj: ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
     let tied = tied && TYING.load(Relaxed);
-    // (b): one acquire load, no claim.
     if tied {
-        if let Some(w) = tie::lookup(obj) {
+        if let Some(w) = tie::lookup(&obj) {
             let w = w.as_ptr().cast::<ffi::PyObject>();
             // SAFETY: invariant 2: a bound wrapper is alive (its dealloc unbinds it first).
             unsafe { ffi::Py_INCREF(w) };
@@ -90,31 +125,31 @@ pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
         return unsafe { new_wrapper(cls, obj) };
     }
     // (c) -> (b), or (a).
-    match tie::revive(obj) {
+    match tie::revive(&obj) {
         Ok(m) => {
             let w = m.as_ptr().cast::<ffi::PyObject>();
-            PARKED.fetch_sub(1, Relaxed);
+            PARKED_NET.add(-1);
             // The class is compared by address only: the stale type pointer of parked memory
             // is never dereferenced.
             // SAFETY: the revived block is a live pool block of WRAPPER_SIZE bytes (invariant 3).
             if unsafe { (*w).ob_type } == cls {
                 // SAFETY: nobody else references the block; PyObject_Init makes it a live
-                // instance of `cls` at the same address; it takes a strong reference to the
-                // object (invariant 1).
+                // instance of `cls` at the same address; it takes over our strong reference
+                // to the object (invariant 1).
                 unsafe {
                     ffi::PyObject_Init(w, cls);
                     let wr = w.cast::<Wrapper>();
-                    (*wr).rec = obj.clone().into_raw().as_ptr();
+                    (*wr).rec = obj.into_raw().as_ptr();
                     (*wr).weaklist = ptr::null_mut();
                 }
-                LIVE.fetch_add(1, Relaxed);
+                LIVE.add(1);
                 return Ok(w);
             }
             // The parked memory cannot serve this class: unbind it and return it to the pool
             // ourselves (it is ours since the revive), then make a new wrapper below.
-            let _ = tie::unbind_for_last_release(obj, m);
-            LIVE.fetch_add(1, Relaxed); // balanced by free_wrapper_mem's decrement
-                                        // SAFETY: the block came from the pool and is referenced by nobody now.
+            let _ = tie::unbind_for_last_release(&obj, m);
+            LIVE.add(1); // balanced by free_wrapper_mem's decrement
+                         // SAFETY: the block came from the pool and is referenced by nobody now.
             unsafe { pool::free_wrapper_mem(m.as_ptr()) };
         }
         Err(TieState::Bound(w)) => {
@@ -126,10 +161,12 @@ pub unsafe fn wrap(obj: &ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
         }
         Err(_) => {}
     }
+    // SAFETY: an uncounted alias of `obj`, kept alive by the reference `w` takes over.
+    let alias = ManuallyDrop::new(unsafe { ObjAny::from_raw(obj.as_ptr()) });
     // SAFETY: GIL held.
     let w = unsafe { new_wrapper(cls, obj) }?;
     // A failed bind (impossible under the GIL) leaves `w` a valid fresh wrapper.
-    let _ = tie::bind(obj, wrapper_ptr(w));
+    let _ = tie::bind(&alias, wrapper_ptr(w));
     Ok(w)
 }
 
@@ -212,8 +249,8 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
             // (the runtime's park_or_release), which consumes the wrapper's reference.
             match tie::park_or_release(obj, me) {
                 Ok(Finalized::Parked) => {
-                    PARKED.fetch_add(1, Relaxed);
-                    LIVE.fetch_sub(1, Relaxed);
+                    PARKED_NET.add(1);
+                    LIVE.add(-1);
                     ffi::Py_DECREF(tp.cast());
                 }
                 Ok(Finalized::Released) => {

@@ -107,12 +107,15 @@ pub use tie::{
 };
 pub use types::object::Object;
 pub use types::record::{
-    record_get, record_load_unchecked, record_replace_unchecked, record_set, Record,
+    record_get, record_load_unchecked, record_replace_unchecked, record_set, slot_bool, slot_float,
+    slot_int, slot_load, slot_replace, slot_set_bool, slot_set_float, slot_set_int, slot_with_ref,
+    Record, RecordBuilder,
 };
 pub use types::{
     field_get, field_set, is_subtype, register_record_type, register_record_type_with,
     register_rust_type, type_count, type_index_of, type_info, FieldAccess, FieldGetter, FieldInfo,
     FieldKind, FieldSetter, FieldSpec, RecordOptions, TypeInfo, TypeKind, ANY_OBJECT, MAX_TYPES,
+    SELF_TYPE,
 };
 pub use value::{Function, ReturnPolicy, Value};
 

@@ -140,5 +140,5 @@ pub use strong::ObjRef;
 pub use weak::WeakRef;
 
 pub(crate) use block::{deleter_of, free_block_layout, ObjBox};
-pub(crate) use header::{counts, set_deleter, tie_word, Counts, STRONG_ONE};
+pub(crate) use header::{counts, lock_word, set_deleter, tie_word, Counts, STRONG_ONE};
 pub(crate) use names::publish_name;

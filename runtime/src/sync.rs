@@ -24,7 +24,9 @@
 //! * `tie_no_cas`: `bind` checks the tie word with a load and then stores, instead of one
 //!   compare-and-swap;
 //! * `finalize_check_then_act`: `park_or_release` decides to park on a snapshot of the strong
-//!   count and then releases unconditionally (the re-entrant last-reference bug).
+//!   count and then releases unconditionally (the re-entrant last-reference bug);
+//! * `serial_check_then_act`: the serialized `tie::serial::park_or_release` does the same,
+//!   trusting the host's lock for the count as well as for the tie word.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
@@ -58,7 +60,6 @@ impl LoomTie {
     pub(crate) fn load(&self, o: Ordering) -> *mut c_void {
         self.0.load(o)
     }
-    #[cfg(tether_loom_broken = "tie_no_cas")]
     pub(crate) fn store(&self, v: *mut c_void, o: Ordering) {
         self.0.store(v, o)
     }

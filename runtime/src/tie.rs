@@ -106,10 +106,13 @@
 //! * `word`: [`TieState`] and the decoding of the tag bits;
 //! * `transitions`: [`state`], [`lookup`], [`bind`], [`park`], [`revive`], [`detach`],
 //!   [`unbind_for_last_release`];
-//! * `finalize`: [`park_or_release`] and [`Finalized`], the last-reference path.
+//! * `finalize`: [`park_or_release`] and [`Finalized`], the last-reference path;
+//! * [`serial`]: the same transitions with plain loads and stores, for hosts that serialize
+//!   them under a lock of their own (a GIL), and its argument.
 
 mod finalize;
 mod host;
+pub mod serial;
 mod transitions;
 mod word;
 

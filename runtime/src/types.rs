@@ -29,6 +29,8 @@
 //! "invariant N" cites the list above, except in `record`, which has its own list; other lists
 //! are named ("object invariant N", "record invariant N", "table invariant N").
 //! * `schema`: what a type declares ([`FieldKind`], [`FieldInfo`], [`FieldSpec`], ...);
+//! * `layout`: how a record type stores its fields ([`SlotRepr`], [`SlotAt`],
+//!   [`RecordLayout`]);
 //! * `registry`: [`TypeInfo`], the table and the lookups ([`type_info`], [`is_subtype`], ...);
 //! * `object`: [`Object`](crate::Object) and the registry-aware methods of the object handles
 //!   ([`ObjRef::new`](crate::ObjRef::new), [`ObjAny::downcast`](crate::ObjAny::downcast), ...);
@@ -41,6 +43,7 @@
 
 mod declare;
 mod kind;
+mod layout;
 mod macros;
 pub(crate) mod object;
 pub(crate) mod record;
@@ -49,9 +52,10 @@ mod registry;
 mod schema;
 
 pub use declare::{register_record_type, register_record_type_with, register_rust_type};
+pub use layout::{RecordLayout, SlotAt, SlotRepr};
 pub use reflect::{field_get, field_set};
 pub use registry::{is_subtype, type_count, type_index_of, type_info, TypeInfo, MAX_TYPES};
 pub use schema::{
     FieldAccess, FieldGetter, FieldInfo, FieldKind, FieldSetter, FieldSpec, RecordOptions,
-    TypeKind, ANY_OBJECT,
+    TypeKind, ANY_OBJECT, SELF_TYPE,
 };

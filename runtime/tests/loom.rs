@@ -403,3 +403,72 @@ fn wrapper_death_races_weak_upgrade() {
 // Keep ObjAny in the public surface exercised here even when a test above changes.
 #[allow(dead_code)]
 fn _uses(_: ObjAny) {}
+
+/// The serialized transitions (`tie::serial`, what a GIL host uses): the host thread binds,
+/// parks and revives with plain stores while a native thread drops the last other reference.
+/// Whichever thread destroys the object, the funnel sees the word the host last stored (the
+/// count's release/acquire orders it), so the wrapper memory is released exactly once, never
+/// re-entrantly inside its own finalization. `make loom-broken` checks that a count snapshot
+/// instead of the CAS (`serial_check_then_act`) is caught here.
+#[test]
+fn serial_wrapper_death_races_last_other_reference() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        let wrapper_ref = obj.clone();
+        tie::serial::bind(&obj, w.0).unwrap();
+        let t = thread::spawn(move || drop(obj));
+        *m.finalizer.lock().unwrap() = Some(thread::current().id());
+        m.finalizing.store(true, Ordering::Relaxed);
+        let outcome = tie::serial::park_or_release(wrapper_ref, w.0).map_err(|(_, s)| s);
+        m.finalizing.store(false, Ordering::Relaxed);
+        t.join().unwrap();
+        let freed = m.freed_by_cb.load(Ordering::Relaxed);
+        match outcome {
+            Ok(Finalized::Parked) => assert_eq!(freed, 1, "parked, then the object died in (c)"),
+            Ok(Finalized::Released) => assert_eq!(freed, 0, "the host frees it, not free_cb"),
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// A revive/park cycle on the host thread (plain stores) while a native thread drops its
+/// reference; then the host drops the last one it holds. The memory goes back exactly once.
+#[test]
+fn serial_revive_cycle_races_native_drop() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let parent_slot = a.into_any(); // what keeps the object alive on the host side
+        let native = parent_slot.clone();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        tie::serial::bind(&parent_slot, w.0).unwrap();
+        let t = thread::spawn(move || drop(native));
+        let mut released = 0;
+        for _ in 0..2 {
+            // The wrapper's reference, then its death: parked (the slot keeps the object).
+            let wrapper_ref = parent_slot.clone();
+            match tie::serial::park_or_release(wrapper_ref, w.0) {
+                Ok(Finalized::Parked) => {}
+                other => panic!("the slot's reference keeps it alive: {other:?}"),
+            }
+            assert_eq!(tie::serial::revive(&parent_slot), Ok(w.0));
+        }
+        // The last wrapper death while the native thread may still hold its reference.
+        match tie::serial::park_or_release(parent_slot, w.0) {
+            Ok(Finalized::Released) => released += 1,
+            Ok(Finalized::Parked) => {}
+            Err((_, s)) => panic!("unexpected {s:?}"),
+        }
+        t.join().unwrap();
+        assert_eq!(m.freed_by_cb.load(Ordering::Relaxed) + released, 1);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}

@@ -273,3 +273,37 @@ def test_init_override_calling_super():
 
     assert Scaled(3).v == 6
     assert Scaled(3, factor=10).v == 30
+
+
+def test_init_and_new_overrides_are_honoured_by_calls_later_assigned_too():
+    # Calls of a tether class take a direct construction path; any __init__ or __new__ that
+    # is not tether's own, declared in the class body or assigned later, must still run.
+    class P(tether.Object):
+        v: int
+
+    calls = []
+
+    def init(self, v):
+        calls.append(v)
+        super(P, self).__init__(v + 1)
+
+    assert P(1).v == 1
+    P.__init__ = init
+    assert P(1).v == 2 and calls == [1]
+    del P.__init__
+    assert P(v=5).v == 5 and calls == [1]
+
+    class Q(tether.Object):
+        v: int
+
+        def __new__(cls, *args, **kw):
+            calls.append("new")
+            return super().__new__(cls)
+
+    assert Q(3).v == 3 and calls[-1] == "new"
+    with pytest.raises(TypeError, match="unexpected field 'w'"):
+        P(1, w=2)
+    with pytest.raises(TypeError, match="multiple values for field 'v'"):
+        P(1, v=2)
+    with pytest.raises(TypeError, match="missing required field"):
+        P()

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use tether_runtime::types::{FieldKind, ANY_OBJECT};
+use tether_runtime::types::{FieldKind, ANY_OBJECT, SELF_TYPE};
 
 /// The runtime type index of `tether.Object` (u32::MAX until created).
 pub static ROOT_INDEX: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -92,8 +92,10 @@ fn resolve_kind(
     )))
 }
 
-/// Placeholder for "the class being defined", replaced by its type index once registered.
-pub const SELF_KIND: u32 = u32::MAX - 1;
+/// Placeholder for "the class being defined": the runtime's [`SELF_TYPE`], which the runtime
+/// resolves to the new type's index when it registers the schema (so a self-referential field
+/// is stored as one native pointer, like any field of a record type).
+pub const SELF_KIND: u32 = SELF_TYPE;
 
 pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
     match kind {
@@ -103,12 +105,13 @@ pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
     }
 }
 
-/// The runtime's view of a kind: the class's own type is not registered yet when its schema is
-/// given, so a self-reference is checked as "any object" natively (and exactly by Python).
-pub fn runtime_kind(kind: &FieldKind) -> FieldKind {
+/// The kind a default is converted with before the class exists: a self-reference accepts any
+/// object here (there is no class to convert to yet); the runtime then refuses anything but
+/// `None` for it when it registers the schema (no object of the new type exists yet).
+fn pre_registration_kind(kind: &FieldKind) -> FieldKind {
     match kind {
         FieldKind::Object(SELF_KIND) => FieldKind::Object(ANY_OBJECT),
-        FieldKind::Optional(k) => FieldKind::Optional(Box::new(runtime_kind(k))),
+        FieldKind::Optional(k) => FieldKind::Optional(Box::new(pre_registration_kind(k))),
         k => k.clone(),
     }
 }
@@ -213,10 +216,7 @@ pub fn own_fields(
             }
             Some(v) => {
                 ns.del_item(&name)?;
-                let check = match &kind {
-                    FieldKind::Object(SELF_KIND) => FieldKind::Object(ANY_OBJECT),
-                    k => runtime_kind(k),
-                };
+                let check = pre_registration_kind(&kind);
                 let mut moves = Moves::new();
                 let d = from_py_kind(&v, &check, &mut moves)
                     .map_err(|e| annotate(py, e, &format!("default of {class_name}.{name}")))?;

@@ -2,7 +2,7 @@
 //! runtime registration of the record type (parent's fields, then the class's own), the leaked
 //! [`FieldDef`]s; or the info of a Rust-defined type's class.
 
-use super::annotations::{own_fields, replace_self, runtime_kind};
+use super::annotations::{own_fields, replace_self};
 use crate::class::{ClassInfo, FieldDef};
 use crate::pytypes::BASE_TYPE;
 use core::ptr;
@@ -70,7 +70,7 @@ pub fn declare_record(
         .iter()
         .map(|f| FieldSpec {
             name: f.name.clone(),
-            kind: runtime_kind(&f.kind),
+            kind: f.kind.clone(),
             default: f.default.clone(),
         })
         .collect();
@@ -88,6 +88,7 @@ pub fn declare_record(
     )
     .map_err(|e| crate::errors::to_pyerr(py, e))?;
     let base = parent.map_or(0, |p| p.fields.len());
+    let layout = type_info(type_index).and_then(|t| t.layout.as_ref());
     let mut fields: Vec<&'static FieldDef> = parent.map(|p| p.fields.clone()).unwrap_or_default();
     let mut new_defs = Vec::new();
     for (j, f) in own.into_iter().enumerate() {
@@ -96,6 +97,7 @@ pub fn declare_record(
             kind: replace_self(f.kind, type_index),
             default: f.default,
             access: FieldAccess::Inline(base + j),
+            at: layout.and_then(|l| l.slots.get(base + j).copied()),
             owner: type_index,
             frozen,
         }));
@@ -126,6 +128,7 @@ pub fn declare_native(
             kind: f.kind.clone(),
             default: f.default.clone(),
             access: f.access.clone(),
+            at: None,
             owner: type_index,
             frozen: ti.frozen,
         }));

@@ -8,6 +8,7 @@
 use crate::sync::{AtomicU64, Ordering, TieWord};
 use core::fmt;
 use core::ptr::NonNull;
+use core::sync::atomic::AtomicU16;
 
 /// One strong reference in `counts`.
 pub(crate) const STRONG_ONE: u64 = 1;
@@ -102,7 +103,10 @@ pub struct ObjHeader {
     /// Immutable (invariant 4).
     type_index: u32,
     /// Immutable (invariant 4): [`FLAG_BARE`] for objects allocated without a tie header.
-    flags: u32,
+    flags: u16,
+    /// The object's own spin lock word, for its type's use (records guard their reference
+    /// slots with it: `crate::types::record`); 0 when free. Other types leave it alone.
+    lock: AtomicU16,
     /// Under loom, the tie word lives here (a loom atomic) instead of in the allocator header,
     /// so that the tie machine can be modelled; see `crate::tie`.
     #[cfg(loom)]
@@ -125,11 +129,12 @@ impl ObjHeader {
         Self::with_flags(type_index, FLAG_BARE)
     }
 
-    fn with_flags(type_index: u32, flags: u32) -> Self {
+    fn with_flags(type_index: u32, flags: u16) -> Self {
         ObjHeader {
             counts: AtomicU64::new(Counts::UNIQUE.0),
             type_index,
             flags,
+            lock: AtomicU16::new(0),
             #[cfg(loom)]
             tie: crate::sync::LoomTie::new(),
         }
@@ -186,6 +191,17 @@ pub(crate) unsafe fn counts<'a>(p: NonNull<ObjHeader>) -> &'a AtomicU64 {
     unsafe { &(*p.as_ptr()).counts }
 }
 
+/// The lock word of a live object (see `ObjHeader`'s field); its protocol belongs to the type
+/// that uses it.
+///
+/// # Safety
+/// As for [`counts`].
+#[inline(always)]
+pub(crate) unsafe fn lock_word<'a>(p: NonNull<ObjHeader>) -> &'a AtomicU16 {
+    // SAFETY: forwarded; only the atomic field is borrowed.
+    unsafe { &(*p.as_ptr()).lock }
+}
+
 /// Records `deleter` as the deleter of the object being built at `p` (invariant 3).
 ///
 /// # Safety
@@ -208,7 +224,7 @@ pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
 }
 
 /// The object was allocated without a tie header (by `crate::heap::BARE`): a header-less type.
-pub(crate) const FLAG_BARE: u32 = 1;
+pub(crate) const FLAG_BARE: u16 = 1;
 
 /// Deleters by type index, for objects with no owner word to keep theirs in: header-less types,
 /// and every type with the `narrow-header` feature.

@@ -66,33 +66,16 @@ pub fn park_or_release(
         return Err((obj, decode(cur)));
     }
 
-    // 2. Give up W's reference unless it is the last: strong → strong − 1, never 1 → 0.
-    // SAFETY: `obj`'s strong count keeps the header alive.
-    let counts = unsafe { counts(obj.as_ptr()) };
-    let mut cur = counts.load(Relaxed);
-    #[cfg(tether_loom_broken = "finalize_check_then_act")]
-    {
-        // Deliberately wrong: decide on a snapshot, then release unconditionally.
-        if Counts(cur).strong() > 1 {
-            drop(obj);
-            return Ok(Finalized::Parked);
-        }
-    }
-    while Counts(cur).strong() > 1 {
-        // Release: our uses of the object happen-before whoever destroys it (as any release).
-        match counts.compare_exchange_weak(cur, cur - STRONG_ONE, Release, Relaxed) {
-            Ok(_) => {
-                core::mem::forget(obj); // its strong count was given up by the CAS
-                return Ok(Finalized::Parked);
-            }
-            Err(now) => cur = now,
-        }
-    }
+    // 2. Give up W's reference unless it is the last.
+    let obj = match release_unless_last(obj) {
+        Ok(()) => return Ok(Finalized::Parked),
+        Err(obj) => obj,
+    };
 
     // 3. Last reference: take W back, (c: W) → (a), then release the object.
     // Relaxed: W's memory is ours again (nobody else can take a parked W without a reference
     // of its own, and ours is the last); the release below orders what matters.
-    let ours = w
+    let ours = word(&obj)
         .compare_exchange(parked(wrapper), ptr::null_mut(), Relaxed, Relaxed)
         .is_ok();
     drop(obj);
@@ -101,4 +84,32 @@ pub fn park_or_release(
     } else {
         Finalized::Parked
     })
+}
+
+/// Gives up `obj`'s strong reference unless it is the last one: a CAS loop `strong → strong −
+/// 1` that refuses to go from 1 to 0, giving the reference back instead.
+pub(super) fn release_unless_last(obj: ObjAny) -> Result<(), ObjAny> {
+    // SAFETY: `obj`'s strong count keeps the header alive.
+    let counts = unsafe { counts(obj.as_ptr()) };
+    let mut cur = counts.load(Relaxed);
+    #[cfg(tether_loom_broken = "finalize_check_then_act")]
+    {
+        // Deliberately wrong: decide on a snapshot, then release unconditionally.
+        if Counts(cur).strong() > 1 {
+            drop(obj);
+            return Ok(());
+        }
+    }
+    while Counts(cur).strong() > 1 {
+        // Release: our uses of the object (and, for the serialized transitions, the tie word
+        // stored before this) happen-before whoever destroys it (as any release).
+        match counts.compare_exchange_weak(cur, cur - STRONG_ONE, Release, Relaxed) {
+            Ok(_) => {
+                core::mem::forget(obj); // its strong count was given up by the CAS
+                return Ok(());
+            }
+            Err(now) => cur = now,
+        }
+    }
+    Err(obj)
 }

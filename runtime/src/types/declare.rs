@@ -6,8 +6,11 @@
 //! is registered before its child) and, for records, that a record type's parent is a record
 //! type with the same frozenness and that field names are unique.
 
+use super::layout::{RecordLayout, SlotRepr};
 use super::registry::{lock, publish, type_info, TypeInfo};
-use super::schema::{FieldAccess, FieldInfo, FieldSpec, RecordOptions, TypeKind};
+use super::schema::{
+    FieldAccess, FieldInfo, FieldKind, FieldSpec, RecordOptions, TypeKind, ANY_OBJECT, SELF_TYPE,
+};
 use crate::error::Error;
 
 /// Registers a Rust type; what [`object_type!`](crate::object_type) calls (once per type).
@@ -27,14 +30,19 @@ pub fn register_rust_type(name: &str, parent: Option<u32>, fields: Vec<FieldInfo
             "tether_runtime: parent of {name:?} is not registered"
         );
     }
-    let info = TypeInfo::unpublished(name, parent, fields, TypeKind::Rust, false);
+    let info = TypeInfo::unpublished(name, parent, fields, TypeKind::Rust, false, None);
     match publish(&mut reg, info) {
         Ok(i) => i,
         Err(e) => panic!("{e}"),
     }
 }
 
-/// Registers a record type: `fields` are added after the parent's (a record type too).
+/// Registers a record type: `fields` are added after the parent's (a record type too). A field
+/// of kind `Object(SELF_TYPE)` (possibly optional) refers to the type being registered.
+///
+/// Each field is stored in the form its kind allows ([`SlotRepr`]): `int`, `float` and `bool`
+/// as plain 8/8/1-byte atomics, an object of a record type (this one included) as one pointer,
+/// anything else as a [`Value`](crate::Value).
 ///
 /// Registering a name again (e.g. a class re-defined in a REPL) makes the name refer to the new
 /// type; the old one stays valid for its objects.
@@ -74,6 +82,7 @@ pub fn register_record_type_with(
     fields: Vec<FieldSpec>,
     options: RecordOptions,
 ) -> Result<u32, Error> {
+    let mut parent_layout = None;
     let mut all: Vec<FieldInfo> = match parent {
         None => Vec::new(),
         Some(p) => {
@@ -93,9 +102,11 @@ pub fn register_record_type_with(
                     if pinfo.frozen { "frozen" } else { "mutable" },
                 )));
             }
+            parent_layout = pinfo.layout.as_ref();
             pinfo.fields.clone()
         }
     };
+    let first_own = all.len();
     for spec in fields {
         if all.iter().any(|f| f.name == spec.name) {
             return Err(Error::Value(format!(
@@ -118,6 +129,9 @@ pub fn register_record_type_with(
             access: FieldAccess::Inline(slot),
         });
     }
+    let reprs: Vec<SlotRepr> = all[first_own..].iter().map(|f| repr_of(&f.kind)).collect();
+    let layout = RecordLayout::extend(parent_layout, &reprs)
+        .map_err(|_| Error::Value(format!("record type {name} has too many fields")))?;
     let mut reg = lock();
     if let Some(&existing) = reg.by_name.get(name) {
         if type_info(existing).is_some_and(|t| t.kind != TypeKind::Record) {
@@ -126,6 +140,46 @@ pub fn register_record_type_with(
             )));
         }
     }
-    let info = TypeInfo::unpublished(name, parent, all, TypeKind::Record, options.frozen);
+    // The index `publish` will give this type (the lock is held from here to there).
+    let me = reg.next;
+    for f in &mut all[first_own..] {
+        f.kind = resolve_self(core::mem::replace(&mut f.kind, FieldKind::Any), me);
+    }
+    let info = TypeInfo::unpublished(
+        name,
+        parent,
+        all,
+        TypeKind::Record,
+        options.frozen,
+        Some(layout),
+    );
     publish(&mut reg, info)
+}
+
+/// The stored form of a field of kind `kind` (see [`register_record_type`]).
+fn repr_of(kind: &FieldKind) -> SlotRepr {
+    let is_record = |t: u32| {
+        t == SELF_TYPE
+            || (t != ANY_OBJECT && type_info(t).is_some_and(|i| i.kind == TypeKind::Record))
+    };
+    match kind {
+        FieldKind::Int => SlotRepr::Int,
+        FieldKind::Float => SlotRepr::Float,
+        FieldKind::Bool => SlotRepr::Bool,
+        FieldKind::Object(t) if is_record(*t) => SlotRepr::Ref { optional: false },
+        FieldKind::Optional(inner) => match **inner {
+            FieldKind::Object(t) if is_record(t) => SlotRepr::Ref { optional: true },
+            _ => SlotRepr::Dyn,
+        },
+        _ => SlotRepr::Dyn,
+    }
+}
+
+/// `kind` with [`SELF_TYPE`] replaced by the new type's index `me`.
+fn resolve_self(kind: FieldKind, me: u32) -> FieldKind {
+    match kind {
+        FieldKind::Object(SELF_TYPE) => FieldKind::Object(me),
+        FieldKind::Optional(k) => FieldKind::Optional(Box::new(resolve_self(*k, me))),
+        k => k,
+    }
 }

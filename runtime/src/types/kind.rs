@@ -7,7 +7,7 @@
 //! rests on these.
 
 use super::registry::type_info;
-use super::schema::{FieldKind, ANY_OBJECT};
+use super::schema::{FieldKind, ANY_OBJECT, SELF_TYPE};
 use crate::error::Error;
 use crate::value::Value;
 
@@ -78,6 +78,7 @@ impl FieldKind {
             FieldKind::Str => "str".into(),
             FieldKind::Bytes => "bytes".into(),
             FieldKind::Object(ANY_OBJECT) => "object".into(),
+            FieldKind::Object(SELF_TYPE) => "the type being declared".into(),
             FieldKind::Object(t) => {
                 type_info(*t).map_or_else(|| format!("type #{t}"), |i| i.name.clone())
             }

@@ -6,6 +6,7 @@
 //! `crate::object`. Owns invariants 1 to 4 of the module docs of `crate::types` (1 and 2 through
 //! the table's own invariants, 3 through `declare`'s parent check, 4 in `publish`).
 
+use super::layout::RecordLayout;
 use super::schema::{FieldInfo, TypeKind, ANY_OBJECT};
 use crate::error::Error;
 use crate::object::publish_name;
@@ -48,6 +49,8 @@ pub struct TypeInfo {
     pub kind: TypeKind,
     /// Whether writes are refused (records declared frozen).
     pub frozen: bool,
+    /// For record types, how their objects store the fields (`None` for Rust types).
+    pub layout: Option<RecordLayout>,
     host_data: AtomicPtr<c_void>,
     /// Live objects of a record type (see [`TypeInfo::live_objects`]).
     live: AtomicUsize,
@@ -61,6 +64,7 @@ impl TypeInfo {
         fields: Vec<FieldInfo>,
         kind: TypeKind,
         frozen: bool,
+        layout: Option<RecordLayout>,
     ) -> TypeInfo {
         TypeInfo {
             index: 0,
@@ -69,6 +73,7 @@ impl TypeInfo {
             fields,
             kind,
             frozen,
+            layout,
             host_data: AtomicPtr::new(ptr::null_mut()),
             live: AtomicUsize::new(0),
         }

@@ -12,6 +12,11 @@ use crate::value::Value;
 /// A [`FieldKind::Object`] index that accepts any object.
 pub const ANY_OBJECT: u32 = u32::MAX;
 
+/// A [`FieldKind::Object`] index that, in a record schema given to
+/// [`register_record_type`](crate::register_record_type), stands for the type being registered
+/// (replaced by its index: a self-referential field such as a list node's `next`).
+pub const SELF_TYPE: u32 = u32::MAX - 1;
+
 /// How a type's objects are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeKind {
