@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-dropin profile clean
+.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-matrix bench-dropin profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -166,8 +166,8 @@ bench-dropin:
 	python3 alloc/examples/dropin/run.py --rounds $(DROPIN_ROUNDS) \
 		--dir $${CARGO_TARGET_DIR:-target}/release/examples $(DROPIN_BINS)
 
-## make bench: criterion suites and the Python benchmark (with the scaling sweep), then the
-## chart docs/benchmarks.png drawn from those results.
+## make bench: criterion suites and the Python benchmark (time and memory against a __slots__
+## class, with the scaling sweep), then the chart docs/benchmarks.png drawn from those results.
 bench: bench-py
 	$(CARGO) bench -p tether
 	$(PY) -m pip install -q --disable-pip-version-check matplotlib
@@ -176,6 +176,13 @@ bench: bench-py
 bench-py: ext
 	mkdir -p target/bench
 	$(PY) -m tether.bench --scaling --json target/bench/python.json
+
+## make bench-matrix: `python -m tether.bench --quick` on the venv's CPython and on each of
+## MATRIX_PYTHONS, the extension built (release) for each into a venv and a cargo target dir of
+## its own under target/py<X.Y>/ (benches/matrix.sh).
+MATRIX_PYTHONS ?= $(HOME)/.pyenv/versions/3.12.1/bin/python3.12 $(HOME)/.pyenv/versions/3.13.0/bin/python3.13
+bench-matrix: ext
+	$(SHELL) benches/matrix.sh $(PY) $(MATRIX_PYTHONS)
 
 ## make profile: dhat heap profiles (profiles/README.md). The Rust workloads run natively in
 ## release mode; the Python churn runs on a dhat build of the extension (feature dhat-heap) in

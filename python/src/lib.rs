@@ -140,19 +140,15 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 
 /// `tether.trim()`: returns fully free wrapper-pool slabs to the allocator and (with mimalloc)
 /// asks mimalloc to return its retained free pages to the OS. Returns the pool bytes released.
+/// It also runs after every full garbage collection (see `tether/__init__.py`): measured at
+/// under a millisecond, with or without a million live objects, so memory freed by a program
+/// goes back to the OS without the program asking.
 #[pyfunction]
 fn trim() -> usize {
     let released = pool::POOL.trim();
     #[cfg(feature = "mimalloc")]
     tether_alloc::MiMalloc::collect(true);
     released
-}
-
-/// `_native._trim_pool()`: the cheap half of `trim`, run after full garbage collections (see
-/// `tether/__init__.py`) so that the pool's retention stays bounded in long-running processes.
-#[pyfunction]
-fn _trim_pool() -> usize {
-    pool::POOL.trim()
 }
 
 /// `_native._release_idle_classes()`: gives back the references that kept classes alive for
@@ -202,7 +198,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tying_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
-    m.add_function(wrap_pyfunction!(_trim_pool, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_fields, m)?)?;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import textwrap
 import time
 from typing import Optional
 
@@ -62,9 +63,8 @@ def identity() -> None:
 
 
 def comparison(quick: bool) -> None:
-    rule("2. Measured now, on this machine (ns/op incl. loop; ratio to __slots__)")
-    result = bench.run(quick=quick)
-    print(bench.format_table(result))
+    rule("2. Measured now, on this machine: python -m tether.bench" + (" --quick" if quick else ""))
+    print(textwrap.indent(bench.format_table(bench.run(quick=quick)), "  "))
     print("  'tying off' is the same tether objects handing out a fresh wrapper per access,")
     print("  what bindings without tying do; __slots__ is pure Python, the floor.")
 
