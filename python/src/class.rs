@@ -168,11 +168,11 @@ impl ClassInfo {
             let v = self.fields[i].convert(&v, moves, what)?;
             record.set(i, v).map_err(err)?;
         }
-        let missing: Vec<String> = record
-            .missing()
-            .map(|i| format!("'{}'", self.fields[i].name))
-            .collect();
-        if !missing.is_empty() {
+        if record.missing().next().is_some() {
+            let missing: Vec<String> = record
+                .missing()
+                .map(|i| format!("'{}'", self.fields[i].name))
+                .collect();
             return Err(PyTypeError::new_err(format!(
                 "{}() missing required field(s): {}",
                 self.name,

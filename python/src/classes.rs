@@ -5,6 +5,7 @@
 //! 1. The runtime's type registry holds a *borrowed* pointer to each type's class
 //!    ([`register_class`], set once per type), cleared when the class dies
 //!    ([`unregister_class`], from the metaclass's dealloc): a non-null pointer names a live class.
+//!    `CLASS_OF` mirrors it, written at the same two points.
 //! 2. While native objects of a record type may be alive, its class is kept alive for them by
 //!    one strong reference in [`HELD`] ([`hold_class`], when an object is built or wrapped),
 //!    given back by [`release_idle_classes`] (before full collections and at exit) once the type
@@ -13,16 +14,32 @@
 //!
 //! All of it runs with the GIL held; the atomics and the mutex only make the statics shareable.
 
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::sync::Mutex;
 use tether_runtime::types::{type_info, TypeKind, MAX_TYPES};
 
+/// Each type index's class, mirroring the registry's host data (invariant 1) in a flat table:
+/// the revive path finds a class with one load instead of a registry lookup.
+static CLASS_OF: [AtomicPtr<ffi::PyTypeObject>; MAX_TYPES as usize] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_TYPES as usize];
+
 /// The class registered for runtime type `type_index` (borrowed: use it before any Python code
 /// can run, or take a reference).
+#[inline]
 pub fn class_for(type_index: u32) -> PyResult<*mut ffi::PyTypeObject> {
+    // Relaxed: classes are registered and unregistered under the GIL, which the caller holds
+    // (it orders the class's creation before this load).
+    match CLASS_OF.get(type_index as usize).map(|c| c.load(Relaxed)) {
+        Some(cls) if !cls.is_null() => Ok(cls),
+        _ => no_class(type_index),
+    }
+}
+
+#[cold]
+fn no_class(type_index: u32) -> PyResult<*mut ffi::PyTypeObject> {
     let info = type_info(type_index)
         .ok_or_else(|| PyTypeError::new_err(format!("unknown native type index {type_index}")))?;
     let cls = info.host_data();
@@ -49,6 +66,9 @@ pub unsafe fn register_class(type_index: u32, cls: *mut ffi::PyTypeObject) -> Py
             info.name
         )));
     }
+    if let Some(c) = CLASS_OF.get(type_index as usize) {
+        c.store(cls, Relaxed);
+    }
     Ok(())
 }
 
@@ -57,6 +77,9 @@ pub fn unregister_class(type_index: u32, cls: *mut ffi::PyTypeObject) {
     if let Some(info) = type_info(type_index) {
         if info.host_data() == cls.cast() {
             info.set_host_data(core::ptr::null_mut());
+            if let Some(c) = CLASS_OF.get(type_index as usize) {
+                c.store(core::ptr::null_mut(), Relaxed);
+            }
         }
     }
 }

@@ -260,9 +260,12 @@ impl RecordBuilder {
         }
         for i in 0..self.len() {
             if !self.set.get(i) {
-                let d = self.info.fields[i].default.clone();
-                // A default was coerced to its kind at registration; `missing` was empty.
-                self.set(i, d.unwrap_or_default())?;
+                if let Some(d) = &self.info.fields[i].default {
+                    // SAFETY: slot `i` is uninitialized (unset); defaults were coerced to their
+                    // field's kind at registration (invariant 4).
+                    unsafe { slots::init(self.block, self.layout.slots[i], d.clone()) };
+                    self.set.insert(i);
+                }
             }
         }
         let block = self.block;
