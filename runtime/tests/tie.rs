@@ -628,3 +628,100 @@ fn distinct_objects_get_distinct_wrappers() {
     drop(objs);
     assert_eq!((hc.cb(), hc.host()), (8, 0));
 }
+
+// ---------------------------------------------------------------- the serialized transitions
+
+/// `tie::serial`, what a GIL host uses, over the same fake host: each transition's
+/// preconditions, the park/revive cycle at one address, detach from (c), and the object dying
+/// in (c) from a native thread (the funnel frees the parked memory exactly once).
+#[test]
+fn serial_transitions_follow_the_same_machine() {
+    let (_g, _leaks, host) = guards();
+    tie::set_host(&HOST);
+    let obj = thing();
+    let w = new_wrapper(&obj);
+    let m = as_mem(w);
+    assert_eq!(tie::serial::revive(&obj), Err(TieState::Detached));
+    tie::serial::bind(&obj, m).unwrap();
+    assert_eq!(tie::serial::bind(&obj, m), Err(TieState::Bound(m)));
+    assert_eq!(tie::serial::lookup(&obj), Some(m));
+    let other = new_wrapper(&obj);
+    assert_eq!(
+        tie::serial::unbind_for_last_release(&obj, as_mem(other)),
+        Err(TieState::Bound(m))
+    );
+    free_fresh(other);
+
+    // Park (the test's `obj` keeps the object alive), revive at the same address, twice.
+    for _ in 0..2 {
+        let raw = take_ref(w);
+        assert_eq!(
+            tie::serial::park_or_release(raw, m).unwrap(),
+            Finalized::Parked
+        );
+        assert_eq!(tie::serial::state(&obj), TieState::Parked(m));
+        assert_eq!(tie::serial::revive(&obj), Ok(m));
+        give_ref(w, &obj);
+    }
+    // Detach from (c): the parked memory goes back through the callback at once.
+    let raw = take_ref(w);
+    assert_eq!(
+        tie::serial::park_or_release(raw, m).unwrap(),
+        Finalized::Parked
+    );
+    assert_eq!(tie::serial::detach(&obj), TieState::Parked(m));
+    assert_eq!(host.cb(), 1);
+
+    // Parked, then the last reference dies on a native thread: freed once, by the funnel.
+    let w = new_wrapper(&obj);
+    let m = as_mem(w);
+    tie::serial::bind(&obj, m).unwrap();
+    let raw = take_ref(w);
+    assert_eq!(
+        tie::serial::park_or_release(raw, m).unwrap(),
+        Finalized::Parked
+    );
+    thread::spawn(move || drop(obj)).join().unwrap();
+    assert_eq!(host.cb(), 2);
+
+    // The wrapper holds the last reference: released, and the host frees its memory.
+    let obj = thing();
+    let w = new_wrapper(&obj);
+    let m = as_mem(w);
+    tie::serial::bind(&obj, m).unwrap();
+    drop(obj);
+    let raw = take_ref(w);
+    assert_eq!(
+        tie::serial::park_or_release(raw, m).unwrap(),
+        Finalized::Released
+    );
+    free_by_host(w);
+    assert_eq!((host.cb(), host.host()), (2, 2)); // the host freed `other` and `w`
+}
+
+/// The wrapper's strong reference, taken out as its finalization would.
+fn take_ref(w: NonNull<Wrapper>) -> ObjAny {
+    // SAFETY: a live test wrapper; its reference was stored with into_raw.
+    unsafe {
+        let wr = &mut *w.as_ptr();
+        wr.refcnt = 0;
+        ObjAny::from_raw(wr.obj.take().unwrap())
+    }
+}
+
+/// A revived wrapper takes a new reference.
+fn give_ref(w: NonNull<Wrapper>, obj: &ObjAny) {
+    // SAFETY: a revived test wrapper, ours to re-initialize.
+    unsafe {
+        let wr = &mut *w.as_ptr();
+        wr.refcnt = 1;
+        wr.obj = Some(obj.clone().into_raw());
+        wr.lives += 1;
+    }
+}
+
+/// Frees a wrapper that was never bound, with its reference.
+fn free_fresh(w: NonNull<Wrapper>) {
+    drop(take_ref(w));
+    free_by_host(w);
+}
