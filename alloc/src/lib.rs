@@ -81,4 +81,4 @@ pub use header_alloc::HeaderAlloc;
 pub use inner::MiMalloc;
 pub use inner::{DefaultInner, DEFAULT_INNER};
 pub use slab::{PoolCache, SlabPool, SlabPoolConfig, SlabPoolStats};
-pub use stats::{NoStats, Stats, StatsSink, StatsSnapshot};
+pub use stats::{CountingSink, NoStats, ShardedStats, Stats, StatsSink, StatsSnapshot, SHARDS};

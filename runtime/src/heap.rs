@@ -7,12 +7,13 @@
 
 use tether_alloc::{Bare, DefaultInner, HeaderAlloc, StatsSnapshot};
 
-/// The statistics sink of [`ALLOC`]: [`Stats`](tether_alloc::Stats) with the `stats` feature
-/// (the default), [`NoStats`](tether_alloc::NoStats) without it.
+/// The statistics sink of [`ALLOC`]: [`ShardedStats`](tether_alloc::ShardedStats) with the
+/// `stats` feature (the default: per-thread counters, no atomic read-modify-write per object),
+/// [`NoStats`](tether_alloc::NoStats) without it.
 #[cfg(feature = "stats")]
-pub type AllocStats = tether_alloc::Stats;
-/// The statistics sink of [`ALLOC`]: [`Stats`](tether_alloc::Stats) with the `stats` feature
-/// (the default), [`NoStats`](tether_alloc::NoStats) without it.
+pub type AllocStats = tether_alloc::ShardedStats;
+/// The statistics sink of [`ALLOC`]: [`ShardedStats`](tether_alloc::ShardedStats) with the
+/// `stats` feature (the default), [`NoStats`](tether_alloc::NoStats) without it.
 #[cfg(not(feature = "stats"))]
 pub type AllocStats = tether_alloc::NoStats;
 
@@ -35,8 +36,10 @@ pub const OBJECT_HEADER_BYTES: usize = <ObjectHeaderKind as tether_alloc::Header
 #[doc = "The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator \
 (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header \
 before it; counting (the `stats` feature)."]
-pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats, ObjectHeaderKind> =
-    HeaderAlloc::from_parts(tether_alloc::DEFAULT_INNER, tether_alloc::Stats::new());
+pub static ALLOC: HeaderAlloc<DefaultInner, AllocStats, ObjectHeaderKind> = HeaderAlloc::from_parts(
+    tether_alloc::DEFAULT_INNER,
+    tether_alloc::ShardedStats::new(),
+);
 /// The allocator of every runtime object: a [`HeaderAlloc`] on the default inner allocator
 /// (mimalloc with the `mimalloc` feature, `System` without), so every object has the tie header
 /// before it; counting with the `stats` feature.
@@ -65,8 +68,10 @@ pub fn alloc_stats() -> StatsSnapshot {
 /// The allocator of objects of header-less types (`Object::HEADERLESS`): the same inner
 /// allocator with no header at all (its statistics show 0 header bytes).
 #[cfg(feature = "stats")]
-pub static BARE: HeaderAlloc<DefaultInner, AllocStats, Bare> =
-    HeaderAlloc::from_parts(tether_alloc::DEFAULT_INNER, tether_alloc::Stats::new());
+pub static BARE: HeaderAlloc<DefaultInner, AllocStats, Bare> = HeaderAlloc::from_parts(
+    tether_alloc::DEFAULT_INNER,
+    tether_alloc::ShardedStats::new(),
+);
 /// The allocator of objects of header-less types (`Object::HEADERLESS`): the same inner
 /// allocator with no header at all.
 #[cfg(not(feature = "stats"))]

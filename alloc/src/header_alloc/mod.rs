@@ -23,7 +23,7 @@ use crate::header::{
     offset_for, tie_of, tie_ptr, tie_tag, FreeCallback, HeaderKind, TieWord, Wide, TIE_PARKED,
 };
 use crate::inner::{DefaultInner, DEFAULT_INNER};
-use crate::stats::{NoStats, Stats, StatsSink, StatsSnapshot};
+use crate::stats::{CountingSink, NoStats, Stats, StatsSink, StatsSnapshot};
 use allocator_api2::alloc::Allocator;
 use core::alloc::Layout;
 use core::ffi::c_void;
@@ -114,8 +114,8 @@ impl<A> HeaderAlloc<A, Stats> {
     }
 }
 
-impl<A, K: HeaderKind> HeaderAlloc<A, Stats, K> {
-    /// The current counters: object bytes in `live_bytes`/`peak_bytes`, the bytes reserved
+impl<A, S: CountingSink, K: HeaderKind> HeaderAlloc<A, S, K> {
+    /// The current counters (a counting sink: [`Stats`] or [`ShardedStats`](crate::ShardedStats)): object bytes in `live_bytes`/`peak_bytes`, the bytes reserved
     /// before the live objects in `header_bytes` (0 for [`Bare`](crate::Bare)).
     ///
     /// ```

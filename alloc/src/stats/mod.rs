@@ -1,8 +1,15 @@
-//! Allocation counters: a zero-cost [`NoStats`] and a counting [`Stats`], chosen by type.
+//! Allocation counters: a zero-cost [`NoStats`], a counting [`Stats`] and a counting
+//! [`ShardedStats`], chosen by type.
 //!
-//! Counting costs a few relaxed atomic read-modify-writes per operation (measured in
-//! `docs/benchmarks.md`), so it is opt-in by type rather than by cargo feature: both variants can
-//! live in one program and be compared in one benchmark run.
+//! `Stats` costs a few relaxed atomic read-modify-writes per operation (measured in
+//! `docs/benchmarks.md`), so it is opt-in by type rather than by cargo feature: the variants can
+//! live in one program and be compared in one benchmark run. `ShardedStats` (`sharded.rs`)
+//! keeps the same counters per thread, with plain stores, for allocators on a hot path; its
+//! peak is sampled at snapshots.
+
+mod sharded;
+
+pub use sharded::{ShardedStats, SHARDS};
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -21,6 +28,13 @@ pub trait StatsSink {
         None
     }
 }
+
+/// A sink that counts: its [`snapshot`](StatsSink::snapshot) is always `Some`
+/// ([`Stats`], [`ShardedStats`]); what `HeaderAlloc::stats` is offered for.
+pub trait CountingSink: StatsSink {}
+
+impl CountingSink for Stats {}
+impl CountingSink for ShardedStats {}
 
 /// The sink that counts nothing and compiles to nothing.
 #[derive(Debug, Default, Clone, Copy)]
