@@ -81,4 +81,6 @@ pub use header_alloc::HeaderAlloc;
 pub use inner::MiMalloc;
 pub use inner::{DefaultInner, DEFAULT_INNER};
 pub use slab::{PoolCache, SlabPool, SlabPoolConfig, SlabPoolStats};
-pub use stats::{CountingSink, NoStats, ShardedStats, Stats, StatsSink, StatsSnapshot, SHARDS};
+pub use stats::{
+    CountingSink, NoStats, ShardedCounter, ShardedStats, Stats, StatsSink, StatsSnapshot, SHARDS,
+};

@@ -9,7 +9,7 @@
 
 mod sharded;
 
-pub use sharded::{ShardedStats, SHARDS};
+pub use sharded::{ShardedCounter, ShardedStats, SHARDS};
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 

@@ -1,5 +1,6 @@
 //! [`ShardedStats`]: the counters of [`Stats`](super::Stats), kept per thread so that counting
-//! costs no atomic read-modify-write on the allocation path.
+//! costs no atomic read-modify-write on the allocation path; and [`ShardedCounter`], one such
+//! counter on its own (for counts other crates keep on their hot paths).
 //!
 //! Below `mod.rs`'s sink trait only in what it implements; uses `core` atomics and one `std`
 //! thread-local.
@@ -221,5 +222,63 @@ impl StatsSink for ShardedStats {
             total_frees,
             header_bytes: sum(|s| &s.header_in).wrapping_sub(sum(|s| &s.header_out)),
         })
+    }
+}
+
+/// One counter that goes up and down, kept per thread like [`ShardedStats`]' counters: adding
+/// is a plain load and store on the thread's own shard (no `lock` prefix); [`get`](Self::get)
+/// sums the shards (exact when no thread is counting, else a snapshot). 33 words, no padding:
+/// threads counting into neighbouring shards share cache lines, which costs only when they
+/// count at the same moment.
+///
+/// ```
+/// use tether_alloc::ShardedCounter;
+/// static LIVE: ShardedCounter = ShardedCounter::new();
+/// LIVE.add(3);
+/// std::thread::spawn(|| LIVE.sub(1)).join().unwrap();
+/// assert_eq!(LIVE.get(), 2);
+/// ```
+#[derive(Debug)]
+pub struct ShardedCounter {
+    shards: [AtomicUsize; SHARDS],
+    shared: AtomicUsize,
+}
+
+impl Default for ShardedCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShardedCounter {
+    /// Zero.
+    pub const fn new() -> Self {
+        ShardedCounter {
+            shards: [const { AtomicUsize::new(0) }; SHARDS],
+            shared: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds `n` (wrapping).
+    #[inline]
+    pub fn add(&self, n: usize) {
+        match my_slot() {
+            Some(i) => add(&self.shards[i], n, true),
+            None => add(&self.shared, n, false),
+        }
+    }
+
+    /// Subtracts `n` (wrapping: a shard may go "negative"; the sum is right).
+    #[inline]
+    pub fn sub(&self, n: usize) {
+        self.add(n.wrapping_neg());
+    }
+
+    /// The sum of the shards.
+    pub fn get(&self) -> usize {
+        self.shards
+            .iter()
+            .chain(core::iter::once(&self.shared))
+            .fold(0usize, |a, c| a.wrapping_add(c.load(Ordering::Relaxed)))
     }
 }

@@ -14,8 +14,9 @@ use crate::table::{Table, CAPACITY};
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use tether_alloc::ShardedCounter;
 
 /// The most types a process can register.
 pub const MAX_TYPES: u32 = CAPACITY as u32;
@@ -52,8 +53,9 @@ pub struct TypeInfo {
     /// For record types, how their objects store the fields (`None` for Rust types).
     pub layout: Option<RecordLayout>,
     host_data: AtomicPtr<c_void>,
-    /// Live objects of a record type (see [`TypeInfo::live_objects`]).
-    live: AtomicUsize,
+    /// Live objects of a record type (see [`TypeInfo::live_objects`]): per-thread shards, so
+    /// building and destroying a record costs no atomic read-modify-write for it.
+    live: ShardedCounter,
 }
 
 impl TypeInfo {
@@ -75,7 +77,7 @@ impl TypeInfo {
             frozen,
             layout,
             host_data: AtomicPtr::new(ptr::null_mut()),
-            live: AtomicUsize::new(0),
+            live: ShardedCounter::new(),
         }
     }
 
@@ -85,16 +87,16 @@ impl TypeInfo {
     ///
     /// The count is a snapshot: another thread may build or destroy an object right after.
     pub fn live_objects(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        self.live.get()
     }
 
     /// Counts an object of this record type in (`true`) or out (`false`).
     pub(crate) fn count_live(&self, born: bool) {
-        // Relaxed: a statistic for hosts, read as a snapshot; it orders nothing.
+        // A statistic for hosts, read as a snapshot; it orders nothing.
         if born {
-            self.live.fetch_add(1, Ordering::Relaxed);
+            self.live.add(1);
         } else {
-            self.live.fetch_sub(1, Ordering::Relaxed);
+            self.live.sub(1);
         }
     }
 
