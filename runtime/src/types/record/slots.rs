@@ -117,6 +117,7 @@ pub(super) unsafe fn borrow_ref(raw: *mut ObjHeader) -> Option<ManuallyDrop<ObjA
 
 /// The slot form of a value of the slot's kind, as raw bits ready to store: scalars as their
 /// integer, references as the pointer whose count the slot takes over.
+#[inline(always)]
 fn into_bits(repr: SlotRepr, v: Value) -> SlotBits {
     match (repr, v) {
         (SlotRepr::Int, Value::Int(i)) => SlotBits::Word(i as u64),
@@ -127,8 +128,14 @@ fn into_bits(repr: SlotRepr, v: Value) -> SlotBits {
         (SlotRepr::Dyn, v) => SlotBits::Dyn(v),
         // Record invariant 4: values are kind-checked before they reach a slot, and `declare`
         // gives each kind the form that holds all its values.
-        (repr, v) => unreachable!("a {} value for a {repr:?} slot", v.kind_name()),
+        (repr, v) => wrong_form(repr, &v),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_form(repr: SlotRepr, v: &Value) -> ! {
+    unreachable!("a {} value for a {repr:?} slot", v.kind_name())
 }
 
 enum SlotBits {
@@ -138,6 +145,7 @@ enum SlotBits {
 }
 
 /// The value an owned slot form stands for.
+#[inline(always)]
 fn from_bits(repr: SlotRepr, bits: SlotBits) -> Value {
     match (repr, bits) {
         (SlotRepr::Int, SlotBits::Word(w)) => Value::Int(w as i64),
@@ -158,6 +166,7 @@ fn from_bits(repr: SlotRepr, bits: SlotBits) -> Value {
 /// # Safety
 /// As for [`cell`]; the slot is uninitialized and nobody else can reach the object; `v` is of
 /// the field's kind.
+#[inline]
 pub(super) unsafe fn init(p: NonNull<ObjHeader>, at: SlotAt, v: Value) {
     // SAFETY: the slot is ours to initialize (caller), with its stored type.
     unsafe {
