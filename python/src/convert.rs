@@ -81,14 +81,22 @@ impl<'py> Moves<'py> {
         Ok(obj)
     }
 
-    /// Consumes every peeked token, or none. Runs no Python code: the objects taken out are
-    /// also held by the converted values, so releasing the tokens' references destroys nothing.
-    pub fn commit(self) -> PyResult<()> {
+    /// Refuses (consuming nothing) if Python code consumed one of the peeked tokens since it
+    /// was peeked: what [`commit`](Self::commit) checks first, for operations that must know
+    /// before a last step that can still fail.
+    pub fn check(&self) -> PyResult<()> {
         if self.peeked.iter().any(|(t, p)| !t.get().holds(*p)) {
             return Err(MovedError::new_err(
                 "a tether.move() token was consumed while this operation converted its arguments",
             ));
         }
+        Ok(())
+    }
+
+    /// Consumes every peeked token, or none. Runs no Python code: the objects taken out are
+    /// also held by the converted values, so releasing the tokens' references destroys nothing.
+    pub fn commit(self) -> PyResult<()> {
+        self.check()?;
         for (t, _) in &self.peeked {
             drop(t.get().take());
         }

@@ -154,12 +154,17 @@ unsafe extern "C" fn descr_set(
             // Re-check after the call-out: the assignment targets the object `o` holds now.
             if !native::still_holds(o, &obj) {
                 return Err(MovedError::new_err(format!(
-                    "cannot assign field '{}': the object was moved out of this wrapper while                      the value was converted",
+                    "cannot assign field '{}': the object was moved out of this wrapper while \
+                     the value was converted",
                     def.name
                 )));
             }
-            moves.commit()?;
+            // All-or-nothing: the tokens are consumed only once the store has succeeded (it
+            // can still refuse: a field of another type, a read-only accessor). Nothing runs
+            // Python code between the check and the commit.
+            moves.check()?;
             let old = native::store_field(&obj, def.slot(), v)?;
+            moves.commit()?;
             drop(old); // may run Python code: nothing borrowed is used after it
             Ok(0)
         })

@@ -225,11 +225,17 @@ impl StatsSink for ShardedStats {
     }
 }
 
-/// One counter that goes up and down, kept per thread like [`ShardedStats`]' counters: adding
-/// is a plain load and store on the thread's own shard (no `lock` prefix); [`get`](Self::get)
-/// sums the shards (exact when no thread is counting, else a snapshot). 33 words, no padding:
-/// threads counting into neighbouring shards share cache lines, which costs only when they
-/// count at the same moment.
+/// One count of live things (up when one is made, down when it goes), kept per thread like
+/// [`ShardedStats`]' counters: [`add`](Self::add) and [`sub`](Self::sub) are a plain load and
+/// store on the thread's own shard (no `lock` prefix).
+///
+/// [`get`](Self::get) is exact when no thread is counting. While threads count, it keeps the
+/// guarantee a single atomic counter gives to a reader that acts on zero: every `sub` it sees
+/// has its matching `add` seen too, so it never counts a thing's going without its coming, and a
+/// result of 0 means that at some instant during the call nothing counted was live. (Ups and
+/// downs are separate monotonic sums; the stores are `Release`, `get` loads every down before
+/// any up with `Acquire`: a thing's `add` happens-before its `sub` on whatever thread, so a down
+/// that is seen carries its up with it.)
 ///
 /// ```
 /// use tether_alloc::ShardedCounter;
@@ -240,8 +246,10 @@ impl StatsSink for ShardedStats {
 /// ```
 #[derive(Debug)]
 pub struct ShardedCounter {
-    shards: [AtomicUsize; SHARDS],
-    shared: AtomicUsize,
+    ups: [AtomicUsize; SHARDS],
+    downs: [AtomicUsize; SHARDS],
+    shared_up: AtomicUsize,
+    shared_down: AtomicUsize,
 }
 
 impl Default for ShardedCounter {
@@ -250,35 +258,58 @@ impl Default for ShardedCounter {
     }
 }
 
+/// Adds `n` to the monotonic `c` with a `Release` store (the owner) or add (the shared shard).
+#[inline(always)]
+fn publish(c: &AtomicUsize, n: usize, owned: bool) {
+    // Release: what happened before this count (a thing's making, for a down) is visible to a
+    // reader that sees it (`ShardedCounter::get`'s Acquire).
+    if owned {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+    } else {
+        c.fetch_add(n, Ordering::Release);
+    }
+}
+
 impl ShardedCounter {
     /// Zero.
     pub const fn new() -> Self {
         ShardedCounter {
-            shards: [const { AtomicUsize::new(0) }; SHARDS],
-            shared: AtomicUsize::new(0),
+            ups: [const { AtomicUsize::new(0) }; SHARDS],
+            downs: [const { AtomicUsize::new(0) }; SHARDS],
+            shared_up: AtomicUsize::new(0),
+            shared_down: AtomicUsize::new(0),
         }
     }
 
-    /// Adds `n` (wrapping).
+    /// Counts `n` things made.
     #[inline]
     pub fn add(&self, n: usize) {
         match my_slot() {
-            Some(i) => add(&self.shards[i], n, true),
-            None => add(&self.shared, n, false),
+            Some(i) => publish(&self.ups[i], n, true),
+            None => publish(&self.shared_up, n, false),
         }
     }
 
-    /// Subtracts `n` (wrapping: a shard may go "negative"; the sum is right).
+    /// Counts `n` things gone (each counted in by an [`add`](Self::add) that happened before).
     #[inline]
     pub fn sub(&self, n: usize) {
-        self.add(n.wrapping_neg());
+        match my_slot() {
+            Some(i) => publish(&self.downs[i], n, true),
+            None => publish(&self.shared_down, n, false),
+        }
     }
 
-    /// The sum of the shards.
+    /// The things counted in and not yet out (see the type's docs for what holds while others
+    /// count).
     pub fn get(&self) -> usize {
-        self.shards
-            .iter()
-            .chain(core::iter::once(&self.shared))
-            .fold(0usize, |a, c| a.wrapping_add(c.load(Ordering::Relaxed)))
+        // Acquire, downs first: see the type's docs.
+        let sum = |cs: &[AtomicUsize], extra: &AtomicUsize| {
+            cs.iter()
+                .chain(core::iter::once(extra))
+                .fold(0usize, |a, c| a.wrapping_add(c.load(Ordering::Acquire)))
+        };
+        let downs = sum(&self.downs, &self.shared_down);
+        let ups = sum(&self.ups, &self.shared_up);
+        ups.wrapping_sub(downs)
     }
 }

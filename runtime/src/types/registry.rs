@@ -54,7 +54,9 @@ pub struct TypeInfo {
     pub layout: Option<RecordLayout>,
     host_data: AtomicPtr<c_void>,
     /// Live objects of a record type (see [`TypeInfo::live_objects`]): per-thread shards, so
-    /// building and destroying a record costs no atomic read-modify-write for it.
+    /// building and destroying a record costs no atomic read-modify-write for it. An object is
+    /// counted out by its deleter, after the last drop's acquire fence, so its counting in
+    /// happens-before its counting out (what `ShardedCounter::get`'s zero relies on).
     live: ShardedCounter,
 }
 
