@@ -229,3 +229,19 @@ def test_header_less_native_type_is_refused(bystanders):
     with pytest.raises(TypeError, match="header-less"):
         testing.make_plain()
     assert tether.stats()["native_objects"] == before
+
+
+@pytest.mark.parametrize("name", ["__init__", "__eq__", "__hash__", "__class__"])
+def test_dunder_field_names_are_refused(name):
+    # A field descriptor named like a protocol method would shadow it (a class whose
+    # `__init__` is a field cannot be constructed at all).
+    with pytest.raises(TypeError, match=f"field '{name}'.*reserved"):
+        type(tether.Object)("Bad", (tether.Object,), {"__annotations__": {name: int}})
+    # Mangled private names and single underscores are ordinary fields.
+    class Fine(tether.Object):
+        __hidden: int = 1
+        _private: int = 2
+        x__: int = 3
+
+    f = Fine()
+    assert (f._Fine__hidden, f._private, f.x__) == (1, 2, 3)

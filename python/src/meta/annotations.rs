@@ -199,6 +199,13 @@ pub fn own_fields(
                 continue;
             }
         }
+        if name.len() > 4 && name.starts_with("__") && name.ends_with("__") {
+            // A field descriptor named `__init__` or `__eq__` would shadow the protocol.
+            return Err(PyTypeError::new_err(format!(
+                "field '{name}' of {class_name}: names of the form __name__ are reserved for \
+                 Python's protocols"
+            )));
+        }
         if parent.is_some_and(|p| p.fields.iter().any(|f| f.name == name)) {
             return Err(PyTypeError::new_err(format!(
                 "field '{name}' of {class_name} is already declared by a base class"
