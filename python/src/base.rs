@@ -13,6 +13,7 @@ use crate::convert::Moves;
 use crate::native;
 use crate::pool;
 use crate::pytypes::{type_name, Wrapper, BASE_TYPE, WRAPPER_SIZE};
+use crate::restore;
 use crate::trap::trap;
 use crate::wrapper::{alloc_instance, install, tp_dealloc};
 use core::ffi::c_void;
@@ -307,8 +308,13 @@ unsafe extern "C" fn setstate(
                     PyTypeError::new_err("tether objects unpickle from a dict of fields")
                 })?;
             let mut moves = Moves::new();
-            let obj = info.restore(py, &state, &mut moves)?;
+            let mut deferred = Vec::new();
+            let obj = info.restore(py, &state, &mut moves, &mut deferred)?;
             finish_init(o, obj, moves, "__setstate__")?;
+            // Two-phase restore (crate::restore): fields that waited for objects not yet
+            // initialized, then the fields that waited for this one (a self-loop: both).
+            restore::defer(py, o, info, deferred)?;
+            restore::complete(py, o)?;
             Ok(py.None().into_ptr())
         })
     }

@@ -9,13 +9,13 @@
 use crate::convert::{from_py_kind, Moves};
 use crate::errors::to_pyerr;
 use crate::native::{load_field, Slot};
-use crate::pytypes::{class_info_slot, is_tether_class, type_name};
+use crate::pytypes::{class_info_slot, is_tether_class, is_wrapper, type_name};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::Borrowed;
-use tether_runtime::types::{FieldAccess, FieldKind, SlotAt};
+use tether_runtime::types::{is_subtype, FieldAccess, FieldKind, SlotAt, SlotRepr, ANY_OBJECT};
 use tether_runtime::{ObjAny, RecordBuilder, Value};
 
 /// One field of a tether class.
@@ -59,6 +59,47 @@ impl FieldDef {
     ) -> PyResult<Value> {
         from_py_kind(value, &self.kind, moves)
             .map_err(|e| annotate(value.py(), e, &format!("{}field '{}'", what(), self.name)))
+    }
+}
+
+impl FieldDef {
+    /// Whether restoring this field from `value` waits for a second phase (see
+    /// `crate::restore`): `value` is a tether object that is not initialized yet (unpickling or
+    /// deep-copying a structure that reaches it again before its own state is set), and the
+    /// field can hold `None` meanwhile and will accept the object once it is initialized.
+    pub fn defers(&self, value: &Bound<'_, PyAny>) -> bool {
+        let o = value.as_ptr();
+        // SAFETY: `value` is live and the GIL is held (we have a Bound): its type is readable,
+        // and a wrapper has the wrapper layout.
+        let info = unsafe {
+            if !is_wrapper(o) || !crate::native::is_empty(o) {
+                return false;
+            }
+            class_info(ffi::Py_TYPE(o))
+        };
+        let Some(info) = info else {
+            return false;
+        };
+        let fits = |t: u32| t == ANY_OBJECT || is_subtype(info.type_index, t);
+        match &self.kind {
+            FieldKind::Any => true,
+            FieldKind::Optional(k) => match &**k {
+                FieldKind::Any => true,
+                FieldKind::Object(t) => fits(*t),
+                _ => false,
+            },
+            // A strict field of a record type can wait unresolved (a null pointer slot).
+            FieldKind::Object(t) => {
+                fits(*t) && matches!(self.at, Some(at) if matches!(at.repr, SlotRepr::Ref { .. }))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the field can hold `None` (a deferred value waits there as `None`; otherwise it
+    /// waits unresolved).
+    fn accepts_none(&self) -> bool {
+        matches!(self.kind, FieldKind::Any | FieldKind::Optional(_))
     }
 }
 
@@ -126,6 +167,7 @@ impl ClassInfo {
         named: impl Iterator<Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>)>,
         moves: &mut Moves<'py>,
         source: Source,
+        mut deferred: Option<&mut Vec<(usize, Bound<'py, PyAny>)>>,
     ) -> PyResult<ObjAny> {
         self.check_constructible()?;
         let what = || match source {
@@ -165,6 +207,17 @@ impl ClassInfo {
                     self.name
                 )));
             }
+            if let Some(d) = deferred.as_deref_mut() {
+                if self.fields[i].defers(&v) {
+                    if self.fields[i].accepts_none() {
+                        record.set(i, Value::None).map_err(err)?;
+                    } else {
+                        record.set_unresolved(i).map_err(err)?;
+                    }
+                    d.push((i, v.to_owned()));
+                    continue;
+                }
+            }
             let v = self.fields[i].convert(&v, moves, what)?;
             record.set(i, v).map_err(err)?;
         }
@@ -198,7 +251,7 @@ impl ClassInfo {
         let named = named
             .iter()
             .map(|(k, v)| (k.as_borrowed(), v.as_borrowed()));
-        self.build(py, &positional, named, moves, Source::Call)
+        self.build(py, &positional, named, moves, Source::Call, None)
     }
 
     /// A native record from vectorcall arguments: `args` positional, then one value per name in
@@ -245,26 +298,36 @@ impl ClassInfo {
             for (slot, &p) in buf.iter_mut().zip(positional) {
                 *slot = borrow(p);
             }
-            self.build(py, &buf[..positional.len()], named, moves, Source::Call)
+            self.build(
+                py,
+                &buf[..positional.len()],
+                named,
+                moves,
+                Source::Call,
+                None,
+            )
         } else {
             let all: Vec<_> = positional.iter().map(|&p| borrow(p)).collect();
-            self.build(py, &all, named, moves, Source::Call)
+            self.build(py, &all, named, moves, Source::Call, None)
         }
     }
 
     /// A native record from a pickled state dict: every field must be present or defaulted and
-    /// no unknown field may appear (the class may have changed since pickling).
+    /// no unknown field may appear (the class may have changed since pickling). Fields whose
+    /// value is a tether object still waiting for its own state ([`FieldDef::defers`]) are set
+    /// to `None` and listed in `deferred` (field index, object) for `crate::restore`.
     pub fn restore<'py>(
         &self,
         py: Python<'py>,
         state: &Bound<'py, PyDict>,
         moves: &mut Moves<'py>,
+        deferred: &mut Vec<(usize, Bound<'py, PyAny>)>,
     ) -> PyResult<ObjAny> {
         let named: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = state.iter().collect();
         let named = named
             .iter()
             .map(|(k, v)| (k.as_borrowed(), v.as_borrowed()));
-        self.build(py, &[], named, moves, Source::State)
+        self.build(py, &[], named, moves, Source::State, Some(deferred))
     }
 
     /// Checks that `obj` really is an instance of this class's native type (a wrapper's

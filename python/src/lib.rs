@@ -37,6 +37,7 @@ mod pool;
 mod profiling;
 mod pyhandle;
 mod pytypes;
+mod restore;
 mod testing;
 mod trap;
 mod wrapper;
@@ -151,11 +152,19 @@ fn trim() -> usize {
     released
 }
 
+/// `_native._pending_restores()`: how many fields of restored objects still wait for an object
+/// that is not initialized yet (two-phase restore, `restore.rs`; for tests).
+#[pyfunction]
+fn _pending_restores() -> usize {
+    restore::pending()
+}
+
 /// `_native._release_idle_classes()`: gives back the references that kept classes alive for
 /// their native objects, for types that have none left (run before full garbage collections and
 /// at exit, see `tether/__init__.py`). Returns how many classes were released.
 #[pyfunction]
 fn _release_idle_classes(py: Python<'_>) -> usize {
+    restore::sweep(py);
     classes::release_idle_classes(py)
 }
 
@@ -199,6 +208,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
+    m.add_function(wrap_pyfunction!(_pending_restores, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_fields, m)?)?;
     m.add_function(wrap_pyfunction!(_check_live, m)?)?;

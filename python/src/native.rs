@@ -172,7 +172,7 @@ pub unsafe fn moved_error(w: *mut ffi::PyObject) -> PyErr {
     let name = unsafe { type_name(ffi::Py_TYPE(w)) };
     MovedError::new_err(format!(
         "this {name} wrapper has no native object: it was moved out with tether.move(), or it \
-         was never initialized (__init__ did not run, or unpickling a structure that contains \
-         itself through a typed field)"
+         was never initialized (__init__ did not run, or its unpickling or copy did not \
+         complete)"
     ))
 }

@@ -177,3 +177,33 @@ fn many_fields_use_the_large_set() {
     assert_eq!(record_get(&r, 69).unwrap(), Value::Int(-1));
     assert_eq!(record_get(&r, 68).unwrap(), Value::Int(68));
 }
+
+#[test]
+fn an_unresolved_reference_reads_none_until_it_is_stored() {
+    let t = register_record_type(
+        "test.layout.Strict",
+        None,
+        vec![
+            FieldSpec::new("peer", FieldKind::Object(SELF_TYPE)),
+            FieldSpec::new("n", FieldKind::Int),
+        ],
+    )
+    .unwrap();
+    let mut b = RecordBuilder::new(t).unwrap();
+    assert!(matches!(b.set_unresolved(1), Err(Error::Value(_)))); // not a reference slot
+    b.set_unresolved(0).unwrap();
+    assert!(matches!(b.set_unresolved(0), Err(Error::Value(_)))); // already set
+    b.set(1, Value::Int(1)).unwrap();
+    let a = b.finish().unwrap();
+    assert_eq!(record_get(&a, 0).unwrap(), Value::None);
+    // The host stores the object once it exists (here: the record itself, a self-loop).
+    record_set(&a, 0, Value::Object(a.clone())).unwrap();
+    assert_eq!(record_get(&a, 0).unwrap(), Value::Object(a.clone()));
+    let mut b = RecordBuilder::new(t).unwrap();
+    b.set_unresolved(0).unwrap();
+    b.set(1, Value::Int(2)).unwrap();
+    let c = b.finish().unwrap();
+    record_set(&a, 0, Value::Object(c.clone())).unwrap();
+    assert_eq!(a.strong_count(), 1); // the self-reference was replaced and released
+    assert_eq!(c.strong_count(), 2);
+}

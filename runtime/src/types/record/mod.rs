@@ -28,7 +28,9 @@
 //!    is dropped while the lock is held: the old value of a write is dropped after the lock is
 //!    released, by the caller. So a host holding its own lock (the GIL) may take a record lock,
 //!    and a thread holding a record lock never waits for the host's lock: no deadlock.
-//! 4. Every slot holds a value that passed its field's kind check, in its slot's form.
+//! 4. Every slot holds a value that passed its field's kind check, in its slot's form; except
+//!    a reference slot left unresolved by [`RecordBuilder::set_unresolved`] (null, read as
+//!    `None`) until its host stores the object.
 
 mod fast;
 mod slots;
@@ -38,7 +40,7 @@ pub use fast::{
     slot_set_int, slot_with_ref,
 };
 
-use super::layout::{RecordLayout, SlotAt};
+use super::layout::{RecordLayout, SlotAt, SlotRepr};
 use super::registry::{type_info, TypeInfo};
 use super::schema::TypeKind;
 use crate::error::Error;
@@ -243,6 +245,36 @@ impl RecordBuilder {
         // SAFETY: slot `i` of our unshared block is uninitialized (`set[i]` was false); `v`
         // passed the field's kind check (invariant 4).
         unsafe { slots::init(self.block, self.layout.slots[i], v) };
+        self.set.insert(i);
+        Ok(())
+    }
+
+    /// Leaves field `i`, a reference slot (`SlotRepr::Ref`) of a non-optional field, without an
+    /// object for now: for hosts that restore cycles in two phases, which store the object
+    /// (`record_set`, `slot_replace`) once it exists. Until then the slot is null and reads give
+    /// `Value::None` (the one exception to invariant 4: memory-safe, since every reader of a
+    /// reference slot handles null).
+    ///
+    /// # Errors
+    /// `Error::NotFound` for an index out of range, `Error::Value` if the field is already set
+    /// or is not stored as a reference slot.
+    pub fn set_unresolved(&mut self, i: usize) -> Result<(), Error> {
+        let Some(&at) = self.layout.slots.get(i) else {
+            return Err(Error::NotFound(format!(
+                "field #{i} of {} ({} fields)",
+                self.info.name,
+                self.len()
+            )));
+        };
+        if self.set.get(i) || !matches!(at.repr, SlotRepr::Ref { .. }) {
+            return Err(Error::Value(format!(
+                "{}: field {} cannot be left unresolved",
+                self.info.name, self.info.fields[i].name
+            )));
+        }
+        // SAFETY: slot `i` of our unshared block is an uninitialized Ref slot; null is the
+        // form every reader of a Ref slot handles.
+        unsafe { slots::init_null_ref(self.block, at) };
         self.set.insert(i);
         Ok(())
     }

@@ -181,6 +181,17 @@ pub(super) unsafe fn init(p: NonNull<ObjHeader>, at: SlotAt, v: Value) {
     }
 }
 
+/// Writes null into a fresh `Ref` slot (an unresolved reference: see
+/// `RecordBuilder::set_unresolved`).
+///
+/// # Safety
+/// As for [`init`], for a `Ref` slot.
+pub(super) unsafe fn init_null_ref(p: NonNull<ObjHeader>, at: SlotAt) {
+    debug_assert!(matches!(at.repr, SlotRepr::Ref { .. }));
+    // SAFETY: the slot is ours to initialize (caller) and holds a pointer.
+    unsafe { cell::<*mut ObjHeader>(p, at).write(ptr::null_mut()) }
+}
+
 /// A copy of the slot's value (references cloned: native atomic increments only).
 ///
 /// # Safety
