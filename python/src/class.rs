@@ -345,14 +345,15 @@ impl ClassInfo {
     }
 
     /// `{field: value}` for pickling and copying, from a counted handle (building the dict
-    /// runs Python code).
+    /// runs Python code). Objects come as their canonical wrappers whatever the tying switch,
+    /// so that pickle's and copy's memos keep aliased children shared.
     pub fn state_dict<'py>(&self, py: Python<'py>, obj: &ObjAny) -> PyResult<Bound<'py, PyDict>> {
         self.check_native(obj)?;
         let d = PyDict::new(py);
         for f in self.fields() {
             let v = load_field(obj, f.slot())?;
-            let v = crate::convert::to_py(py, &v, true)?;
-            // SAFETY: `to_py` returns a new reference.
+            let v = crate::convert::to_py_canonical(py, v)?;
+            // SAFETY: `to_py_canonical` returns a new reference.
             d.set_item(&f.name, unsafe { Bound::from_owned_ptr(py, v) })?;
         }
         Ok(d)

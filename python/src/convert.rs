@@ -49,6 +49,16 @@ pub fn to_py_owned(py: Python<'_>, v: Value, tied: bool) -> PyResult<*mut ffi::P
     }
 }
 
+/// [`to_py_owned`] with objects as their canonical wrappers whatever the tying switch (see
+/// [`wrapper::wrap_canonical`]): for the state that pickling and copying hand out.
+pub fn to_py_canonical(py: Python<'_>, v: Value) -> PyResult<*mut ffi::PyObject> {
+    match v {
+        // SAFETY: the GIL is held (we have `py`).
+        Value::Object(o) => unsafe { wrapper::wrap_canonical(o) },
+        v => to_py(py, &v, true),
+    }
+}
+
 /// The `tether.move()` tokens one operation converts: all-or-nothing moves.
 ///
 /// Conversion only *peeks* at a token (a counted clone of its object, the token keeps it). The

@@ -100,8 +100,28 @@ pub unsafe fn bound_wrapper(obj: &ObjAny, tied: bool) -> Option<*mut ffi::PyObje
 ///
 /// # Safety
 /// GIL held.
+#[inline]
 pub unsafe fn wrap_owned(obj: ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
-    let tied = tied && TYING.load(Relaxed);
+    // SAFETY: forwarded.
+    unsafe { wrap_as(obj, tied && TYING.load(Relaxed)) }
+}
+
+/// The canonical wrapper of `obj` whatever the tying switch: what pickling and copying hand to
+/// `pickle`/`copy`, whose memos then keep aliased children shared even with tying off (a wrapper
+/// bound while tying is off is unbound when it dies, never parked).
+///
+/// # Safety
+/// GIL held.
+pub unsafe fn wrap_canonical(obj: ObjAny) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: forwarded.
+    unsafe { wrap_as(obj, true) }
+}
+
+/// [`wrap_owned`] with the tying decision made: canonical if `tied`, else fresh.
+///
+/// # Safety
+/// GIL held.
+unsafe fn wrap_as(obj: ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
     if tied {
         if let Some(w) = tie::lookup(&obj) {
             let w = w.as_ptr().cast::<ffi::PyObject>();

@@ -37,6 +37,15 @@ class Owner(tether.Object):
     part: Part  # strict: never None
 
 
+class Leaf(tether.Object):
+    v: int
+
+
+class Pair(tether.Object):
+    a: Leaf
+    b: Leaf
+
+
 def round_trips(obj):
     """pickle (every protocol) and deepcopy of `obj`."""
     for proto in range(2, pickle.HIGHEST_PROTOCOL + 1):
@@ -153,3 +162,26 @@ def test_an_abandoned_restore_is_swept_by_the_next_full_collection():
     a = Link("a")
     a.next = Link("b", prev=a)
     assert pickle.loads(pickle.dumps(a)).next.prev.name == "a"
+
+
+def test_sharing_follows_the_native_objects_with_tying_off():
+    # With tying off every access gives a fresh wrapper, but pickle and deepcopy must still
+    # keep two fields that hold one native object as one object in the copy.
+    leaf = Leaf(1)
+    p = Pair(leaf, leaf)
+    ring = Link("r")
+    ring.next = ring
+    tether.set_tying(False)
+    try:
+        assert p.a is not p.b  # fresh wrappers: what tying off means
+        for p2 in round_trips(p):
+            p2.a.v = 5
+            assert p2.b.v == 5  # one native object behind both fields
+            assert p2.a is not p2.b
+        for r2 in round_trips(ring):
+            r2.next.name = "changed"
+            assert r2.name == "changed"  # the self-loop is one native object
+    finally:
+        tether.set_tying(True)
+    assert p.a is p.b and p.a.v == 1
+    ring.next = None
