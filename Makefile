@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-matrix bench-dropin profile clean
+.PHONY: demo test test-matrix rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-matrix bench-dropin profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -15,6 +15,12 @@ demo: ext
 
 ## make test: every Rust test (unit, integration, doc), then pytest against a release build.
 test: rust-test py-test
+
+## make test-matrix: the pytest suite against a wheel of tether on CPython 3.11 (python3) and on
+## each of MATRIX_PYTHONS, each wheel installed into a clean venv and tested from outside the
+## source tree (tests/matrix.sh; interpreters that are missing are skipped and reported).
+test-matrix:
+	$(SHELL) tests/matrix.sh python3 $(MATRIX_PYTHONS)
 
 rust-test:
 	$(CARGO) test --workspace --exclude tether-py --all-targets
