@@ -6,6 +6,7 @@ use crate::class::{annotate, ClassInfo};
 use crate::convert::{from_py_kind, Moves};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use tether_runtime::types::{FieldKind, ANY_OBJECT, SELF_TYPE};
@@ -13,14 +14,54 @@ use tether_runtime::types::{FieldKind, ANY_OBJECT, SELF_TYPE};
 /// The runtime type index of `tether.Object` (u32::MAX until created).
 pub static ROOT_INDEX: AtomicU32 = AtomicU32::new(u32::MAX);
 
+/// Where an annotation is resolved: the class body and its module, and a stand-in for the
+/// class being declared (which does not exist yet).
+struct Scope<'a, 'py> {
+    class_name: &'a str,
+    /// The globals to evaluate string annotations in, tried in order.
+    globals: &'a [Bound<'py, PyDict>],
+    /// The class body's namespace with the class's own name bound to `me`, for evaluating
+    /// string annotations (`"Optional[Node]"`, `"Node | None"`, and every annotation under
+    /// `from __future__ import annotations`). Binding the name first also makes a re-run class
+    /// definition (a notebook cell) refer to itself, not to the earlier class of that name.
+    locals: Bound<'py, PyDict>,
+    /// A fresh type standing for the class itself: a type, so that `me | None` and
+    /// `Optional[me]` evaluate.
+    me: Bound<'py, PyAny>,
+}
+
+impl<'a, 'py> Scope<'a, 'py> {
+    fn new(
+        py: Python<'py>,
+        class_name: &'a str,
+        globals: &'a [Bound<'py, PyDict>],
+        ns: &Bound<'py, PyDict>,
+    ) -> PyResult<Self> {
+        let me = py.import("builtins")?.getattr("type")?.call1((
+            class_name,
+            PyTuple::empty(py),
+            PyDict::new(py),
+        ))?;
+        let locals = ns.copy()?;
+        locals.set_item(class_name, &me)?;
+        Ok(Scope {
+            class_name,
+            globals,
+            locals,
+            me,
+        })
+    }
+}
+
 /// Resolves one annotation into a field kind.
 fn resolve_kind(
     py: Python<'_>,
     ann: &Bound<'_, PyAny>,
-    class_name: &str,
-    globals: &Bound<'_, PyDict>,
-    ns: &Bound<'_, PyDict>,
+    scope: &Scope<'_, '_>,
 ) -> PyResult<FieldKind> {
+    if ann.is(&scope.me) {
+        return Ok(FieldKind::Object(SELF_KIND));
+    }
     let builtins = py.import("builtins")?;
     let typing = py.import("typing")?;
     // String annotations (and typing.ForwardRef) name a type: the class itself, or something
@@ -33,19 +74,21 @@ fn resolve_kind(
         None
     };
     if let Some(text) = text {
-        if text == class_name {
+        if text == scope.class_name {
             return Ok(FieldKind::Object(SELF_KIND));
         }
-        let Ok(value) = builtins
-            .getattr("eval")?
-            .call1((text.as_str(), globals, ns))
+        let eval = builtins.getattr("eval")?;
+        let Some(value) = scope
+            .globals
+            .iter()
+            .find_map(|g| eval.call1((text.as_str(), g, &scope.locals)).ok())
         else {
             return Err(PyTypeError::new_err(format!(
                 "cannot resolve the annotation '{text}' (use a class defined before this one, \
                  or the class's own name)"
             )));
         };
-        return resolve_kind(py, &value, class_name, globals, ns);
+        return resolve_kind(py, &value, scope);
     }
     for (name, kind) in [
         ("bool", FieldKind::Bool),
@@ -71,7 +114,7 @@ fn resolve_kind(
         let none_type = py.None().into_bound(py).get_type();
         let others: Vec<_> = args.iter().filter(|a| !a.is(&none_type)).collect();
         if others.len() == 1 && args.len() == 2 {
-            let inner = resolve_kind(py, &others[0], class_name, globals, ns)?;
+            let inner = resolve_kind(py, &others[0], scope)?;
             return Ok(FieldKind::Optional(Box::new(inner)));
         }
     }
@@ -114,6 +157,26 @@ fn pre_registration_kind(kind: &FieldKind) -> FieldKind {
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(pre_registration_kind(k))),
         k => k.clone(),
     }
+}
+
+/// A `list`, `dict`, `set` or `bytearray` default would be one Python object shared by every
+/// instance (an `object` field stores the object, not a copy): refused, as `dataclasses` does.
+fn refuse_mutable_default(
+    py: Python<'_>,
+    v: &Bound<'_, PyAny>,
+    class_name: &str,
+    name: &str,
+) -> PyResult<()> {
+    let builtins = py.import("builtins")?;
+    for t in ["list", "dict", "set", "bytearray"] {
+        if v.is_instance(&builtins.getattr(t)?)? {
+            return Err(PyTypeError::new_err(format!(
+                "mutable default {t} for field '{name}' of {class_name} would be shared by every \
+                 instance: give the value in the constructor (or default to None)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Normalizes and checks `__slots__`: only `()` or `('__weakref__',)` are accepted (the
@@ -175,17 +238,33 @@ pub fn own_fields(
         return Ok(Vec::new());
     };
     let ann = ann.cast_into::<PyDict>()?;
-    let module = ns.get_item("__module__")?;
-    let globals = match module {
-        Some(m) => py
+    // Names resolve in the globals of the code running the class statement (the metaclass is
+    // called from it with no Python frame of its own: an `exec`'d class body sees its dict),
+    // then in those of the class's module (a class made by a factory elsewhere).
+    let mut globals = Vec::new();
+    // SAFETY: GIL held; PyEval_GetGlobals returns a borrowed reference or null.
+    let frame_globals = unsafe { ffi::PyEval_GetGlobals() };
+    if !frame_globals.is_null() {
+        // SAFETY: a live dict borrowed from the running frame; the Bound takes a reference.
+        globals.push(unsafe { Bound::from_borrowed_ptr(py, frame_globals) }.cast_into::<PyDict>()?);
+    }
+    if let Some(m) = ns.get_item("__module__")? {
+        if let Ok(d) = py
             .import("sys")?
             .getattr("modules")?
             .get_item(m)
             .and_then(|m| m.getattr("__dict__"))
             .and_then(|d| Ok(d.cast_into::<PyDict>()?))
-            .unwrap_or_else(|_| PyDict::new(py)),
-        None => PyDict::new(py),
-    };
+        {
+            if !globals.iter().any(|g| g.is(&d)) {
+                globals.push(d);
+            }
+        }
+    }
+    if globals.is_empty() {
+        globals.push(PyDict::new(py));
+    }
+    let scope = Scope::new(py, class_name, &globals, ns)?;
     let classvar = py.import("typing")?.getattr("ClassVar")?;
     let get_origin = py.import("typing")?.getattr("get_origin")?;
     let mut out = Vec::new();
@@ -211,7 +290,7 @@ pub fn own_fields(
                 "field '{name}' of {class_name} is already declared by a base class"
             )));
         }
-        let kind = resolve_kind(py, &a, class_name, &globals, ns)
+        let kind = resolve_kind(py, &a, &scope)
             .map_err(|e| annotate(py, e, &format!("{class_name}.{name}")))?;
         let default = match ns.get_item(&name)? {
             None => None,
@@ -222,6 +301,7 @@ pub fn own_fields(
                 )))
             }
             Some(v) => {
+                refuse_mutable_default(py, &v, class_name, &name)?;
                 ns.del_item(&name)?;
                 let check = pre_registration_kind(&kind);
                 let mut moves = Moves::new();

@@ -1,0 +1,151 @@
+"""Annotations as Python users write them (part of the containers and field-types issue): string
+annotations that mention the class itself inside a larger expression, `X | None`, every
+annotation a string (`from __future__ import annotations`), classes defined in functions, a
+re-run class definition (a notebook cell), and defaults that are refused: mutable ones, and
+wrong-typed ones for self-typed fields."""
+
+import importlib
+import sys
+import textwrap
+from typing import Optional
+
+import pytest
+
+import tether
+
+
+def linked(cls, n=3):
+    """A chain of `n` objects of `cls` (fields `v`, `next`); returns its head."""
+    head = None
+    for i in reversed(range(n)):
+        head = cls(i, head)
+    return head
+
+
+def assert_chain(head, n=3):
+    node = head
+    for i in range(n):
+        assert node.v == i
+        node = node.next
+    assert node is None
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    ['Optional["Node"]', '"Optional[Node]"', '"Node | None"', "Optional['Node']"],
+)
+def test_self_references_in_every_spelling(annotation):
+    ns = {"tether": tether, "Optional": Optional}
+    exec(
+        f"class Node(tether.Object):\n    v: int\n    next: {annotation} = None\n",
+        ns,
+    )
+    node_cls = ns["Node"]
+    assert_chain(linked(node_cls))
+    with pytest.raises(TypeError, match="expected"):
+        node_cls(1, "not a node")
+
+
+def test_union_syntax_with_a_class_defined_before():
+    class Leaf(tether.Object):
+        v: int
+
+    class Holder(tether.Object):
+        leaf: Leaf | None = None
+
+    assert Holder().leaf is None
+    leaf = Leaf(1)
+    assert Holder(leaf).leaf is leaf
+
+
+def test_future_annotations_module(tmp_path, monkeypatch):
+    (tmp_path / "future_mod.py").write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+            from typing import Optional
+            import tether
+
+            class Node(tether.Object):
+                v: int
+                next: Optional[Node] = None
+
+            class Pair(tether.Object):
+                name: str
+                first: Node
+                second: Node | None = None
+                weight: float = 1.0
+                on: bool = True
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("future_mod")
+    try:
+        assert_chain(linked(mod.Node))
+        p = mod.Pair("p", mod.Node(1))
+        assert (p.name, p.first.v, p.second, p.weight, p.on) == ("p", 1, None, 1.0, True)
+        with pytest.raises(TypeError, match="expected"):
+            mod.Pair("p", 3)
+    finally:
+        sys.modules.pop("future_mod", None)
+
+
+def test_a_class_defined_in_a_function_refers_to_itself():
+    def make():
+        class Local(tether.Object):
+            v: int
+            next: Optional["Local"] = None
+
+        return Local
+
+    first, second = make(), make()
+    assert first is not second
+    assert_chain(linked(first))
+    # Each definition is its own type: a node of one is not a node of the other.
+    with pytest.raises(TypeError, match="expected"):
+        first(1, second(2))
+
+
+def test_a_rerun_class_definition_refers_to_the_new_class():
+    # What a notebook cell run twice does: the module's global name still names the old class
+    # while the new one is being defined.
+    ns = {"tether": tether, "Optional": Optional}
+    src = "class Node(tether.Object):\n    v: int\n    next: Optional['Node'] = None\n"
+    src_text = "class Node(tether.Object):\n    v: int\n    next: 'Optional[Node]' = None\n"
+    exec(src, ns)
+    old = ns["Node"]
+    for code in (src, src_text):
+        exec(code, ns)
+        new = ns["Node"]
+        assert new is not old
+        assert_chain(linked(new))  # not "expected Node, got Node"
+        with pytest.raises(TypeError, match="expected"):
+            new(1, old(2))
+        old = new
+
+
+@pytest.mark.parametrize("default", [[], {}, set(), bytearray(b"x")])
+def test_mutable_defaults_are_refused(default):
+    with pytest.raises(TypeError, match="mutable default .* shared by every instance"):
+        type(tether.Object)(
+            "M", (tether.Object,), {"__annotations__": {"items": object}, "items": default}
+        )
+
+
+def test_immutable_defaults_and_none_are_fine():
+    class M(tether.Object):
+        a: object = None
+        b: object = (1, 2)
+        c: object = frozenset({1})
+
+    m = M()
+    assert (m.a, m.b, m.c) == (None, (1, 2), frozenset({1}))
+
+
+def test_a_wrong_typed_default_for_a_self_typed_field_is_refused():
+    with pytest.raises(TypeError, match="default"):
+
+        class Node(tether.Object):
+            v: int
+            next: Optional["Node"] = 5  # type: ignore[assignment]
