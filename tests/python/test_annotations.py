@@ -149,3 +149,36 @@ def test_a_wrong_typed_default_for_a_self_typed_field_is_refused():
         class Node(tether.Object):
             v: int
             next: Optional["Node"] = 5  # type: ignore[assignment]
+
+
+def test_classes_in_a_function_see_each_other_by_name():
+    def make():
+        class A(tether.Object):
+            v: int
+
+        class B(tether.Object):
+            a: "A"
+            others: "Optional[B]" = None
+
+        return A, B
+
+    a_cls, b_cls = make()
+    b = b_cls(a_cls(1), b_cls(a_cls(2)))
+    assert (b.a.v, b.others.a.v) == (1, 2)
+    with pytest.raises(TypeError, match="expected A"):
+        b_cls(b)
+
+
+def test_string_classvar_annotations_are_class_variables_and_only_those():
+    from typing import ClassVar  # noqa: F401 - resolved by name from the string below
+
+    class ClassVarious(tether.Object):
+        v: int = 0
+
+    class C(tether.Object):
+        count: "ClassVar[int]" = 3
+        thing: "ClassVarious"
+
+    assert C.count == 3
+    assert [f.name for f in tether.fields(C)] == ["thing"]
+    assert C(ClassVarious(5)).thing.v == 5

@@ -31,6 +31,15 @@ struct Scope<'a, 'py> {
 }
 
 impl<'a, 'py> Scope<'a, 'py> {
+    /// Evaluates a string annotation in this scope (the first set of globals it works in).
+    fn eval(&self, text: &str) -> Option<Bound<'py, PyAny>> {
+        let py = self.me.py();
+        let eval = py.import("builtins").ok()?.getattr("eval").ok()?;
+        self.globals
+            .iter()
+            .find_map(|g| eval.call1((text, g, &self.locals)).ok())
+    }
+
     fn new(
         py: Python<'py>,
         class_name: &'a str,
@@ -42,7 +51,23 @@ impl<'a, 'py> Scope<'a, 'py> {
             PyTuple::empty(py),
             PyDict::new(py),
         ))?;
-        let locals = ns.copy()?;
+        // The running frame's locals first (a class statement in a function sees the function's
+        // other local names, classes included), then the class body, then the class itself.
+        let locals = PyDict::new(py);
+        // SAFETY: GIL held; PyEval_GetLocals returns a borrowed mapping or null (with no error
+        // set when there is no frame).
+        let frame_locals = unsafe { ffi::PyEval_GetLocals() };
+        if frame_locals.is_null() {
+            // SAFETY: GIL held; a failed lookup may leave an exception set: drop it.
+            unsafe { ffi::PyErr_Clear() };
+        } else {
+            // SAFETY: a live mapping borrowed from the running frame.
+            let frame_locals = unsafe { Bound::from_borrowed_ptr(py, frame_locals) };
+            if let Ok(d) = frame_locals.cast::<PyDict>() {
+                locals.update(d.as_mapping())?;
+            }
+        }
+        locals.update(ns.as_mapping())?;
         locals.set_item(class_name, &me)?;
         Ok(Scope {
             class_name,
@@ -77,12 +102,7 @@ fn resolve_kind(
         if text == scope.class_name {
             return Ok(FieldKind::Object(SELF_KIND));
         }
-        let eval = builtins.getattr("eval")?;
-        let Some(value) = scope
-            .globals
-            .iter()
-            .find_map(|g| eval.call1((text.as_str(), g, &scope.locals)).ok())
-        else {
+        let Some(value) = scope.eval(&text) else {
             return Err(PyTypeError::new_err(format!(
                 "cannot resolve the annotation '{text}' (use a class defined before this one, \
                  or the class's own name)"
@@ -273,9 +293,13 @@ pub fn own_fields(
         if a.is(&classvar) || get_origin.call1((&a,))?.is(&classvar) {
             continue;
         }
+        // A string annotation is a ClassVar if it evaluates to one (not if it merely starts
+        // with the word: `"ClassVarious"` may name a class).
         if let Ok(s) = a.cast::<PyString>() {
-            if s.to_str()?.starts_with("ClassVar") {
-                continue;
+            if let Some(v) = scope.eval(s.to_str()?) {
+                if v.is(&classvar) || get_origin.call1((&v,))?.is(&classvar) {
+                    continue;
+                }
             }
         }
         if name.len() > 4 && name.starts_with("__") && name.ends_with("__") {
