@@ -12,7 +12,7 @@ use crate::classes::hold_class;
 use crate::convert::Moves;
 use crate::native;
 use crate::pool;
-use crate::pytypes::{type_name, Wrapper, BASE_TYPE, WRAPPER_SIZE};
+use crate::pytypes::{type_name, OffsetMember, Wrapper, BASE_TYPE, WRAPPER_SIZE};
 use crate::restore;
 use crate::trap::trap;
 use crate::wrapper::{alloc_instance, install, tp_dealloc};
@@ -341,22 +341,10 @@ pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
         },
         ffi::PyMethodDef::zeroed(),
     ];
-    static mut MEMBERS: [ffi::PyMemberDef; 2] = [
-        ffi::PyMemberDef {
-            name: c"__weaklistoffset__".as_ptr(),
-            type_code: ffi::Py_T_PYSSIZET,
-            offset: core::mem::offset_of!(Wrapper, weaklist) as ffi::Py_ssize_t,
-            flags: ffi::Py_READONLY,
-            doc: ptr::null(),
-        },
-        ffi::PyMemberDef {
-            name: ptr::null(),
-            type_code: 0,
-            offset: 0,
-            flags: 0,
-            doc: ptr::null(),
-        },
-    ];
+    static MEMBERS: OffsetMember = OffsetMember::new(
+        c"__weaklistoffset__",
+        core::mem::offset_of!(Wrapper, weaklist),
+    );
     // SAFETY: the slot tables are 'static and only read by CPython during type creation,
     // which happens once at module init under the GIL.
     let tp = unsafe {
@@ -391,7 +379,7 @@ pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_members,
-                pfunc: ptr::addr_of_mut!(MEMBERS).cast(),
+                pfunc: MEMBERS.as_slot_ptr(),
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,

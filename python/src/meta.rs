@@ -24,7 +24,7 @@ use crate::class::{class_info, set_class_info, ClassInfo};
 use crate::classes::{register_class, unregister_class};
 use crate::field::new_descr;
 use crate::pool;
-use crate::pytypes::{BASE_TYPE, CLASS_INFO_OFFSET, META_TYPE, WRAPPER_SIZE};
+use crate::pytypes::{OffsetMember, BASE_TYPE, CLASS_INFO_OFFSET, META_TYPE, WRAPPER_SIZE};
 use crate::trap::trap;
 use crate::wrapper;
 use annotations::{check_slots, ROOT_INDEX};
@@ -268,27 +268,10 @@ unsafe extern "C" fn meta_dealloc(o: *mut ffi::PyObject) {
 /// The metaclass's one member: `__vectorcalloffset__`, which makes calling a class (an instance
 /// of the metaclass) use the class's `tp_vectorcall` ([`base::class_vectorcall`]). CPython 3.11
 /// does not let heap types inherit `type`'s vectorcall support, so the metaclass declares it.
-struct Members([ffi::PyMemberDef; 2]);
-
-// SAFETY: the table is immutable and holds only pointers to static C strings.
-unsafe impl Sync for Members {}
-
-static VECTORCALL_MEMBER: Members = Members([
-    ffi::PyMemberDef {
-        name: c"__vectorcalloffset__".as_ptr(),
-        type_code: ffi::Py_T_PYSSIZET,
-        offset: core::mem::offset_of!(ffi::PyTypeObject, tp_vectorcall) as ffi::Py_ssize_t,
-        flags: ffi::Py_READONLY,
-        doc: ptr::null(),
-    },
-    ffi::PyMemberDef {
-        name: ptr::null(),
-        type_code: 0,
-        offset: 0,
-        flags: 0,
-        doc: ptr::null(),
-    },
-]);
+static VECTORCALL_MEMBER: OffsetMember = OffsetMember::new(
+    c"__vectorcalloffset__",
+    core::mem::offset_of!(ffi::PyTypeObject, tp_vectorcall),
+);
 
 /// Creates the metaclass (once, at module init).
 pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
@@ -309,7 +292,7 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_members,
-                pfunc: VECTORCALL_MEMBER.0.as_ptr() as *mut c_void,
+                pfunc: VECTORCALL_MEMBER.as_slot_ptr(),
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,

@@ -86,3 +86,38 @@ pub unsafe fn type_name(tp: *mut ffi::PyTypeObject) -> String {
     let full = full.to_string_lossy();
     full.rsplit('.').next().unwrap_or(&full).to_string()
 }
+
+/// A `PyType_Spec` member table of one read-only `Py_ssize_t` offset member (what CPython reads
+/// `__weaklistoffset__` and `__vectorcalloffset__` from), with its terminator. Immutable, and
+/// holds only pointers to static C strings, so it can be a plain `static`.
+pub struct OffsetMember([ffi::PyMemberDef; 2]);
+
+// SAFETY: see the type's docs: never written, only static strings behind the pointers.
+unsafe impl Sync for OffsetMember {}
+
+impl OffsetMember {
+    /// The table for member `name` at byte `offset`.
+    pub const fn new(name: &'static core::ffi::CStr, offset: usize) -> Self {
+        OffsetMember([
+            ffi::PyMemberDef {
+                name: name.as_ptr(),
+                type_code: ffi::Py_T_PYSSIZET,
+                offset: offset as ffi::Py_ssize_t,
+                flags: ffi::Py_READONLY,
+                doc: ptr::null(),
+            },
+            ffi::PyMemberDef {
+                name: ptr::null(),
+                type_code: 0,
+                offset: 0,
+                flags: 0,
+                doc: ptr::null(),
+            },
+        ])
+    }
+
+    /// The table, as `Py_tp_members` wants it.
+    pub fn as_slot_ptr(&'static self) -> *mut core::ffi::c_void {
+        self.0.as_ptr().cast_mut().cast()
+    }
+}

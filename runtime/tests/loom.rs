@@ -340,6 +340,15 @@ fn detach_races_revive() {
 /// `free_cb` (`Parked`, object died in (c)) — and never re-entrantly on the finalizing thread.
 #[test]
 fn wrapper_death_races_last_other_reference() {
+    wrapper_death_races_last_other_reference_with(tie::bind, tie::park_or_release);
+}
+
+type Bind = fn(&ObjAny, NonNull<c_void>) -> Result<(), TieState>;
+type ParkOrRelease = fn(ObjAny, NonNull<c_void>) -> Result<Finalized, (ObjAny, TieState)>;
+
+/// The model of [`wrapper_death_races_last_other_reference`], over either set of transitions
+/// (the CAS ones, or `tie::serial`'s plain stores).
+fn wrapper_death_races_last_other_reference_with(bind: Bind, park_or_release: ParkOrRelease) {
     let (_g, base) = setup();
     model(move || {
         let (a, drops) = payload();
@@ -347,11 +356,11 @@ fn wrapper_death_races_last_other_reference() {
         let m = Mem::new();
         let w = P(m.ptr());
         let wrapper_ref = obj.clone();
-        tie::bind(&obj, w.0).unwrap();
+        bind(&obj, w.0).unwrap();
         let t = thread::spawn(move || drop(obj));
         *m.finalizer.lock().unwrap() = Some(thread::current().id());
         m.finalizing.store(true, Ordering::Relaxed);
-        let outcome = tie::park_or_release(wrapper_ref, w.0).map_err(|(_, s)| s);
+        let outcome = park_or_release(wrapper_ref, w.0).map_err(|(_, s)| s);
         m.finalizing.store(false, Ordering::Relaxed);
         t.join().unwrap();
         let freed = m.freed_by_cb.load(Ordering::Relaxed);
@@ -412,29 +421,7 @@ fn _uses(_: ObjAny) {}
 /// instead of the CAS (`serial_check_then_act`) is caught here.
 #[test]
 fn serial_wrapper_death_races_last_other_reference() {
-    let (_g, base) = setup();
-    model(move || {
-        let (a, drops) = payload();
-        let obj = a.into_any();
-        let m = Mem::new();
-        let w = P(m.ptr());
-        let wrapper_ref = obj.clone();
-        tie::serial::bind(&obj, w.0).unwrap();
-        let t = thread::spawn(move || drop(obj));
-        *m.finalizer.lock().unwrap() = Some(thread::current().id());
-        m.finalizing.store(true, Ordering::Relaxed);
-        let outcome = tie::serial::park_or_release(wrapper_ref, w.0).map_err(|(_, s)| s);
-        m.finalizing.store(false, Ordering::Relaxed);
-        t.join().unwrap();
-        let freed = m.freed_by_cb.load(Ordering::Relaxed);
-        match outcome {
-            Ok(Finalized::Parked) => assert_eq!(freed, 1, "parked, then the object died in (c)"),
-            Ok(Finalized::Released) => assert_eq!(freed, 0, "the host frees it, not free_cb"),
-            Err(s) => panic!("unexpected {s:?}"),
-        }
-        assert_eq!(drops.load(Ordering::Relaxed), 1);
-        assert_eq!(alloc_stats().live_blocks, base);
-    });
+    wrapper_death_races_last_other_reference_with(tie::serial::bind, tie::serial::park_or_release);
 }
 
 /// A revive/park cycle on the host thread (plain stores) while a native thread drops its

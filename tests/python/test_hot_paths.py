@@ -13,11 +13,8 @@ import functools
 import gc
 import json
 import math
-import os
 import pickle
-import subprocess
 import sys
-import textwrap
 import threading
 import weakref
 from typing import Optional
@@ -27,32 +24,10 @@ import pytest
 import tether
 from tether import testing
 
-from conftest import churn
+from conftest import SUBPROCESS_TIMEOUT, churn, describe, run_script
 from models import Holder, Inner
 
-TIMEOUT = 120
-
-
-def run_script(script, *args, timeout=TIMEOUT):
-    """Runs `script` (dedented) as `__main__` of a new interpreter; returns the finished process."""
-    env = dict(os.environ)
-    env.setdefault("RUST_BACKTRACE", "0")
-    here = os.path.dirname(os.path.abspath(__file__))
-    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def describe(proc):
-    return (
-        f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n"
-        f"--- stderr ---\n{proc.stderr[-3000:]}"
-    )
+TIMEOUT = SUBPROCESS_TIMEOUT
 
 
 def result_of(proc):

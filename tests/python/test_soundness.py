@@ -8,37 +8,16 @@ interpreter (``run_script``) and is checked by its exit code and what it printed
 
 import json
 import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
 import tether
 
+from conftest import SUBPROCESS_TIMEOUT, describe, run_script
 from models import Holder, Inner, Node, Outer, Pair
 
-TIMEOUT = 120
-
-
-def run_script(script, *args, timeout=TIMEOUT):
-    """Runs `script` (dedented) as `__main__` of a new interpreter; returns the finished process."""
-    env = dict(os.environ)
-    env.setdefault("RUST_BACKTRACE", "0")
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def describe(proc):
-    return (
-        f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n"
-        f"--- stderr ---\n{proc.stderr[-3000:]}"
-    )
+TIMEOUT = SUBPROCESS_TIMEOUT
 
 
 def assert_clean_exit(proc, marker="ok"):
