@@ -35,6 +35,71 @@ pub struct FieldDef {
     pub owner: u32,
     /// Whether the declaring type is frozen (from the runtime's registry entry).
     pub frozen: bool,
+    /// For a field naming a class defined after its own: which class, checked on the way in.
+    pub forward: Option<Forward>,
+}
+
+/// A field's reference to a class that did not exist when the field was declared (`b: "B"`
+/// with `B` defined further down). Natively the field holds any object (a `Value` slot); values
+/// are checked against the named class, looked up the first time one is converted.
+#[derive(Debug)]
+pub struct Forward {
+    name: String,
+    /// Where the class statement ran, then the class's module.
+    globals: Vec<Py<PyDict>>,
+    resolved: std::sync::OnceLock<u32>,
+}
+
+impl Forward {
+    /// A reference to `name`, to be looked up in `globals` (in order).
+    pub fn new(name: String, globals: Vec<Py<PyDict>>) -> Forward {
+        Forward {
+            name,
+            globals,
+            resolved: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The named class's runtime type index (looked up once, then kept).
+    fn type_index(&self, py: Python<'_>) -> PyResult<u32> {
+        if let Some(&t) = self.resolved.get() {
+            return Ok(t);
+        }
+        let found = self
+            .globals
+            .iter()
+            .find_map(|g| g.bind(py).get_item(&self.name).ok().flatten());
+        let t = found
+            .as_ref()
+            .and_then(|c| c.cast::<pyo3::types::PyType>().ok())
+            // SAFETY: a live type object; GIL held.
+            .and_then(|tp| unsafe { class_info(tp.as_ptr().cast()) })
+            .map(|info| info.type_index)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "the annotation '{}' names no tether class (yet)",
+                    self.name
+                ))
+            })?;
+        Ok(*self.resolved.get_or_init(|| t))
+    }
+
+    /// Checks a converted value: `None` or an object of the named class (or a subclass).
+    fn check(&self, py: Python<'_>, v: &Value) -> PyResult<()> {
+        let Value::Object(o) = v else {
+            return Ok(()); // None (the kind's check allowed it)
+        };
+        let t = self.type_index(py)?;
+        if o.type_index() == t || o.is_instance(t) {
+            Ok(())
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "expected {}, got {}",
+                self.name,
+                crate::convert::object_type_name(o)
+            )))
+        }
+    }
 }
 
 impl FieldDef {
@@ -57,8 +122,13 @@ impl FieldDef {
         moves: &mut Moves<'py>,
         what: impl FnOnce() -> String,
     ) -> PyResult<Value> {
+        let py = value.py();
         from_py_kind(value, &self.kind, moves)
-            .map_err(|e| annotate(value.py(), e, &format!("{}field '{}'", what(), self.name)))
+            .and_then(|v| match &self.forward {
+                Some(f) => f.check(py, &v).map(|()| v),
+                None => Ok(v),
+            })
+            .map_err(|e| annotate(py, e, &format!("{}field '{}'", what(), self.name)))
     }
 }
 

@@ -129,7 +129,7 @@ fn native_of<'py>(o: &Bound<'py, PyAny>, moves: &mut Moves<'py>) -> PyResult<Opt
 }
 
 /// The Python-facing name of a native object's type (its class's name, if it has one).
-fn object_type_name(obj: &ObjAny) -> String {
+pub fn object_type_name(obj: &ObjAny) -> String {
     match class_for(obj.type_index()) {
         // SAFETY: a registered class is a live type object (it unregisters when it dies).
         Ok(cls) => unsafe { type_name(cls) },

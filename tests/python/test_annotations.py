@@ -4,7 +4,9 @@ annotation a string (`from __future__ import annotations`), classes defined in f
 re-run class definition (a notebook cell), and defaults that are refused: mutable ones, and
 wrong-typed ones for self-typed fields."""
 
+import copy
 import importlib
+import pickle
 import sys
 import textwrap
 from typing import Optional
@@ -182,3 +184,64 @@ def test_string_classvar_annotations_are_class_variables_and_only_those():
     assert C.count == 3
     assert [f.name for f in tether.fields(C)] == ["thing"]
     assert C(ClassVarious(5)).thing.v == 5
+
+
+MUTUAL = """
+{future}
+from typing import Optional
+import tether
+
+class Parent(tether.Object):
+    name: str
+    child: {child} = None
+
+class Child(tether.Object):
+    name: str
+    parent: Optional[Parent] = None
+
+class Sub(Child):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    "future, child",
+    [
+        ("", 'Optional["Child"]'),
+        ("", '"Optional[Child]"'),
+        ("", '"Child | None"'),
+        ("from __future__ import annotations", "Optional[Child]"),
+        ("from __future__ import annotations", "Child | None"),
+    ],
+)
+def test_two_classes_refer_to_each_other(tmp_path, monkeypatch, future, child):
+    (tmp_path / "mutual_mod.py").write_text(MUTUAL.format(future=future, child=child))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("mutual_mod")
+    try:
+        p = mod.Parent("p")
+        c = mod.Child("c", parent=p)
+        p.child = c
+        assert p.child is c and c.parent is p and p.child.parent is p
+        p.child = mod.Sub("s", parent=p)  # a subclass of the named class is accepted
+        assert type(p.child) is mod.Sub
+        with pytest.raises(TypeError, match="field 'child': expected Child, got Parent"):
+            p.child = p
+        assert type(p.child) is mod.Sub  # unchanged
+        with pytest.raises(TypeError, match="expected Child, got Parent"):
+            mod.Parent("q", p)
+        p.child = c
+        for p2 in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p)):
+            assert p2.child.parent is p2 and p2.child.name == "c"
+        p.child = None  # break the native cycle
+    finally:
+        sys.modules.pop("mutual_mod", None)
+
+
+def test_a_name_that_never_appears_is_reported_when_used():
+    ns = {"tether": tether, "Optional": Optional}
+    exec("class Q(tether.Object):\n    x: Optional['Nowhere'] = None\n", ns)
+    q_cls = ns["Q"]
+    assert q_cls().x is None  # None needs no class
+    with pytest.raises(TypeError, match="the annotation 'Nowhere' names no tether class"):
+        q_cls(x=q_cls())

@@ -4,6 +4,7 @@
 
 use crate::class::{annotate, ClassInfo};
 use crate::convert::{from_py_kind, Moves};
+use core::cell::RefCell;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -28,16 +29,54 @@ struct Scope<'a, 'py> {
     /// A fresh type standing for the class itself: a type, so that `me | None` and
     /// `Optional[me]` evaluate.
     me: Bound<'py, PyAny>,
+    /// Stand-in types for names that do not exist yet (a class defined later in the module),
+    /// bound into `locals` as evaluation meets them: `(stand-in, name)`.
+    forwards: RefCell<Vec<(Bound<'py, PyAny>, String)>>,
 }
 
 impl<'a, 'py> Scope<'a, 'py> {
-    /// Evaluates a string annotation in this scope (the first set of globals it works in).
+    /// Evaluates a string annotation in this scope (the first set of globals it works in). A
+    /// name that exists nowhere yet becomes a forward reference: a stand-in type is bound for
+    /// it and the evaluation retried.
     fn eval(&self, text: &str) -> Option<Bound<'py, PyAny>> {
         let py = self.me.py();
-        let eval = py.import("builtins").ok()?.getattr("eval").ok()?;
-        self.globals
+        let builtins = py.import("builtins").ok()?;
+        let eval = builtins.getattr("eval").ok()?;
+        let name_error = builtins.getattr("NameError").ok()?;
+        // A bound on the retries: each one binds a new name.
+        for _ in 0..16 {
+            let mut missing = None;
+            for g in self.globals {
+                match eval.call1((text, g, &self.locals)) {
+                    Ok(v) => return Some(v),
+                    Err(e) if e.is_instance(py, &name_error) => {
+                        missing = e.value(py).getattr("name").ok()?.extract::<String>().ok();
+                    }
+                    Err(_) => {}
+                }
+            }
+            let name = missing?;
+            if self.forwards.borrow().iter().any(|(_, n)| *n == name) {
+                return None;
+            }
+            let stand_in = builtins
+                .getattr("type")
+                .ok()?
+                .call1((name.as_str(), PyTuple::empty(py), PyDict::new(py)))
+                .ok()?;
+            self.locals.set_item(name.as_str(), &stand_in).ok()?;
+            self.forwards.borrow_mut().push((stand_in, name));
+        }
+        None
+    }
+
+    /// The name `ann` stands for, if it is a forward reference's stand-in.
+    fn forward_name(&self, ann: &Bound<'py, PyAny>) -> Option<String> {
+        self.forwards
+            .borrow()
             .iter()
-            .find_map(|g| eval.call1((text, g, &self.locals)).ok())
+            .find(|(t, _)| t.is(ann))
+            .map(|(_, n)| n.clone())
     }
 
     fn new(
@@ -74,18 +113,25 @@ impl<'a, 'py> Scope<'a, 'py> {
             globals,
             locals,
             me,
+            forwards: RefCell::new(Vec::new()),
         })
     }
 }
 
-/// Resolves one annotation into a field kind.
-fn resolve_kind(
-    py: Python<'_>,
-    ann: &Bound<'_, PyAny>,
-    scope: &Scope<'_, '_>,
+/// Resolves one annotation into a field kind; a reference to a class defined later sets
+/// `forward` to its name (the kind then holds [`FORWARD_KIND`]).
+fn resolve_kind<'py>(
+    py: Python<'py>,
+    ann: &Bound<'py, PyAny>,
+    scope: &Scope<'_, 'py>,
+    forward: &mut Option<String>,
 ) -> PyResult<FieldKind> {
     if ann.is(&scope.me) {
         return Ok(FieldKind::Object(SELF_KIND));
+    }
+    if let Some(name) = scope.forward_name(ann) {
+        *forward = Some(name);
+        return Ok(FieldKind::Object(FORWARD_KIND));
     }
     let builtins = py.import("builtins")?;
     let typing = py.import("typing")?;
@@ -108,7 +154,7 @@ fn resolve_kind(
                  or the class's own name)"
             )));
         };
-        return resolve_kind(py, &value, scope);
+        return resolve_kind(py, &value, scope, forward);
     }
     for (name, kind) in [
         ("bool", FieldKind::Bool),
@@ -134,7 +180,7 @@ fn resolve_kind(
         let none_type = py.None().into_bound(py).get_type();
         let others: Vec<_> = args.iter().filter(|a| !a.is(&none_type)).collect();
         if others.len() == 1 && args.len() == 2 {
-            let inner = resolve_kind(py, &others[0], scope)?;
+            let inner = resolve_kind(py, &others[0], scope, forward)?;
             return Ok(FieldKind::Optional(Box::new(inner)));
         }
     }
@@ -160,11 +206,27 @@ fn resolve_kind(
 /// is stored as one native pointer, like any field of a record type).
 pub const SELF_KIND: u32 = SELF_TYPE;
 
+/// Placeholder for "a class defined later" (a forward reference): natively any object, checked
+/// against the named class on the Python side once it exists (`crate::class::Forward`).
+pub const FORWARD_KIND: u32 = u32::MAX - 2;
+
+/// `kind` with the placeholders replaced: the class itself by its type index `me`, a forward
+/// reference by "any object" (the name is checked on the Python side).
 pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
     match kind {
         FieldKind::Object(SELF_KIND) => FieldKind::Object(me),
+        FieldKind::Object(FORWARD_KIND) => FieldKind::Object(ANY_OBJECT),
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(replace_self(*k, me))),
         k => k,
+    }
+}
+
+/// The kind the runtime registers: a forward reference as "any object".
+pub fn runtime_kind(kind: &FieldKind) -> FieldKind {
+    match kind {
+        FieldKind::Object(FORWARD_KIND) => FieldKind::Object(ANY_OBJECT),
+        FieldKind::Optional(k) => FieldKind::Optional(Box::new(runtime_kind(k))),
+        k => k.clone(),
     }
 }
 
@@ -173,7 +235,7 @@ pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
 /// `None` for it when it registers the schema (no object of the new type exists yet).
 fn pre_registration_kind(kind: &FieldKind) -> FieldKind {
     match kind {
-        FieldKind::Object(SELF_KIND) => FieldKind::Object(ANY_OBJECT),
+        FieldKind::Object(SELF_KIND | FORWARD_KIND) => FieldKind::Object(ANY_OBJECT),
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(pre_registration_kind(k))),
         k => k.clone(),
     }
@@ -245,6 +307,8 @@ pub struct OwnField {
     pub kind: FieldKind,
     /// Its checked default.
     pub default: Option<tether_runtime::Value>,
+    /// A class defined later that the annotation names: its name and where to look it up.
+    pub forward: Option<(String, Vec<Py<PyDict>>)>,
 }
 
 /// Reads the class body's annotations into fields (without registering anything).
@@ -314,7 +378,8 @@ pub fn own_fields(
                 "field '{name}' of {class_name} is already declared by a base class"
             )));
         }
-        let kind = resolve_kind(py, &a, &scope)
+        let mut forward = None;
+        let kind = resolve_kind(py, &a, &scope, &mut forward)
             .map_err(|e| annotate(py, e, &format!("{class_name}.{name}")))?;
         let default = match ns.get_item(&name)? {
             None => None,
@@ -339,6 +404,7 @@ pub fn own_fields(
             name,
             kind,
             default,
+            forward: forward.map(|n| (n, globals.iter().map(|g| g.clone().unbind()).collect())),
         });
     }
     Ok(out)

@@ -2,8 +2,8 @@
 //! runtime registration of the record type (parent's fields, then the class's own), the leaked
 //! [`FieldDef`]s; or the info of a Rust-defined type's class.
 
-use super::annotations::{own_fields, replace_self};
-use crate::class::{ClassInfo, FieldDef};
+use super::annotations::{own_fields, replace_self, runtime_kind};
+use crate::class::{ClassInfo, FieldDef, Forward};
 use crate::pytypes::BASE_TYPE;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -70,7 +70,7 @@ pub fn declare_record(
         .iter()
         .map(|f| FieldSpec {
             name: f.name.clone(),
-            kind: f.kind.clone(),
+            kind: runtime_kind(&f.kind),
             default: f.default.clone(),
         })
         .collect();
@@ -96,6 +96,7 @@ pub fn declare_record(
             name: f.name,
             kind: replace_self(f.kind, type_index),
             default: f.default,
+            forward: f.forward.map(|(name, globals)| Forward::new(name, globals)),
             access: FieldAccess::Inline(base + j),
             at: layout.and_then(|l| l.slots.get(base + j).copied()),
             owner: type_index,
@@ -129,6 +130,7 @@ pub fn declare_native(
             default: f.default.clone(),
             access: f.access.clone(),
             at: None,
+            forward: None,
             owner: type_index,
             frozen: ti.frozen,
         }));
