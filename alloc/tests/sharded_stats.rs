@@ -66,3 +66,53 @@ fn more_threads_than_shards_fall_back_to_the_shared_shard() {
     assert_eq!((snap.live_blocks, snap.live_bytes), (0, 0));
     assert_eq!(snap.peak_bytes, n * 500 * 8); // the highest a snapshot saw
 }
+
+#[test]
+fn a_snapshot_never_counts_a_free_without_its_allocation() {
+    // Allocated on one thread, freed on another, snapshotted on a third: a snapshot that read
+    // the freeing thread's shard after the free and the allocating one's before the allocation
+    // would see live figures below zero (wrapped); the counts are read "out" before "in".
+    let s = ShardedStats::new();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = if cfg!(miri) { 200 } else { 200_000 };
+    std::thread::scope(|t| {
+        let s = &s;
+        let stop = &stop;
+        t.spawn(move || {
+            for _ in 0..rounds {
+                s.on_alloc(64, 0);
+                tx.send(64).unwrap();
+            }
+        });
+        t.spawn(move || {
+            for bytes in rx {
+                s.on_free(bytes, 0);
+            }
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+        t.spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let snap = s.snapshot().unwrap();
+                assert!(
+                    snap.live_blocks <= rounds,
+                    "live blocks wrapped: {}",
+                    snap.live_blocks
+                );
+                assert!(
+                    snap.live_bytes <= rounds * 64,
+                    "live bytes wrapped: {}",
+                    snap.live_bytes
+                );
+                assert!(
+                    snap.peak_bytes <= rounds * 64,
+                    "peak wrapped: {}",
+                    snap.peak_bytes
+                );
+            }
+        });
+    });
+    let snap = s.snapshot().unwrap();
+    assert_eq!((snap.live_blocks, snap.live_bytes), (0, 0));
+    assert_eq!(snap.total_allocs, rounds);
+}

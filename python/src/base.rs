@@ -121,6 +121,9 @@ unsafe extern "C" fn tp_init(
             let mut moves = Moves::new();
             let obj = info.construct(py, &args, kw.as_ref(), &mut moves)?;
             finish_init(o, obj, moves, "__init__")?;
+            // A restored structure may wait for this object (an overridden __setstate__ that
+            // calls __init__): the second phase of crate::restore.
+            restore::complete(py, o)?;
             Ok(0)
         })
     }
@@ -145,6 +148,13 @@ pub unsafe extern "C" fn class_vectorcall(
     unsafe {
         trap(ptr::null_mut(), |py| {
             let nargs = ffi::PyVectorcall_NARGS(nargsf) as usize;
+            // A metaclass whose __call__ is not type's (a subclass's, or one assigned later;
+            // CPython 3.11 keeps the vectorcall flag even then) decides what a call does.
+            let meta_call = (*ffi::Py_TYPE(cls.cast())).tp_call;
+            let type_call_fn = (*ptr::addr_of_mut!(ffi::PyType_Type)).tp_call;
+            if meta_call.map(|f| f as usize) != type_call_fn.map(|f| f as usize) {
+                return call_with(py, meta_call, cls, args, nargs, kwnames);
+            }
             // Inherited slots are copies of _Base's: compare the stored addresses.
             let base = BASE_TYPE.load(Relaxed);
             let slots = |t: *mut ffi::PyTypeObject| {
@@ -154,7 +164,7 @@ pub unsafe extern "C" fn class_vectorcall(
                 )
             };
             if slots(cls) != slots(base) {
-                return type_call(py, cls, args, nargs, kwnames);
+                return call_with(py, type_call_fn, cls, args, nargs, kwnames);
             }
             class::check_instantiable(cls)?;
             let info = class::info_of(cls)?;
@@ -171,13 +181,14 @@ pub unsafe extern "C" fn class_vectorcall(
     }
 }
 
-/// CPython's own `type.__call__` for a vectorcall: the path of classes with their own
-/// `__new__` or `__init__`.
+/// A vectorcall handed to a `tp_call` (`type.__call__`, or the metaclass's own): the path of
+/// classes with their own `__new__` or `__init__`, or a metaclass with its own `__call__`.
 ///
 /// # Safety
 /// As for [`class_vectorcall`], with `nargs` decoded.
-unsafe fn type_call(
+unsafe fn call_with(
     py: Python<'_>,
+    call: Option<ffi::ternaryfunc>,
     cls: *mut ffi::PyTypeObject,
     args: *const *mut ffi::PyObject,
     nargs: usize,
@@ -202,9 +213,9 @@ unsafe fn type_call(
             }
             Some(d)
         };
-        let call = (*ptr::addr_of_mut!(ffi::PyType_Type))
-            .tp_call
-            .expect("type.__call__");
+        let Some(call) = call else {
+            return Err(PyTypeError::new_err("the metaclass is not callable"));
+        };
         let r = call(
             cls.cast(),
             positional.as_ptr(),

@@ -85,7 +85,7 @@ impl Forward {
     }
 
     /// Checks a converted value: `None` or an object of the named class (or a subclass).
-    fn check(&self, py: Python<'_>, v: &Value) -> PyResult<()> {
+    pub fn check(&self, py: Python<'_>, v: &Value) -> PyResult<()> {
         let Value::Object(o) = v else {
             return Ok(()); // None (the kind's check allowed it)
         };
@@ -142,7 +142,7 @@ impl FieldDef {
         // SAFETY: `value` is live and the GIL is held (we have a Bound): its type is readable,
         // and a wrapper has the wrapper layout.
         let info = unsafe {
-            if !is_wrapper(o) || !crate::native::is_empty(o) {
+            if !is_wrapper(o) || !crate::native::is_empty(o) || crate::wrapper::was_moved_out(o) {
                 return false;
             }
             class_info(ffi::Py_TYPE(o))
@@ -158,9 +158,10 @@ impl FieldDef {
                 FieldKind::Object(t) => fits(*t),
                 _ => false,
             },
-            // A strict field of a record type can wait unresolved (a null pointer slot).
+            // A strict field can wait unresolved (a null pointer slot, or a `None` value slot).
             FieldKind::Object(t) => {
-                fits(*t) && matches!(self.at, Some(at) if matches!(at.repr, SlotRepr::Ref { .. }))
+                fits(*t)
+                    && matches!(self.at, Some(at) if matches!(at.repr, SlotRepr::Ref { .. } | SlotRepr::Dyn))
             }
             _ => false,
         }

@@ -1,48 +1,68 @@
-//! Floor 6a: two-phase restore, so that typed cycles round-trip through pickle and deepcopy.
+//! Floor 6b: two-phase restore, so that typed cycles round-trip through pickle and deepcopy.
 //!
 //! Unpickling (or deep-copying) `a` with `a.next = b; b.prev = a` makes `a` first, empty (the
 //! reconstructor), then restores `b`, whose state names `a` before `a` has any native object.
 //! The first phase ([`ClassInfo::restore`](crate::class::ClassInfo::restore)) stores `None` in
-//! such a field, or leaves a strict field of a tether class type unresolved (a null pointer
+//! such a field, or leaves a strict field unresolved (a null reference slot or a `None` value
 //! slot, read as `None`: `RecordBuilder::set_unresolved`), and lists it (only fields that will
-//! accept the object: [`FieldDef::defers`]); [`defer`] records "when `a` is initialized, store it into
-//! `b.prev`"; the second phase ([`complete`]), run as `a`'s own `__setstate__` finishes, does
-//! the stores. A self-loop (`a.next = a`) is deferred and completed in the same call.
+//! accept the object: [`FieldDef::defers`]); [`defer`] records "when `a` is initialized, store
+//! it into `b.prev`"; the second phase ([`complete`]), run when `a`'s own `__setstate__` or
+//! `__init__` finishes, does the stores. A self-loop (`a.next = a`) is deferred and completed
+//! in the same call.
 //!
 //! Invariants (all under the GIL):
-//! 1. Each pending entry holds strong references to its target (the object being restored) and
-//!    its source (the object it waits for), so neither address can be reused while it waits.
-//! 2. A completed entry is removed before its store, and a store goes only into a target that
-//!    still holds the native object it had when the entry was made, into a field the source's
-//!    native type fits (checked by `defers`; re-checked by the runtime's kind check).
-//! 3. Entries whose source can no longer be initialized (nobody but the list holds it: the
-//!    unpickling failed or was abandoned) are dropped by [`sweep`], run before each full
-//!    collection: their targets keep `None` in the field (or the unresolved, null slot of a
-//!    strict field, which reads as `None` and can be assigned).
+//! 1. Pending entries are grouped by source (the object they wait for), each group holding one
+//!    strong reference to its source and each entry one to its target (the object restored) and
+//!    a counted handle of the target's native object, so no address can be reused while it
+//!    waits.
+//! 2. A group is removed before its stores. An entry's store happens only if its target still
+//!    holds the same native object, the field still reads `None` (nothing assigned it since),
+//!    and the source's object passes the field's checks (the runtime kind, and a forward
+//!    reference's class): the class a wrapper had when it was deferred may have changed.
+//! 3. A group whose source nobody else holds (the unpickling failed or was abandoned) is
+//!    dropped by [`sweep`], run before each full collection: its targets keep `None` in the
+//!    field (or the unresolved slot of a strict field, which reads as `None` and can be
+//!    assigned).
 
 use crate::class::{ClassInfo, FieldDef};
 use crate::native;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use tether_runtime::{ObjAny, Value};
 
-struct Pending {
-    source: Py<PyAny>,
+/// One field waiting for a source.
+struct Entry {
     target: Py<PyAny>,
     /// The native object `target` held when the entry was made (invariant 2).
-    target_native: usize,
+    target_native: ObjAny,
     field: &'static FieldDef,
 }
 
-/// The pending entries (invariant 1). Touched only with the GIL held, and never across Python
-/// code (each use takes the entries out or puts them back, then releases the lock), so the lock
-/// is never contended and never held while waiting for the GIL.
-static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+/// The fields waiting for one source (invariant 1).
+struct Group {
+    source: Py<PyAny>,
+    entries: Vec<Entry>,
+}
 
-fn with_pending<R>(f: impl FnOnce(&mut Vec<Pending>) -> R) -> R {
-    // A poisoned lock still guards a consistent list (every use is a push or a partition).
-    f(&mut PENDING.lock().unwrap_or_else(|e| e.into_inner()))
+/// The pending groups by source address. Touched only with the GIL held, and never across
+/// Python code (each use takes groups out or puts them in, then releases the lock), so the lock
+/// is never contended and never held while waiting for the GIL.
+static PENDING: Mutex<Option<HashMap<usize, Group>>> = Mutex::new(None);
+
+/// How many groups wait (kept with the map): `complete`, run after every `__init__` and
+/// `__setstate__`, skips the lock when it is 0.
+static GROUPS: AtomicUsize = AtomicUsize::new(0);
+
+fn with_pending<R>(f: impl FnOnce(&mut HashMap<usize, Group>) -> R) -> R {
+    // A poisoned lock still guards a consistent map (every use is an insert or a removal).
+    let mut g = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    let r = f(map);
+    GROUPS.store(map.len(), Relaxed);
+    r
 }
 
 /// Records the first phase's deferred fields of `target` (just initialized) for completion
@@ -60,15 +80,18 @@ pub unsafe fn defer(
         return Ok(());
     }
     // SAFETY: `target` is initialized (caller).
-    let target_native = unsafe { native::counted(target) }?.as_ptr().as_ptr() as usize;
+    let target_native = unsafe { native::counted(target) }?;
     // SAFETY: `target` is live (caller).
     let target_ref: Py<PyAny> = unsafe { Py::from_borrowed_ptr(py, target) };
     with_pending(|p| {
         for (i, source) in deferred {
-            p.push(Pending {
-                source: source.unbind(),
+            let group = p.entry(source.as_ptr() as usize).or_insert_with(|| Group {
+                source: source.clone().unbind(),
+                entries: Vec::new(),
+            });
+            group.entries.push(Entry {
                 target: target_ref.clone_ref(py),
-                target_native,
+                target_native: target_native.clone(),
                 field: info.fields[i],
             });
         }
@@ -77,65 +100,68 @@ pub unsafe fn defer(
 }
 
 /// The second phase for `source`, whose native object was just installed: stores it into every
-/// field that waited for it.
+/// field that waited for it (invariant 2).
 ///
 /// # Safety
 /// `source` is a live tether wrapper; GIL held.
 pub unsafe fn complete(py: Python<'_>, source: *mut ffi::PyObject) -> PyResult<()> {
-    let ready: Vec<Pending> = with_pending(|p| {
-        if p.is_empty() {
-            return Vec::new();
-        }
-        let (ready, waiting) = core::mem::take(p)
-            .into_iter()
-            .partition(|e| e.source.as_ptr() == source);
-        *p = waiting;
-        ready
-    });
-    if ready.is_empty() {
+    if GROUPS.load(Relaxed) == 0 {
         return Ok(());
     }
+    let Some(group) = with_pending(|p| p.remove(&(source as usize))) else {
+        return Ok(());
+    };
     // SAFETY: `source` is live (caller) and was just initialized.
     let value = unsafe { native::counted(source) }?;
-    for e in ready {
-        let t = e.target.as_ptr();
+    for e in &group.entries {
         // SAFETY: the entry's reference keeps the target alive; it is a tether wrapper.
-        let Ok(obj) = (unsafe { native::counted(t) }) else {
-            continue; // moved out since: nothing to complete
-        };
-        if obj.as_ptr().as_ptr() as usize != e.target_native {
-            continue; // re-initialized or replaced since (invariant 2)
+        if !unsafe { native::still_holds(e.target.as_ptr(), &e.target_native) } {
+            continue; // moved out or re-initialized since: nothing to complete
         }
-        store(&obj, e.field, &value)?;
+        store(py, &e.target_native, e.field, &value)?;
     }
-    let _ = py;
+    drop(group); // outside the lock: releasing the references may run Python code
     Ok(())
 }
 
-fn store(target: &ObjAny, field: &FieldDef, value: &ObjAny) -> PyResult<()> {
-    let old = native::store_field(target, field.slot(), Value::Object(value.clone()))?;
+/// Stores `value` into `field` of `target` if the field still reads `None` and `value` passes
+/// the field's checks (invariant 2).
+fn store(py: Python<'_>, target: &ObjAny, field: &FieldDef, value: &ObjAny) -> PyResult<()> {
+    if native::load_field(target, field.slot())? != Value::None {
+        return Ok(()); // assigned since the first phase: that assignment stands
+    }
+    let v = Value::Object(value.clone());
+    let fits = field.kind.check(&v).is_ok()
+        && field
+            .forward
+            .as_ref()
+            .is_none_or(|f| f.check(py, &v).is_ok());
+    if !fits {
+        return Ok(()); // the object's class changed while it was restored: the field keeps None
+    }
+    let old = native::store_field(target, field.slot(), v)?;
     drop(old); // None: the first phase stored it
     Ok(())
 }
 
-/// Drops the entries whose source nobody but this list holds (invariant 3); returns how many.
+/// Drops the groups whose source nobody but this map holds (invariant 3); returns how many
+/// fields stop waiting.
 pub fn sweep(_py: Python<'_>) -> usize {
-    let dead: Vec<Pending> = with_pending(|p| {
-        let (dead, live) = core::mem::take(p)
-            .into_iter()
-            // SAFETY: the entry's reference keeps the source alive; reading a live object's
+    let dead: Vec<Group> = with_pending(|p| {
+        let dead_keys: Vec<usize> = p
+            .iter()
+            // SAFETY: the group's reference keeps the source alive; reading a live object's
             // reference count under the GIL.
-            .partition(|e| unsafe { ffi::Py_REFCNT(e.source.as_ptr()) } <= 1);
-        *p = live;
-        dead
+            .filter(|(_, g)| unsafe { ffi::Py_REFCNT(g.source.as_ptr()) } <= 1)
+            .map(|(&k, _)| k)
+            .collect();
+        dead_keys.iter().filter_map(|k| p.remove(k)).collect()
     });
-    // Dropped outside the borrow: releasing them may run Python code (a class dealloc).
-    let n = dead.len();
-    drop(dead);
-    n
+    // Dropped outside the lock: releasing them may run Python code (a class dealloc).
+    dead.iter().map(|g| g.entries.len()).sum()
 }
 
-/// How many entries wait (for tests).
+/// How many fields wait (for tests).
 pub fn pending() -> usize {
-    with_pending(|p| p.len())
+    with_pending(|p| p.values().map(|g| g.entries.len()).sum())
 }

@@ -196,12 +196,43 @@ fn wrapper_ptr(w: *mut ffi::PyObject) -> NonNull<c_void> {
     unsafe { NonNull::new_unchecked(w.cast()) }
 }
 
+/// Wrappers whose native object was moved out (`tether.move`) and that were not initialized
+/// again: empty like a wrapper that was never initialized, but not waiting to be (what a
+/// two-phase restore must tell apart: `crate::restore`). Touched only under the GIL; the length
+/// lets the common paths skip the lock.
+static MOVED_OUT: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static MOVED_OUT_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn moved_out() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    // A poisoned lock still guards a consistent list (each use is a push or a swap_remove).
+    MOVED_OUT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forgets `w` as moved out (it is initialized again, or it dies).
+fn forget_moved_out(w: *mut ffi::PyObject) {
+    if MOVED_OUT_LEN.load(Relaxed) == 0 {
+        return;
+    }
+    let mut m = moved_out();
+    if let Some(i) = m.iter().position(|&a| a == w as usize) {
+        m.swap_remove(i);
+        MOVED_OUT_LEN.store(m.len(), Relaxed);
+    }
+}
+
+/// Whether wrapper `w` is empty because its object was moved out (not because it was never
+/// initialized).
+pub fn was_moved_out(w: *mut ffi::PyObject) -> bool {
+    MOVED_OUT_LEN.load(Relaxed) != 0 && moved_out().contains(&(w as usize))
+}
+
 /// Installs a native object into an uninitialized wrapper and binds it (used by `__init__`,
 /// `__setstate__`).
 ///
 /// # Safety
 /// `w` is a live tether wrapper with null `rec`; GIL held.
 pub unsafe fn install(w: *mut ffi::PyObject, obj: ObjAny) {
+    forget_moved_out(w);
     let raw = obj.into_raw();
     // SAFETY: `w` is a wrapper; it takes over the strong reference (invariant 1).
     unsafe { (*w.cast::<Wrapper>()).rec = raw.as_ptr() };
@@ -222,6 +253,11 @@ pub unsafe fn take_native(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
     // SAFETY: `w` is live (caller).
     let rec = NonNull::new(wr.rec).ok_or_else(|| unsafe { native::moved_error(w) })?;
     wr.rec = ptr::null_mut();
+    {
+        let mut m = moved_out();
+        m.push(w as usize);
+        MOVED_OUT_LEN.store(m.len(), Relaxed);
+    }
     // SAFETY: invariant 1: the wrapper owned this strong reference; it is now ours.
     let obj = unsafe { ObjAny::from_raw(rec) };
     if tie::lookup(&obj) == Some(wrapper_ptr(w)) {
@@ -248,6 +284,7 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
             if !(*wr).weaklist.is_null() {
                 ffi::PyObject_ClearWeakRefs(o);
             }
+            forget_moved_out(o); // before the memory can serve another wrapper
             pool::free_wrapper_mem(o.cast());
             ffi::Py_DECREF(tp.cast());
             return;

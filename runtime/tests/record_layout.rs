@@ -207,3 +207,14 @@ fn an_unresolved_reference_reads_none_until_it_is_stored() {
     assert_eq!(a.strong_count(), 1); // the self-reference was replaced and released
     assert_eq!(c.strong_count(), 2);
 }
+
+#[test]
+fn a_rust_type_cannot_have_a_record_parent() {
+    // Its objects would pass a record field's owner check and be read at the record's offsets.
+    let record = register_record_type("test.layout.RecordParent", None, vec![]).unwrap();
+    let r = std::panic::catch_unwind(|| {
+        tether_runtime::register_rust_type("test.layout.RustChild", Some(record), vec![])
+    });
+    assert!(r.is_err());
+    assert!(tether_runtime::type_index_of("test.layout.RustChild").is_none());
+}

@@ -245,3 +245,43 @@ def test_a_name_that_never_appears_is_reported_when_used():
     assert q_cls().x is None  # None needs no class
     with pytest.raises(TypeError, match="the annotation 'Nowhere' names no tether class"):
         q_cls(x=q_cls())
+
+
+def test_a_metaclass_new_elsewhere_does_not_change_where_names_resolve(tmp_path, monkeypatch):
+    (tmp_path / "meta_mod.py").write_text(
+        textwrap.dedent(
+            """
+            import tether
+
+            class Node(tether.Object):  # a different Node, where the metaclass lives
+                w: str = ""
+
+            class Meta(type(tether.Object)):
+                def __new__(mcls, name, bases, ns, **kw):
+                    return super().__new__(mcls, name, bases, ns, **kw)
+            """
+        )
+    )
+    (tmp_path / "user_mod.py").write_text(
+        textwrap.dedent(
+            """
+            import tether
+            from meta_mod import Meta
+
+            class Node(tether.Object):
+                v: int = 0
+
+            class Holder(tether.Object, metaclass=Meta):
+                n: "Node"
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    user = importlib.import_module("user_mod")
+    try:
+        assert user.Holder(user.Node(3)).n.v == 3  # the user module's Node, not meta_mod's
+        with pytest.raises(TypeError, match="expected Node"):
+            user.Holder(sys.modules["meta_mod"].Node())
+    finally:
+        sys.modules.pop("user_mod", None)
+        sys.modules.pop("meta_mod", None)

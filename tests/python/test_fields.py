@@ -307,3 +307,38 @@ def test_init_and_new_overrides_are_honoured_by_calls_later_assigned_too():
         P(1, v=2)
     with pytest.raises(TypeError, match="missing required field"):
         P()
+
+
+def test_a_metaclass_call_override_decides_what_a_call_does():
+    # Calls of a tether class skip type.__call__; a metaclass __call__ (a subclass's, or one
+    # assigned to tether.ObjectMeta later) must still be what runs, on every CPython.
+    from conftest import describe, run_script
+
+    proc = run_script(
+        """
+        import tether
+
+        class D(tether.Object):
+            x: int = 0
+
+        meta = type(tether.Object)
+        meta.__call__ = lambda cls, *a, **k: "hijacked"
+        out = [D(x=1), D(*(), **{"x": 1}), D()]
+        del meta.__call__
+        assert out == ["hijacked"] * 3, out
+        assert D(x=2).x == 2
+
+        class Counting(meta):
+            calls = 0
+            def __call__(cls, *a, **k):
+                Counting.calls += 1
+                return super().__call__(*a, **k)
+
+        class E(tether.Object, metaclass=Counting):
+            y: int = 0
+
+        assert E(y=3).y == 3 and Counting.calls == 1
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, describe(proc)

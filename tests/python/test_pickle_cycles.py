@@ -9,6 +9,8 @@ import pickle
 import weakref
 from typing import Optional
 
+import pytest
+
 import tether
 from tether import _native
 
@@ -185,3 +187,131 @@ def test_sharing_follows_the_native_objects_with_tying_off():
         tether.set_tying(True)
     assert p.a is p.b and p.a.v == 1
     ring.next = None
+
+
+class Kid(tether.Object):
+    name: str
+    parent: Optional["Family"] = None
+
+
+class Family(tether.Object):
+    name: str
+    kids: object = None
+
+
+class Boom:
+    def __reduce__(self):
+        return (_explode, ())
+
+
+def _explode():
+    raise RuntimeError("unpickling failed here")
+
+
+def test_a_failed_unpickling_with_several_waiters_is_swept():
+    f = Family("f")
+    f.kids = (Kid("a", parent=f), Kid("b", parent=f), Boom())
+    data = pickle.dumps(f)
+    with pytest.raises(RuntimeError, match="unpickling failed here"):
+        pickle.loads(data)
+    gc.collect()
+    assert _native._pending_restores() == 0  # two fields waited for one source: both swept
+    f.kids = None
+
+
+class Reinit(tether.Object):
+    name: str
+    other: Optional["Mate"] = None
+
+    def __setstate__(self, state):
+        self.__init__(**state)  # initialized by __init__, not by tether's __setstate__
+
+
+class Mate(tether.Object):
+    back: Optional[Reinit] = None
+
+
+def test_a_source_initialized_by_init_completes_the_fields_that_wait_for_it():
+    r = Reinit("r")
+    m = Mate(r)
+    r.other = m
+    for r2 in round_trips(r):
+        assert r2.other.back is r2
+    assert _native._pending_restores() == 0
+    r.other = None
+
+
+class Renamed(tether.Object):
+    v: int = 0
+    back: object = None
+
+
+class Chameleon(tether.Object):
+    v: int = 0
+    back: object = None
+
+    def __setstate__(self, state):
+        self.__class__ = Renamed  # the class changes while it is restored
+        tether.Object.__setstate__(self, state)
+
+
+class Keeper(tether.Object):
+    ref: Optional[Chameleon] = None
+
+
+def test_a_source_whose_class_changed_does_not_land_in_a_field_it_no_longer_fits():
+    c = Chameleon()
+    k = Keeper(ref=c)
+    c.back = k
+    c2 = pickle.loads(pickle.dumps(c))
+    assert type(c2) is Renamed
+    k2 = c2.back
+    assert k2.ref is None  # not a Renamed in an Optional[Chameleon] field
+    k2.ref = Chameleon()  # the field still works
+    assert _native._pending_restores() == 0
+    c.back = None
+
+
+def test_a_moved_out_object_in_a_state_is_an_error_not_a_wait():
+    h = tether._native._reconstruct(Link)
+    moved = Link("m")
+    token = tether.move(moved)
+    with pytest.raises(tether.MovedError):
+        h.__setstate__({"name": "h", "next": moved})
+    assert _native._pending_restores() == 0
+    assert Link("x", token).next.name == "m"  # the token kept its object
+
+
+STRICT_FORWARD = """
+import tether
+from typing import Optional
+
+import pytest
+
+class P(tether.Object):
+    c: "C"
+
+class C(tether.Object):
+    p: Optional[P] = None
+"""
+
+
+def test_a_strict_forward_field_in_a_cycle_round_trips_from_either_end(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    (tmp_path / "strict_forward_mod.py").write_text(STRICT_FORWARD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("strict_forward_mod")
+    try:
+        c = mod.C()
+        p = mod.P(c)
+        c.p = p
+        for root in (p, c):
+            for r in round_trips(root):
+                p2 = r if isinstance(r, mod.P) else r.p
+                assert p2.c.p is p2
+        assert _native._pending_restores() == 0
+        c.p = None
+    finally:
+        sys.modules.pop("strict_forward_mod", None)

@@ -131,7 +131,9 @@ impl<A, S: CountingSink, K: HeaderKind> HeaderAlloc<A, S, K> {
         let mut snap = self.stats.snapshot().unwrap_or_default();
         // The sink counts only the header bytes beyond the kind's fixed size (over-aligned
         // blocks), so the common allocation touches no header counter; add the fixed part.
-        snap.header_bytes += snap.live_blocks * K::SIZE;
+        snap.header_bytes = snap
+            .header_bytes
+            .saturating_add(snap.live_blocks.saturating_mul(K::SIZE));
         snap
     }
 }

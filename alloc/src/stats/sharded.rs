@@ -20,8 +20,10 @@
 //!
 //! # Orderings
 //!
-//! A snapshot sums `Relaxed` loads: each counter is exact, the sum is not a consistent cut while
-//! other threads count (as for `Stats`). Ownership of a shard passes through [`SLOTS`]: the
+//! A snapshot is not a consistent cut while other threads count (as for `Stats`), but it never
+//! counts a free without its allocation: owners store with `Release`, and a snapshot loads every
+//! "out" counter before any "in" counter with `Acquire` (see `add`), so live figures never go
+//! below zero. Ownership of a shard passes through [`SLOTS`]: the
 //! `Release` that gives a slot back publishes the last owner's stores to the next owner, whose
 //! claiming `Acquire` sees them, so the next owner's load-and-store never loses an update.
 //!
@@ -120,14 +122,19 @@ impl Shard {
     }
 }
 
-/// Adds `n` to `c`: a plain load and store by the shard's one owner, an atomic add on the
-/// shared shard.
+/// Adds `n` to the monotonic counter `c`: a plain load and store by the shard's one owner, an
+/// atomic add on the shared shard.
+///
+/// Release (free on x86: a plain store): what happened before this count is visible to a reader
+/// that sees it. Every "out" count (a free, a thing gone) happens after its "in" count (on
+/// whichever thread), so a reader that loads every "out" before any "in" with Acquire sees the
+/// "in" of every "out" it counts: its differences never go below zero.
 #[inline(always)]
 fn add(c: &AtomicUsize, n: usize, owned: bool) {
     if owned {
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
     } else {
-        c.fetch_add(n, Ordering::Relaxed);
+        c.fetch_add(n, Ordering::Release);
     }
 }
 
@@ -201,26 +208,33 @@ impl StatsSink for ShardedStats {
     }
 
     fn snapshot(&self) -> Option<StatsSnapshot> {
+        // Acquire, every "out" before any "in" (see `add`): no free is counted without its
+        // allocation, so the live figures never wrap below zero.
         let sum = |f: fn(&Shard) -> &AtomicUsize| {
             self.shards
                 .iter()
                 .chain(core::iter::once(&self.shared))
-                .fold(0usize, |a, s| a.wrapping_add(f(s).load(Ordering::Relaxed)))
+                .fold(0usize, |a, s| a.wrapping_add(f(s).load(Ordering::Acquire)))
         };
-        let total_allocs = sum(|s| &s.allocs);
         let total_frees = sum(|s| &s.frees);
-        let live_bytes = sum(|s| &s.bytes_in).wrapping_sub(sum(|s| &s.bytes_out));
+        let bytes_out = sum(|s| &s.bytes_out);
+        let header_out = sum(|s| &s.header_out);
+        let total_allocs = sum(|s| &s.allocs);
+        let bytes_in = sum(|s| &s.bytes_in);
+        let header_in = sum(|s| &s.header_in);
+        // (Saturating as well: a belt to the braces above.)
+        let live_bytes = bytes_in.saturating_sub(bytes_out);
         let peak = self
             .peak
             .fetch_max(live_bytes, Ordering::Relaxed)
             .max(live_bytes);
         Some(StatsSnapshot {
-            live_blocks: total_allocs.wrapping_sub(total_frees),
+            live_blocks: total_allocs.saturating_sub(total_frees),
             live_bytes,
             peak_bytes: peak,
             total_allocs,
             total_frees,
-            header_bytes: sum(|s| &s.header_in).wrapping_sub(sum(|s| &s.header_out)),
+            header_bytes: header_in.saturating_sub(header_out),
         })
     }
 }
@@ -233,9 +247,9 @@ impl StatsSink for ShardedStats {
 /// guarantee a single atomic counter gives to a reader that acts on zero: every `sub` it sees
 /// has its matching `add` seen too, so it never counts a thing's going without its coming, and a
 /// result of 0 means that at some instant during the call nothing counted was live. (Ups and
-/// downs are separate monotonic sums; the stores are `Release`, `get` loads every down before
-/// any up with `Acquire`: a thing's `add` happens-before its `sub` on whatever thread, so a down
-/// that is seen carries its up with it.)
+/// downs are separate monotonic sums, one cache line per thread; the stores are `Release`, `get`
+/// loads every down before any up with `Acquire`: a thing's `add` happens-before its `sub` on
+/// whatever thread, so a down that is seen carries its up with it.)
 ///
 /// ```
 /// use tether_alloc::ShardedCounter;
@@ -246,10 +260,25 @@ impl StatsSink for ShardedStats {
 /// ```
 #[derive(Debug)]
 pub struct ShardedCounter {
-    ups: [AtomicUsize; SHARDS],
-    downs: [AtomicUsize; SHARDS],
-    shared_up: AtomicUsize,
-    shared_down: AtomicUsize,
+    shards: [CounterShard; SHARDS],
+    shared: CounterShard,
+}
+
+/// One thread's ups and downs, a cache line of their own (no false sharing between threads).
+#[repr(align(64))]
+#[derive(Debug)]
+struct CounterShard {
+    up: AtomicUsize,
+    down: AtomicUsize,
+}
+
+impl CounterShard {
+    const fn new() -> Self {
+        CounterShard {
+            up: AtomicUsize::new(0),
+            down: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Default for ShardedCounter {
@@ -258,58 +287,46 @@ impl Default for ShardedCounter {
     }
 }
 
-/// Adds `n` to the monotonic `c` with a `Release` store (the owner) or add (the shared shard).
-#[inline(always)]
-fn publish(c: &AtomicUsize, n: usize, owned: bool) {
-    // Release: what happened before this count (a thing's making, for a down) is visible to a
-    // reader that sees it (`ShardedCounter::get`'s Acquire).
-    if owned {
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
-    } else {
-        c.fetch_add(n, Ordering::Release);
-    }
-}
-
 impl ShardedCounter {
     /// Zero.
     pub const fn new() -> Self {
         ShardedCounter {
-            ups: [const { AtomicUsize::new(0) }; SHARDS],
-            downs: [const { AtomicUsize::new(0) }; SHARDS],
-            shared_up: AtomicUsize::new(0),
-            shared_down: AtomicUsize::new(0),
+            shards: [const { CounterShard::new() }; SHARDS],
+            shared: CounterShard::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn shard(&self) -> (&CounterShard, bool) {
+        match my_slot() {
+            Some(i) => (&self.shards[i], true),
+            None => (&self.shared, false),
         }
     }
 
     /// Counts `n` things made.
     #[inline]
     pub fn add(&self, n: usize) {
-        match my_slot() {
-            Some(i) => publish(&self.ups[i], n, true),
-            None => publish(&self.shared_up, n, false),
-        }
+        let (s, owned) = self.shard();
+        add(&s.up, n, owned);
     }
 
     /// Counts `n` things gone (each counted in by an [`add`](Self::add) that happened before).
     #[inline]
     pub fn sub(&self, n: usize) {
-        match my_slot() {
-            Some(i) => publish(&self.downs[i], n, true),
-            None => publish(&self.shared_down, n, false),
-        }
+        let (s, owned) = self.shard();
+        add(&s.down, n, owned);
     }
 
     /// The things counted in and not yet out (see the type's docs for what holds while others
     /// count).
     pub fn get(&self) -> usize {
-        // Acquire, downs first: see the type's docs.
-        let sum = |cs: &[AtomicUsize], extra: &AtomicUsize| {
-            cs.iter()
-                .chain(core::iter::once(extra))
-                .fold(0usize, |a, c| a.wrapping_add(c.load(Ordering::Acquire)))
-        };
-        let downs = sum(&self.downs, &self.shared_down);
-        let ups = sum(&self.ups, &self.shared_up);
-        ups.wrapping_sub(downs)
+        // Acquire, downs first: see `add`.
+        let all = || self.shards.iter().chain(core::iter::once(&self.shared));
+        let downs = all().fold(0usize, |a, s| {
+            a.wrapping_add(s.down.load(Ordering::Acquire))
+        });
+        let ups = all().fold(0usize, |a, s| a.wrapping_add(s.up.load(Ordering::Acquire)));
+        ups.saturating_sub(downs)
     }
 }

@@ -84,6 +84,7 @@ impl<'a, 'py> Scope<'a, 'py> {
         class_name: &'a str,
         globals: &'a [Bound<'py, PyDict>],
         ns: &Bound<'py, PyDict>,
+        frame_is_the_class_statement: bool,
     ) -> PyResult<Self> {
         let me = py.import("builtins")?.getattr("type")?.call1((
             class_name,
@@ -93,9 +94,13 @@ impl<'a, 'py> Scope<'a, 'py> {
         // The running frame's locals first (a class statement in a function sees the function's
         // other local names, classes included), then the class body, then the class itself.
         let locals = PyDict::new(py);
-        // SAFETY: GIL held; PyEval_GetLocals returns a borrowed mapping or null (with no error
-        // set when there is no frame).
-        let frame_locals = unsafe { ffi::PyEval_GetLocals() };
+        let frame_locals = if frame_is_the_class_statement {
+            // SAFETY: GIL held; PyEval_GetLocals returns a borrowed mapping or null (with no
+            // error set when there is no frame).
+            unsafe { ffi::PyEval_GetLocals() }
+        } else {
+            core::ptr::null_mut()
+        };
         if frame_locals.is_null() {
             // SAFETY: GIL held; a failed lookup may leave an exception set: drop it.
             unsafe { ffi::PyErr_Clear() };
@@ -323,32 +328,46 @@ pub fn own_fields(
     };
     let ann = ann.cast_into::<PyDict>()?;
     // Names resolve in the globals of the code running the class statement (the metaclass is
-    // called from it with no Python frame of its own: an `exec`'d class body sees its dict),
-    // then in those of the class's module (a class made by a factory elsewhere).
-    let mut globals = Vec::new();
-    // SAFETY: GIL held; PyEval_GetGlobals returns a borrowed reference or null.
-    let frame_globals = unsafe { ffi::PyEval_GetGlobals() };
-    if !frame_globals.is_null() {
-        // SAFETY: a live dict borrowed from the running frame; the Bound takes a reference.
-        globals.push(unsafe { Bound::from_borrowed_ptr(py, frame_globals) }.cast_into::<PyDict>()?);
-    }
-    if let Some(m) = ns.get_item("__module__")? {
-        if let Ok(d) = py
+    // called from it with no Python frame of its own: an `exec`'d class body sees its dict), if
+    // that code belongs to the class's module (not a metaclass `__new__` elsewhere that calls
+    // ours), then in those of the class's module (a class made by a factory elsewhere).
+    let module_name = ns.get_item("__module__")?;
+    let module_dict = match &module_name {
+        Some(m) => py
             .import("sys")?
             .getattr("modules")?
             .get_item(m)
             .and_then(|m| m.getattr("__dict__"))
             .and_then(|d| Ok(d.cast_into::<PyDict>()?))
-        {
-            if !globals.iter().any(|g| g.is(&d)) {
-                globals.push(d);
-            }
+            .ok(),
+        None => None,
+    };
+    let mut globals = Vec::new();
+    let mut frame_is_the_class_statement = false;
+    // SAFETY: GIL held; PyEval_GetGlobals returns a borrowed reference or null.
+    let frame_globals = unsafe { ffi::PyEval_GetGlobals() };
+    if !frame_globals.is_null() {
+        // SAFETY: a live dict borrowed from the running frame; the Bound takes a reference.
+        let g = unsafe { Bound::from_borrowed_ptr(py, frame_globals) }.cast_into::<PyDict>()?;
+        let same_module = match (&module_name, g.get_item("__name__")?) {
+            (Some(m), Some(n)) => m.eq(n)?,
+            (None, _) => true,
+            (Some(_), None) => true, // an exec'd namespace without a name: the class's own
+        };
+        if same_module {
+            globals.push(g);
+            frame_is_the_class_statement = true;
+        }
+    }
+    if let Some(d) = module_dict {
+        if !globals.iter().any(|g| g.is(&d)) {
+            globals.push(d);
         }
     }
     if globals.is_empty() {
         globals.push(PyDict::new(py));
     }
-    let scope = Scope::new(py, class_name, &globals, ns)?;
+    let scope = Scope::new(py, class_name, &globals, ns, frame_is_the_class_statement)?;
     let classvar = py.import("typing")?.getattr("ClassVar")?;
     let get_origin = py.import("typing")?.getattr("get_origin")?;
     let mut out = Vec::new();

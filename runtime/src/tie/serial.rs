@@ -13,8 +13,10 @@
 //! 2. **Counted.** Every call is made with a strong reference (`&ObjAny`, or the one
 //!    [`park_or_release`] consumes), as for the CAS transitions (invariant 3 of `crate::tie`).
 //!
-//! The only other party that reads a tie word is the allocator's free funnel, when an object
-//! dies. By (2) the object cannot die during a transition, so the funnel never runs
+//! Native threads may still call [`lookup`] or [`state`], but what they read is only a snapshot:
+//! nothing orders the host's plain stores with their loads, so they must not use a wrapper
+//! pointer without taking the host's lock (which is the rule for wrappers anyway). The only
+//! other party that acts on a tie word is the allocator's free funnel, when an object dies. By (2) the object cannot die during a transition, so the funnel never runs
 //! concurrently with one; it runs after the last strong reference is given up, and every such
 //! give-up is a `Release` decrement of the count that the destroying thread's `Acquire` fence
 //! pairs with (object invariant: "the release orders uses before destruction"). The host's tie

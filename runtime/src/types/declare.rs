@@ -16,8 +16,9 @@ use crate::error::Error;
 /// Registers a Rust type; what [`object_type!`](crate::object_type) calls (once per type).
 ///
 /// # Panics
-/// If `name` is already registered (two Rust types may not share a name) or the registry is
-/// full: both are programming errors, found at the first use of the type.
+/// If `name` is already registered (two Rust types may not share a name), the parent is not a
+/// registered Rust type, or the registry is full: programming errors, found at the first use of
+/// the type.
 pub fn register_rust_type(name: &str, parent: Option<u32>, fields: Vec<FieldInfo>) -> u32 {
     let mut reg = lock();
     assert!(
@@ -28,6 +29,12 @@ pub fn register_rust_type(name: &str, parent: Option<u32>, fields: Vec<FieldInfo
         assert!(
             p < reg.next,
             "tether_runtime: parent of {name:?} is not registered"
+        );
+        // A Rust type's layout is its own: as a subtype of a record type its objects would
+        // pass a record field's owner check and be read at the record's slot offsets.
+        assert!(
+            type_info(p).is_some_and(|i| i.kind == TypeKind::Rust),
+            "tether_runtime: the parent of Rust type {name:?} is a record type"
         );
     }
     let info = TypeInfo::unpublished(name, parent, fields, TypeKind::Rust, false, None);

@@ -29,8 +29,8 @@
 //!    released, by the caller. So a host holding its own lock (the GIL) may take a record lock,
 //!    and a thread holding a record lock never waits for the host's lock: no deadlock.
 //! 4. Every slot holds a value that passed its field's kind check, in its slot's form; except
-//!    a reference slot left unresolved by [`RecordBuilder::set_unresolved`] (null, read as
-//!    `None`) until its host stores the object.
+//!    an object slot left unresolved by [`RecordBuilder::set_unresolved`] (null or `None`, read
+//!    as `None`) until its host stores the object.
 
 mod fast;
 mod slots;
@@ -249,11 +249,11 @@ impl RecordBuilder {
         Ok(())
     }
 
-    /// Leaves field `i`, a reference slot (`SlotRepr::Ref`) of a non-optional field, without an
-    /// object for now: for hosts that restore cycles in two phases, which store the object
-    /// (`record_set`, `slot_replace`) once it exists. Until then the slot is null and reads give
-    /// `Value::None` (the one exception to invariant 4: memory-safe, since every reader of a
-    /// reference slot handles null).
+    /// Leaves field `i`, an object field (a `Ref` or `Dyn` slot), without an object for now:
+    /// for hosts that restore cycles in two phases, which store the object (`record_set`,
+    /// `slot_replace`) once it exists. Until then the slot holds null (`Ref`) or `Value::None`
+    /// (`Dyn`) whatever the field's kind, and reads give `Value::None` (the one exception to
+    /// invariant 4: memory-safe, since every reader of a slot handles both).
     ///
     /// # Errors
     /// `Error::NotFound` for an index out of range, `Error::Value` if the field is already set
@@ -266,15 +266,15 @@ impl RecordBuilder {
                 self.len()
             )));
         };
-        if self.set.get(i) || !matches!(at.repr, SlotRepr::Ref { .. }) {
+        if self.set.get(i) || !matches!(at.repr, SlotRepr::Ref { .. } | SlotRepr::Dyn) {
             return Err(Error::Value(format!(
                 "{}: field {} cannot be left unresolved",
                 self.info.name, self.info.fields[i].name
             )));
         }
-        // SAFETY: slot `i` of our unshared block is an uninitialized Ref slot; null is the
-        // form every reader of a Ref slot handles.
-        unsafe { slots::init_null_ref(self.block, at) };
+        // SAFETY: slot `i` of our unshared block is an uninitialized Ref or Dyn slot; null (Ref)
+        // and None (Dyn) are forms every reader of those slots handles.
+        unsafe { slots::init_unresolved(self.block, at) };
         self.set.insert(i);
         Ok(())
     }

@@ -181,15 +181,20 @@ pub(super) unsafe fn init(p: NonNull<ObjHeader>, at: SlotAt, v: Value) {
     }
 }
 
-/// Writes null into a fresh `Ref` slot (an unresolved reference: see
-/// `RecordBuilder::set_unresolved`).
+/// Writes "no object yet" into a fresh `Ref` (null) or `Dyn` (`Value::None`) slot, whatever
+/// its field's kind (an unresolved reference: see `RecordBuilder::set_unresolved`).
 ///
 /// # Safety
-/// As for [`init`], for a `Ref` slot.
-pub(super) unsafe fn init_null_ref(p: NonNull<ObjHeader>, at: SlotAt) {
-    debug_assert!(matches!(at.repr, SlotRepr::Ref { .. }));
-    // SAFETY: the slot is ours to initialize (caller) and holds a pointer.
-    unsafe { cell::<*mut ObjHeader>(p, at).write(ptr::null_mut()) }
+/// As for [`init`], for a `Ref` or `Dyn` slot.
+pub(super) unsafe fn init_unresolved(p: NonNull<ObjHeader>, at: SlotAt) {
+    // SAFETY: the slot is ours to initialize (caller), of the form matched.
+    unsafe {
+        match at.repr {
+            SlotRepr::Ref { .. } => cell::<*mut ObjHeader>(p, at).write(ptr::null_mut()),
+            SlotRepr::Dyn => cell::<Value>(p, at).write(Value::None),
+            repr => unreachable!("an unresolved {repr:?} slot"),
+        }
+    }
 }
 
 /// A copy of the slot's value (references cloned: native atomic increments only).
