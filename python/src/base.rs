@@ -301,6 +301,27 @@ unsafe extern "C" fn reduce(
     }
 }
 
+/// `__sizeof__()` (what `sys.getsizeof` reports for a non-GC object): the wrapper's block, plus
+/// the native object it holds, with the allocator header in front of it.
+unsafe extern "C" fn sizeof(o: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython method: GIL held, `o` a live tether wrapper.
+    unsafe {
+        trap(ptr::null_mut(), |py| {
+            let mut bytes = WRAPPER_SIZE;
+            if let Ok(view) = native::view(o) {
+                let obj = view.native();
+                if let Some(n) = obj.type_info().object_bytes() {
+                    bytes += n;
+                }
+                if obj.obj_header().has_tie_header() {
+                    bytes += tether_runtime::OBJECT_HEADER_BYTES;
+                }
+            }
+            Ok(bytes.into_pyobject(py)?.into_ptr())
+        })
+    }
+}
+
 /// `__setstate__(state)`: initializes an object made by the reconstructor.
 unsafe extern "C" fn setstate(
     o: *mut ffi::PyObject,
@@ -333,7 +354,16 @@ unsafe extern "C" fn setstate(
 
 /// Creates `_Base`: the ffi-built, non-GC base type with our slots.
 pub fn create_base_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
-    static mut METHODS: [ffi::PyMethodDef; 3] = [
+    static mut METHODS: [ffi::PyMethodDef; 4] = [
+        ffi::PyMethodDef {
+            ml_name: c"__sizeof__".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: sizeof,
+            },
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: c"Bytes of the wrapper plus its native object with the allocator header."
+                .as_ptr(),
+        },
         ffi::PyMethodDef {
             ml_name: c"__reduce__".as_ptr(),
             ml_meth: ffi::PyMethodDefPointer {

@@ -53,6 +53,8 @@ mod schema;
 
 pub use declare::{register_record_type, register_record_type_with, register_rust_type};
 pub use layout::{RecordLayout, SlotAt, SlotRepr};
+#[doc(hidden)]
+pub use object::note_object_size;
 pub use reflect::{field_get, field_set};
 pub use registry::{is_subtype, type_count, type_index_of, type_info, TypeInfo, MAX_TYPES};
 pub use schema::{

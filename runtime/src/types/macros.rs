@@ -60,7 +60,13 @@ macro_rules! object_type {
             #[inline]
             fn type_index() -> u32 {
                 static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
-                *INDEX.get_or_init(|| $crate::register_rust_type($name, $parent, ::std::vec![]))
+                *INDEX.get_or_init(|| {
+                    $crate::types::note_object_size::<$ty>($crate::register_rust_type(
+                        $name,
+                        $parent,
+                        ::std::vec![],
+                    ))
+                })
             }
         }
     };
@@ -73,7 +79,11 @@ macro_rules! object_type {
                 static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
                 *INDEX.get_or_init(|| {
                     let parent: ::core::option::Option<u32> = $parent;
-                    $crate::register_rust_type($name, parent, ::std::vec![$($field),*])
+                    $crate::types::note_object_size::<$ty>($crate::register_rust_type(
+                        $name,
+                        parent,
+                        ::std::vec![$($field),*],
+                    ))
                 })
             }
         }

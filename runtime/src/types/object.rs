@@ -214,3 +214,14 @@ pub fn expect_field_owner<T: Object>(obj: &ObjAny) -> &T {
         ),
     }
 }
+
+/// Notes the object size of Rust type `T` (registered as `index`) in its registry entry: what
+/// [`object_type!`](crate::object_type) calls right after registering, so that
+/// [`TypeInfo::object_bytes`](crate::TypeInfo::object_bytes) knows it.
+#[doc(hidden)]
+pub fn note_object_size<T>(index: u32) -> u32 {
+    if let Some(info) = super::registry::type_info(index) {
+        info.note_object_size(core::mem::size_of::<crate::object::ObjBox<T>>());
+    }
+    index
+}

@@ -14,7 +14,7 @@ use crate::table::{Table, CAPACITY};
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tether_alloc::ShardedCounter;
 
@@ -53,6 +53,9 @@ pub struct TypeInfo {
     /// For record types, how their objects store the fields (`None` for Rust types).
     pub layout: Option<RecordLayout>,
     host_data: AtomicPtr<c_void>,
+    /// The size of one object of a Rust type (its `ObjBox<T>`), noted when the type registers
+    /// (0 until then, and for records, whose layout says it).
+    object_size: AtomicUsize,
     /// Live objects of a record type (see [`TypeInfo::live_objects`]): per-thread shards, so
     /// building and destroying a record costs no atomic read-modify-write for it. An object is
     /// counted out by its deleter, after the last drop's acquire fence, so its counting in
@@ -79,6 +82,7 @@ impl TypeInfo {
             frozen,
             layout,
             host_data: AtomicPtr::new(ptr::null_mut()),
+            object_size: AtomicUsize::new(0),
             live: ShardedCounter::new(),
         }
     }
@@ -90,6 +94,27 @@ impl TypeInfo {
     /// The count is a snapshot: another thread may build or destroy an object right after.
     pub fn live_objects(&self) -> usize {
         self.live.get()
+    }
+
+    /// The bytes one object of this type occupies after its allocator header (the record
+    /// layout's size, or a Rust type's `ObjBox<T>`), if known.
+    ///
+    /// ```
+    /// use tether_runtime::{object_type, Object};
+    /// struct Pt(u64, u64);
+    /// object_type!(Pt, "doc.object_bytes.Pt");
+    /// assert_eq!(Pt::type_info().object_bytes(), Some(16 + 16)); // ObjHeader + the value
+    /// ```
+    pub fn object_bytes(&self) -> Option<usize> {
+        match &self.layout {
+            Some(l) => Some(l.layout().size()),
+            None => Some(self.object_size.load(Ordering::Relaxed)).filter(|&n| n != 0),
+        }
+    }
+
+    /// Notes the size of one object of this Rust type (once, at registration).
+    pub(crate) fn note_object_size(&self, bytes: usize) {
+        self.object_size.store(bytes, Ordering::Relaxed);
     }
 
     /// Counts an object of this record type in (`true`) or out (`false`).
