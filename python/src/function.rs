@@ -12,8 +12,22 @@ use tether_runtime::{Error, Function, ObjRef, ReturnPolicy, Value};
 
 #[pymethods]
 impl PyFunction {
-    #[pyo3(signature = (*args))]
-    fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        if let Some(kw) = kwargs.filter(|k| !k.is_empty()) {
+            let names: Vec<String> = kw.keys().iter().map(|k| k.to_string()).collect();
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "tether native functions take positional arguments only (got keyword argument{} \
+                 {}); pass them in order",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )));
+        }
         let mut moves = Moves::new();
         let values = args
             .iter()

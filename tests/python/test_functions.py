@@ -178,3 +178,9 @@ def test_threads_see_one_wrapper():
     for t in ts:
         t.join()
     assert errors == []
+
+
+def test_keyword_arguments_to_a_native_function_get_a_clear_error():
+    with pytest.raises(TypeError, match=r"positional arguments only \(got keyword argument sep\)"):
+        testing.call(print, 1, sep="-")
+    assert testing.call(lambda a, b: a + b, 1, 2) == 3
