@@ -37,6 +37,8 @@ pub struct FieldDef {
     pub frozen: bool,
     /// For a field naming a class defined after its own: which class, checked on the way in.
     pub forward: Option<Forward>,
+    /// `tether.field(default_factory=...)`: called for each object built without the field.
+    pub default_factory: Option<Py<PyAny>>,
 }
 
 /// A field's reference to a class that did not exist when the field was declared (`b: "B"`
@@ -291,6 +293,14 @@ impl ClassInfo {
             }
             let v = self.fields[i].convert(&v, moves, what)?;
             record.set(i, v).map_err(err)?;
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            if let (Some(factory), false) = (&f.default_factory, record.is_set(i)) {
+                // Python code: it may re-enter; the record is ours alone until `finish`.
+                let v = factory.bind(py).call0()?;
+                let v = f.convert(&v, moves, what)?;
+                record.set(i, v).map_err(err)?;
+            }
         }
         if record.missing().next().is_some() {
             let missing: Vec<String> = record

@@ -82,13 +82,15 @@ fn tying_enabled() -> bool {
     wrapper::TYING.load(Relaxed)
 }
 
-/// `_native._fields(cls)`: `(name, has_default, default)` for every field of tether class `cls`,
-/// inherited first (what `tether.fields`, `__signature__` and `tether.replace` are built on).
+/// `_native._fields(cls)`: `(name, has_default, default, default_factory or None)` for every
+/// field of tether class `cls`, inherited first (what `tether.fields`, `__signature__` and
+/// `tether.replace` are built on).
 #[pyfunction]
+#[allow(clippy::type_complexity)] // one tuple per field, as Python receives it
 fn _fields<'py>(
     py: Python<'py>,
     cls: &Bound<'py, pyo3::types::PyType>,
-) -> PyResult<Vec<(String, bool, Bound<'py, PyAny>)>> {
+) -> PyResult<Vec<(String, bool, Bound<'py, PyAny>, Option<Py<PyAny>>)>> {
     // SAFETY: `cls` is a live type object; GIL held.
     let info = unsafe { class::info_of(cls.as_ptr().cast()) }?;
     info.fields()
@@ -98,7 +100,8 @@ fn _fields<'py>(
                 Some(v) => unsafe { Bound::from_owned_ptr(py, convert::to_py(py, v, true)?) },
                 None => py.None().into_bound(py),
             };
-            Ok((f.name.clone(), f.default.is_some(), default))
+            let factory = f.default_factory.as_ref().map(|f| f.clone_ref(py));
+            Ok((f.name.clone(), f.default.is_some(), default, factory))
         })
         .collect()
 }
@@ -213,6 +216,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_fields, m)?)?;
     m.add_function(wrap_pyfunction!(_check_live, m)?)?;
     m.add_function(wrap_pyfunction!(meta::_set_class_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(meta::_set_field_spec_type, m)?)?;
     let recon = wrap_pyfunction!(base::_reconstruct, m)?;
     m.add("_reconstruct", &recon)?;
     let _ = base::RECONSTRUCTOR.set(py, recon.into_any().unbind());

@@ -17,6 +17,7 @@
 //!    extra slot and the class in the runtime's type registry.
 
 mod annotations;
+pub use annotations::_set_field_spec_type;
 mod declare;
 
 use crate::base;

@@ -45,6 +45,7 @@ __all__ = [
     "Field",
     "MISSING",
     "asdict",
+    "field",
     "fields",
     "replace",
     "Function",
@@ -81,17 +82,41 @@ MISSING = _Missing()
 
 
 class Field:
-    """One field of a tether class, as ``tether.fields`` reports it."""
+    """One field of a tether class, as ``tether.fields`` reports it (``default`` and
+    ``default_factory`` are ``MISSING`` when not given, as in ``dataclasses``)."""
 
-    __slots__ = ("name", "type", "default")
+    __slots__ = ("name", "type", "default", "default_factory")
 
-    def __init__(self, name: str, type: Any, default: Any) -> None:
+    def __init__(self, name: str, type: Any, default: Any, default_factory: Any = MISSING) -> None:
         self.name = name
         self.type = type
         self.default = default
+        self.default_factory = default_factory
 
     def __repr__(self) -> str:
-        return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r})"
+        extra = "" if self.default_factory is MISSING else f", default_factory={self.default_factory!r}"
+        return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r}{extra})"
+
+
+class _FieldSpec:
+    """What ``tether.field(...)`` returns in a class body (read by the metaclass)."""
+
+    __slots__ = ("default", "default_factory")
+
+    def __init__(self, default: Any, default_factory: Any) -> None:
+        self.default = default
+        self.default_factory = default_factory
+
+
+def field(*, default: Any = MISSING, default_factory: Any = MISSING) -> Any:
+    """A field's default in a class body, like ``dataclasses.field``: ``default=`` a value, or
+    ``default_factory=`` a callable called with no arguments for each object built without one
+    (``items: object = tether.field(default_factory=list)``: every object gets its own list)."""
+    if default is not MISSING and default_factory is not MISSING:
+        raise ValueError("tether.field() takes default or default_factory, not both")
+    if default_factory is not MISSING and not callable(default_factory):
+        raise TypeError(f"default_factory must be callable, got {type(default_factory).__name__}")
+    return _FieldSpec(default, default_factory)
 
 
 def _class_of(cls_or_obj: Any) -> type:
@@ -114,8 +139,13 @@ def fields(cls_or_obj: Any) -> tuple[Field, ...]:
     ``Field(name, type, default)``; ``default`` is ``MISSING`` for required fields."""
     cls = _class_of(cls_or_obj)
     return tuple(
-        Field(name, _annotation(cls, name), default if has else MISSING)
-        for name, has, default in _native._fields(cls)
+        Field(
+            name,
+            _annotation(cls, name),
+            default if has else MISSING,
+            MISSING if factory is None else factory,
+        )
+        for name, has, default, factory in _native._fields(cls)
     )
 
 
@@ -155,6 +185,16 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     return new
 
 
+class _Factory:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
 def _signature(cls):
     import inspect
 
@@ -164,7 +204,11 @@ def _signature(cls):
             inspect.Parameter(
                 f.name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=inspect.Parameter.empty if f.default is MISSING else f.default,
+                default=(
+                    inspect.Parameter.empty
+                    if f.default is MISSING and f.default_factory is MISSING
+                    else f.default if f.default is not MISSING else _FACTORY
+                ),
                 annotation=inspect.Parameter.empty if f.type is None else f.type,
             )
         )
@@ -225,3 +269,4 @@ _gc.callbacks[:] = [
 _gc.callbacks.append(_after_full_collection)
 _atexit.register(_native._at_exit)
 _native._set_class_hook(_finish_class)
+_native._set_field_spec_type(_FieldSpec)

@@ -6,6 +6,7 @@ wrong-typed ones for self-typed fields."""
 
 import copy
 import importlib
+import inspect
 import pickle
 import sys
 import textwrap
@@ -129,7 +130,7 @@ def test_a_rerun_class_definition_refers_to_the_new_class():
 
 @pytest.mark.parametrize("default", [[], {}, set(), bytearray(b"x")])
 def test_mutable_defaults_are_refused(default):
-    with pytest.raises(TypeError, match="mutable default .* shared by every instance"):
+    with pytest.raises(TypeError, match="mutable default .* shared by every instance: use tether.field"):
         type(tether.Object)(
             "M", (tether.Object,), {"__annotations__": {"items": object}, "items": default}
         )
@@ -285,3 +286,54 @@ def test_a_metaclass_new_elsewhere_does_not_change_where_names_resolve(tmp_path,
     finally:
         sys.modules.pop("user_mod", None)
         sys.modules.pop("meta_mod", None)
+
+
+def test_field_default_factory_gives_each_object_its_own_value():
+    made = []
+
+    def fresh():
+        made.append(1)
+        return []
+
+    class Bag(tether.Object):
+        name: str
+        items: object = tether.field(default_factory=fresh)
+        n: int = tether.field(default=3)
+        tags: object = tether.field(default_factory=dict)
+
+    a, b = Bag("a"), Bag("b")
+    a.items.append(1)
+    assert (a.items, b.items, a.n, len(made)) == ([1], [], 3, 2)
+    assert a.items is a.items and a.tags == {} and a.tags is not b.tags
+    assert Bag("c", [9]).items == [9] and len(made) == 2  # given: the factory is not called
+    f = {x.name: x for x in tether.fields(Bag)}
+    assert f["items"].default is tether.MISSING and f["items"].default_factory is fresh
+    assert f["n"].default == 3 and f["n"].default_factory is tether.MISSING
+    assert str(inspect.signature(Bag)) == "(name: str, items: object = <factory>, n: int = 3, tags: object = <factory>)"
+    # Copying restores the value, not a new one from the factory.
+    a2 = copy.deepcopy(a)
+    assert a2.items == [1] and a2.items is not a.items and len(made) == 2
+
+
+def test_field_default_factory_results_are_type_checked_and_errors_change_nothing():
+    class Counter(tether.Object):
+        n: int = tether.field(default_factory=lambda: "not an int")
+
+    with pytest.raises(TypeError, match="field 'n': expected int, got str"):
+        Counter()
+    assert Counter(5).n == 5
+
+    def boom():
+        raise RuntimeError("factory failed")
+
+    class Fragile(tether.Object):
+        x: object = tether.field(default_factory=boom)
+
+    before = tether.stats()["native_objects"]
+    with pytest.raises(RuntimeError, match="factory failed"):
+        Fragile()
+    assert tether.stats()["native_objects"] == before
+    with pytest.raises(ValueError, match="not both"):
+        tether.field(default=1, default_factory=list)
+    with pytest.raises(TypeError, match="must be callable"):
+        tether.field(default_factory=[])

@@ -9,11 +9,45 @@ use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use tether_runtime::types::{FieldKind, ANY_OBJECT, SELF_TYPE};
 
 /// The runtime type index of `tether.Object` (u32::MAX until created).
 pub static ROOT_INDEX: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// The class of what `tether.field(...)` returns (`tether._FieldSpec`), registered at import.
+static FIELD_SPEC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_native._set_field_spec_type(t)`: registers the class of `tether.field(...)`'s result (once).
+#[pyfunction]
+pub fn _set_field_spec_type(py: Python<'_>, t: Py<PyAny>) {
+    let _ = FIELD_SPEC.set(py, t);
+}
+
+/// A default as the class body gives it: a plain value, or `tether.field(default=...)` /
+/// `tether.field(default_factory=...)`.
+enum GivenDefault<'py> {
+    Value(Bound<'py, PyAny>),
+    Factory(Py<PyAny>),
+}
+
+fn given_default<'py>(v: Bound<'py, PyAny>) -> PyResult<Option<GivenDefault<'py>>> {
+    let py = v.py();
+    let Some(spec) = FIELD_SPEC.get(py) else {
+        return Ok(Some(GivenDefault::Value(v)));
+    };
+    if !v.is_instance(spec.bind(py))? {
+        return Ok(Some(GivenDefault::Value(v)));
+    }
+    let missing = py.import("tether")?.getattr("MISSING")?;
+    let factory = v.getattr("default_factory")?;
+    if !factory.is(&missing) {
+        return Ok(Some(GivenDefault::Factory(factory.unbind())));
+    }
+    let default = v.getattr("default")?;
+    Ok((!default.is(&missing)).then_some(GivenDefault::Value(default)))
+}
 
 /// Where an annotation is resolved: the class body and its module, and a stand-in for the
 /// class being declared (which does not exist yet).
@@ -259,7 +293,7 @@ fn refuse_mutable_default(
         if v.is_instance(&builtins.getattr(t)?)? {
             return Err(PyTypeError::new_err(format!(
                 "mutable default {t} for field '{name}' of {class_name} would be shared by every \
-                 instance: give the value in the constructor (or default to None)"
+                 instance: use tether.field(default_factory={t})"
             )));
         }
     }
@@ -314,6 +348,8 @@ pub struct OwnField {
     pub default: Option<tether_runtime::Value>,
     /// A class defined later that the annotation names: its name and where to look it up.
     pub forward: Option<(String, Vec<Py<PyDict>>)>,
+    /// `tether.field(default_factory=...)`: called for each object built without the field.
+    pub default_factory: Option<Py<PyAny>>,
 }
 
 /// Reads the class body's annotations into fields (without registering anything).
@@ -400,7 +436,8 @@ pub fn own_fields(
         let mut forward = None;
         let kind = resolve_kind(py, &a, &scope, &mut forward)
             .map_err(|e| annotate(py, e, &format!("{class_name}.{name}")))?;
-        let default = match ns.get_item(&name)? {
+        let mut default_factory = None;
+        let given = match ns.get_item(&name)? {
             None => None,
             Some(v) if is_method_like(py, &v)? => {
                 return Err(PyTypeError::new_err(format!(
@@ -409,8 +446,18 @@ pub fn own_fields(
                 )))
             }
             Some(v) => {
-                refuse_mutable_default(py, &v, class_name, &name)?;
                 ns.del_item(&name)?;
+                given_default(v)?
+            }
+        };
+        let default = match given {
+            None => None,
+            Some(GivenDefault::Factory(f)) => {
+                default_factory = Some(f);
+                None
+            }
+            Some(GivenDefault::Value(v)) => {
+                refuse_mutable_default(py, &v, class_name, &name)?;
                 let check = pre_registration_kind(&kind);
                 let mut moves = Moves::new();
                 let d = from_py_kind(&v, &check, &mut moves)
@@ -424,6 +471,7 @@ pub fn own_fields(
             kind,
             default,
             forward: forward.map(|n| (n, globals.iter().map(|g| g.clone().unbind()).collect())),
+            default_factory,
         });
     }
     Ok(out)

@@ -97,6 +97,7 @@ pub fn declare_record(
             kind: replace_self(f.kind, type_index),
             default: f.default,
             forward: f.forward.map(|(name, globals)| Forward::new(name, globals)),
+            default_factory: f.default_factory,
             access: FieldAccess::Inline(base + j),
             at: layout.and_then(|l| l.slots.get(base + j).copied()),
             owner: type_index,
@@ -131,6 +132,7 @@ pub fn declare_native(
             access: f.access.clone(),
             at: None,
             forward: None,
+            default_factory: None,
             owner: type_index,
             frozen: ti.frozen,
         }));
