@@ -1199,6 +1199,7 @@ def test_native_writer_swapping_an_object_slot_while_python_reads_and_drops():
 def test_python_threads_and_a_native_writer_on_one_object_slot():
     p, q = Shared(1), Shared(2)
     x = Shared(0)
+    x.child = p  # never None: the readers may run before the writer's first store
     errors = []
     w = testing.start_writer(x, CHILD, 150_000, p, q)
 
