@@ -155,6 +155,7 @@ impl FieldDef {
         let fits = |t: u32| t == ANY_OBJECT || is_subtype(info.type_index, t);
         match &self.kind {
             FieldKind::Any => true,
+            FieldKind::Weak(t) => fits(*t),
             FieldKind::Optional(k) => match &**k {
                 FieldKind::Any => true,
                 FieldKind::Object(t) => fits(*t),
@@ -172,7 +173,10 @@ impl FieldDef {
     /// Whether the field can hold `None` (a deferred value waits there as `None`; otherwise it
     /// waits unresolved).
     fn accepts_none(&self) -> bool {
-        matches!(self.kind, FieldKind::Any | FieldKind::Optional(_))
+        matches!(
+            self.kind,
+            FieldKind::Any | FieldKind::Optional(_) | FieldKind::Weak(_)
+        )
     }
 }
 

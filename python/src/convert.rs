@@ -146,6 +146,7 @@ fn kind_name(kind: &FieldKind) -> String {
         FieldKind::Bytes => "bytes".into(),
         FieldKind::Any => "object".into(),
         FieldKind::Optional(k) => format!("Optional[{}]", kind_name(k)),
+        FieldKind::Weak(t) => format!("tether.Weak[{}]", kind_name(&FieldKind::Object(*t))),
         FieldKind::Object(t) => match class_for(*t) {
             // SAFETY: as in `object_type_name`.
             Ok(cls) => unsafe { type_name(cls) },
@@ -156,6 +157,18 @@ fn kind_name(kind: &FieldKind) -> String {
 
 fn type_error(expected: &FieldKind, got: &str) -> PyErr {
     PyTypeError::new_err(format!("expected {}, got {got}", kind_name(expected)))
+}
+
+/// The type of `o` as messages name it: a tether object's class, else the Python type.
+fn describe(o: &Bound<'_, PyAny>) -> String {
+    // SAFETY: `o` is live and the GIL is held.
+    if unsafe { is_wrapper(o.as_ptr()) } {
+        // SAFETY: a wrapper; the view ends before any Python code runs.
+        if let Ok(v) = unsafe { native::view(o.as_ptr()) } {
+            return object_type_name(v.native());
+        }
+    }
+    py_type_name(o)
 }
 
 fn py_type_name(o: &Bound<'_, PyAny>) -> String {
@@ -213,6 +226,26 @@ pub fn from_py_kind<'py>(
             Ok(m) => moves.peek(m).map(Value::Object),
             Err(_) => Ok(Value::Opaque(object_to_handle(o))),
         },
+        // A weak field holds the object without keeping it alive, so a moved-out object (a
+        // token, which nothing else holds) would die at once: refused.
+        FieldKind::Weak(t) => {
+            if o.is_none() {
+                Ok(Value::None)
+            } else if o.cast::<Moved>().is_ok() {
+                Err(PyTypeError::new_err(
+                    "a tether.move() token cannot go into a weak field: nothing would keep its \
+                     object alive",
+                ))
+            } else {
+                from_py_kind(o, &FieldKind::Object(*t), moves).map_err(|e| {
+                    if e.is_instance_of::<PyTypeError>(o.py()) {
+                        type_error(kind, &describe(o))
+                    } else {
+                        e
+                    }
+                })
+            }
+        }
         FieldKind::Object(t) => match native_of(o, moves)? {
             Some(obj) if obj.is_instance(*t) => Ok(Value::Object(obj)),
             Some(obj) => {

@@ -108,7 +108,7 @@ unsafe fn read_slot(
                     Err(child) => wrapper::wrap_owned(child, true)?,
                 }
             }
-            SlotRepr::Dyn => to_py_owned(py, slot_load(obj, at), true)?,
+            SlotRepr::Weak | SlotRepr::Dyn => to_py_owned(py, slot_load(obj, at), true)?,
         })
     }
 }

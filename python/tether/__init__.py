@@ -20,7 +20,7 @@ the same address on the next access, so ``id(a.x)`` is stable for the native obj
 
 import atexit as _atexit
 import gc as _gc
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from . import _native
 from ._native import (
@@ -45,6 +45,7 @@ __all__ = [
     "Field",
     "MISSING",
     "asdict",
+    "Weak",
     "field",
     "fields",
     "replace",
@@ -96,6 +97,29 @@ class Field:
     def __repr__(self) -> str:
         extra = "" if self.default_factory is MISSING else f", default_factory={self.default_factory!r}"
         return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r}{extra})"
+
+
+if TYPE_CHECKING:
+    # For type checkers a weak field reads like an optional one.
+    from typing import Optional as Weak
+else:
+
+    class Weak:
+        """``tether.Weak[Node]``: a weak field. It holds the object without keeping it alive
+        (a parent pointer that does not make a cycle); reads give the object while it lives,
+        else ``None``."""
+
+        __slots__ = ("__tether_weak__",)
+
+        def __init__(self, target):
+            self.__tether_weak__ = target
+
+        def __class_getitem__(cls, target):
+            return cls(target)
+
+        def __repr__(self):
+            t = self.__tether_weak__
+            return f"tether.Weak[{t if isinstance(t, str) else getattr(t, '__name__', t)}]"
 
 
 class _FieldSpec:

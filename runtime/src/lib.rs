@@ -100,7 +100,7 @@ pub use heap::{
     STATS_ENABLED,
 };
 pub use host::{HostHandle, HostVTable};
-pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, WeakRef};
+pub use object::{DeleteKind, Deleter, ObjAny, ObjHeader, ObjRef, WeakAny, WeakRef};
 pub use tie::{
     bind, detach, lookup, park, park_or_release, revive, set_host, unbind_for_last_release,
     Finalized, TieHost, TieState,

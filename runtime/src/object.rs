@@ -137,7 +137,7 @@ mod weak;
 pub use any::ObjAny;
 pub use header::{DeleteKind, Deleter, ObjHeader};
 pub use strong::ObjRef;
-pub use weak::WeakRef;
+pub use weak::{WeakAny, WeakRef};
 
 pub(crate) use block::{deleter_of, free_block_layout, ObjBox};
 pub(crate) use header::{counts, lock_word, set_deleter, tie_word, Counts, STRONG_ONE};

@@ -218,3 +218,38 @@ fn a_rust_type_cannot_have_a_record_parent() {
     assert!(r.is_err());
     assert!(tether_runtime::type_index_of("test.layout.RustChild").is_none());
 }
+
+#[test]
+fn a_weak_field_does_not_keep_its_object_and_reads_none_after_it_died() {
+    let node = register_record_type(
+        "test.layout.TreeNode",
+        None,
+        vec![
+            FieldSpec::new("parent", FieldKind::Weak(SELF_TYPE)).with_default(Value::None),
+            FieldSpec::new("child", opt(FieldKind::Object(SELF_TYPE))).with_default(Value::None),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        reprs(node),
+        [SlotRepr::Weak, SlotRepr::Ref { optional: true }]
+    );
+    let live = type_info(node).unwrap().live_objects();
+    let parent = Record::new(node, vec![]).unwrap();
+    let child = Record::new(node, vec![Value::Object(parent.clone())]).unwrap();
+    record_set(&parent, 1, Value::Object(child.clone())).unwrap(); // a cycle, half of it weak
+    assert_eq!(parent.strong_count(), 1); // the weak field holds no strong count
+    assert_eq!(
+        record_get(&child, 0).unwrap(),
+        Value::Object(parent.clone())
+    );
+    assert!(matches!(
+        record_set(&child, 0, Value::Int(1)),
+        Err(Error::Type(_))
+    ));
+    drop(parent); // the only strong reference: the parent and, through it, nothing else
+    assert_eq!(record_get(&child, 0).unwrap(), Value::None);
+    assert_eq!(child.strong_count(), 1);
+    drop(child);
+    assert_eq!(type_info(node).unwrap().live_objects(), live);
+}

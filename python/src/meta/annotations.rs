@@ -207,6 +207,19 @@ fn resolve_kind<'py>(
             return Ok(kind);
         }
     }
+    // tether.Weak[X]: a weak field of X (X a tether class, the class itself, or a forward name).
+    if let Ok(target) = ann.getattr("__tether_weak__") {
+        if !ann.is_instance_of::<PyType>() {
+            return match resolve_kind(py, &target, scope, forward)? {
+                FieldKind::Object(t) | FieldKind::Weak(t) => Ok(FieldKind::Weak(t)),
+                FieldKind::Optional(k) => match *k {
+                    FieldKind::Object(t) => Ok(FieldKind::Weak(t)),
+                    _ => Err(weak_of_what(&target)?),
+                },
+                _ => Err(weak_of_what(&target)?),
+            };
+        }
+    }
     // Optional[X], Union[X, None], X | None
     let args = typing
         .getattr("get_args")?
@@ -220,6 +233,10 @@ fn resolve_kind<'py>(
         let others: Vec<_> = args.iter().filter(|a| !a.is(&none_type)).collect();
         if others.len() == 1 && args.len() == 2 {
             let inner = resolve_kind(py, &others[0], scope, forward)?;
+            // A weak field already reads None once its object is gone: Optional adds nothing.
+            if let FieldKind::Weak(_) = inner {
+                return Ok(inner);
+            }
             return Ok(FieldKind::Optional(Box::new(inner)));
         }
     }
@@ -240,6 +257,13 @@ fn resolve_kind<'py>(
     )))
 }
 
+fn weak_of_what(target: &Bound<'_, PyAny>) -> PyResult<PyErr> {
+    Ok(PyTypeError::new_err(format!(
+        "tether.Weak[...] takes a tether class, got {}",
+        target.repr()?
+    )))
+}
+
 /// Placeholder for "the class being defined": the runtime's [`SELF_TYPE`], which the runtime
 /// resolves to the new type's index when it registers the schema (so a self-referential field
 /// is stored as one native pointer, like any field of a record type).
@@ -255,6 +279,8 @@ pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
     match kind {
         FieldKind::Object(SELF_KIND) => FieldKind::Object(me),
         FieldKind::Object(FORWARD_KIND) => FieldKind::Object(ANY_OBJECT),
+        FieldKind::Weak(SELF_KIND) => FieldKind::Weak(me),
+        FieldKind::Weak(FORWARD_KIND) => FieldKind::Weak(ANY_OBJECT),
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(replace_self(*k, me))),
         k => k,
     }
@@ -264,6 +290,7 @@ pub fn replace_self(kind: FieldKind, me: u32) -> FieldKind {
 pub fn runtime_kind(kind: &FieldKind) -> FieldKind {
     match kind {
         FieldKind::Object(FORWARD_KIND) => FieldKind::Object(ANY_OBJECT),
+        FieldKind::Weak(FORWARD_KIND) => FieldKind::Weak(ANY_OBJECT),
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(runtime_kind(k))),
         k => k.clone(),
     }
@@ -275,6 +302,7 @@ pub fn runtime_kind(kind: &FieldKind) -> FieldKind {
 fn pre_registration_kind(kind: &FieldKind) -> FieldKind {
     match kind {
         FieldKind::Object(SELF_KIND | FORWARD_KIND) => FieldKind::Object(ANY_OBJECT),
+        FieldKind::Weak(SELF_KIND | FORWARD_KIND) => FieldKind::Weak(ANY_OBJECT),
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(pre_registration_kind(k))),
         k => k.clone(),
     }

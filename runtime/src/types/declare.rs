@@ -174,6 +174,7 @@ fn repr_of(kind: &FieldKind) -> SlotRepr {
         FieldKind::Float => SlotRepr::Float,
         FieldKind::Bool => SlotRepr::Bool,
         FieldKind::Object(t) if is_record(*t) => SlotRepr::Ref { optional: false },
+        FieldKind::Weak(_) => SlotRepr::Weak,
         FieldKind::Optional(inner) => match **inner {
             FieldKind::Object(t) if is_record(t) => SlotRepr::Ref { optional: true },
             _ => SlotRepr::Dyn,
@@ -186,6 +187,7 @@ fn repr_of(kind: &FieldKind) -> SlotRepr {
 fn resolve_self(kind: FieldKind, me: u32) -> FieldKind {
     match kind {
         FieldKind::Object(SELF_TYPE) => FieldKind::Object(me),
+        FieldKind::Weak(SELF_TYPE) => FieldKind::Weak(me),
         FieldKind::Optional(k) => FieldKind::Optional(Box::new(resolve_self(*k, me))),
         k => k,
     }

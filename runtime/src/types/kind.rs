@@ -62,7 +62,8 @@ impl FieldKind {
             | (FieldKind::Bytes, Value::Bytes(_)) => true,
             (FieldKind::Object(t), Value::Object(o)) => o.is_instance(*t),
             (FieldKind::Object(t), Value::Function(f)) => f.as_any().is_instance(*t),
-            (FieldKind::Optional(_), Value::None) => true,
+            (FieldKind::Optional(_) | FieldKind::Weak(_), Value::None) => true,
+            (FieldKind::Weak(t), Value::Object(o)) => o.is_instance(*t),
             (FieldKind::Optional(inner), v) => inner.accepts(v),
             _ => false,
         }
@@ -83,6 +84,7 @@ impl FieldKind {
                 type_info(*t).map_or_else(|| format!("type #{t}"), |i| i.name.clone())
             }
             FieldKind::Optional(inner) => format!("Optional[{}]", inner.name()),
+            FieldKind::Weak(t) => format!("Weak[{}]", FieldKind::Object(*t).name()),
             FieldKind::Any => "Any".into(),
         }
     }

@@ -42,6 +42,9 @@ pub enum SlotRepr {
         /// `Optional[...]`: null stands for `None`.
         optional: bool,
     },
+    /// A weak field: one pointer owning a weak count (null for `None`), under the record's
+    /// lock; reads upgrade it.
+    Weak,
     /// Any other kind: a [`Value`], under the record's lock.
     Dyn,
 }
@@ -52,7 +55,7 @@ impl SlotRepr {
         match self {
             SlotRepr::Int | SlotRepr::Float => 8,
             SlotRepr::Bool => 1,
-            SlotRepr::Ref { .. } => core::mem::size_of::<*mut ObjHeader>(),
+            SlotRepr::Ref { .. } | SlotRepr::Weak => core::mem::size_of::<*mut ObjHeader>(),
             SlotRepr::Dyn => core::mem::size_of::<Value>(),
         }
     }
@@ -62,14 +65,14 @@ impl SlotRepr {
         match self {
             SlotRepr::Int | SlotRepr::Float => 8,
             SlotRepr::Bool => 1,
-            SlotRepr::Ref { .. } => core::mem::align_of::<*mut ObjHeader>(),
+            SlotRepr::Ref { .. } | SlotRepr::Weak => core::mem::align_of::<*mut ObjHeader>(),
             SlotRepr::Dyn => core::mem::align_of::<Value>(),
         }
     }
 
     /// Whether reads and writes take the record's lock (the slot owns references).
     pub const fn is_locked(self) -> bool {
-        matches!(self, SlotRepr::Ref { .. } | SlotRepr::Dyn)
+        matches!(self, SlotRepr::Ref { .. } | SlotRepr::Weak | SlotRepr::Dyn)
     }
 }
 

@@ -55,6 +55,11 @@ pub enum FieldKind {
     Object(u32),
     /// `Value::None` or the inner kind.
     Optional(Box<FieldKind>),
+    /// A weak reference to an object of this type index or a subtype (written as the object,
+    /// `Value::Object`, or `Value::None`): the field does not keep the object alive, and reads
+    /// give the object while it lives, else `Value::None`. Stored as one weak pointer (record
+    /// types' objects only; see `SlotRepr::Weak`).
+    Weak(u32),
     /// Anything.
     Any,
 }

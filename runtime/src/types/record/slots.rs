@@ -7,7 +7,7 @@
 //! before a concurrent writer can drop it, so both hold the record's lock (record invariant 3).
 
 use super::super::layout::{SlotAt, SlotRepr};
-use crate::object::{lock_word, ObjAny, ObjHeader};
+use crate::object::{lock_word, ObjAny, ObjHeader, WeakAny};
 use crate::value::Value;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
@@ -124,7 +124,12 @@ fn into_bits(repr: SlotRepr, v: Value) -> SlotBits {
         (SlotRepr::Float, Value::Float(f)) => SlotBits::Word(f.to_bits()),
         (SlotRepr::Bool, Value::Bool(b)) => SlotBits::Word(u64::from(b)),
         (SlotRepr::Ref { .. }, Value::Object(o)) => SlotBits::Ref(o.into_raw().as_ptr()),
-        (SlotRepr::Ref { optional: true }, Value::None) => SlotBits::Ref(ptr::null_mut()),
+        (SlotRepr::Ref { optional: true } | SlotRepr::Weak, Value::None) => {
+            SlotBits::Ref(ptr::null_mut())
+        }
+        // The slot keeps a weak count; the strong reference given is released here (before any
+        // lock is taken: its drop may run host code).
+        (SlotRepr::Weak, Value::Object(o)) => SlotBits::Ref(o.downgrade().into_raw().as_ptr()),
         (SlotRepr::Dyn, v) => SlotBits::Dyn(v),
         // Record invariant 4: values are kind-checked before they reach a slot, and `declare`
         // gives each kind the form that holds all its values.
@@ -151,6 +156,14 @@ fn from_bits(repr: SlotRepr, bits: SlotBits) -> Value {
         (SlotRepr::Int, SlotBits::Word(w)) => Value::Int(w as i64),
         (SlotRepr::Float, SlotBits::Word(w)) => Value::Float(f64::from_bits(w)),
         (SlotRepr::Bool, SlotBits::Word(w)) => Value::Bool(w != 0),
+        (SlotRepr::Weak, SlotBits::Ref(raw)) => match NonNull::new(raw) {
+            // SAFETY: the slot owned this weak count; the caller took it out of the slot. The
+            // object, if it still lives, is upgraded; the weak count is released with the handle.
+            Some(nn) => unsafe { WeakAny::from_raw(nn) }
+                .upgrade()
+                .map_or(Value::None, Value::Object),
+            None => Value::None,
+        },
         (_, SlotBits::Ref(raw)) => match NonNull::new(raw) {
             // SAFETY: the slot owned this strong reference; the caller took it out of the slot.
             Some(nn) => Value::Object(unsafe { ObjAny::from_raw(nn) }),
@@ -212,6 +225,13 @@ pub(super) unsafe fn load(p: NonNull<ObjHeader>, at: SlotAt) -> Value {
                 let _g = lock(p);
                 borrow_ref(ref_ptr(p, at)).map_or(Value::None, |o| Value::Object((*o).clone()))
             }
+            SlotRepr::Weak => {
+                let _g = lock(p);
+                // The slot's weak count keeps the block; upgrading is a native CAS.
+                NonNull::new(ref_ptr(p, at))
+                    .and_then(|nn| ManuallyDrop::new(WeakAny::from_raw(nn)).upgrade())
+                    .map_or(Value::None, Value::Object)
+            }
             SlotRepr::Dyn => {
                 let _g = lock(p);
                 (*cell::<Value>(p, at)).clone()
@@ -259,6 +279,11 @@ pub(super) unsafe fn drop_in_place(p: NonNull<ObjHeader>, at: SlotAt) {
         match at.repr {
             SlotRepr::Int | SlotRepr::Float | SlotRepr::Bool => {}
             SlotRepr::Ref { .. } => drop(from_bits(at.repr, SlotBits::Ref(ref_ptr(p, at)))),
+            SlotRepr::Weak => {
+                if let Some(nn) = NonNull::new(ref_ptr(p, at)) {
+                    drop(WeakAny::from_raw(nn)); // release the weak count (no upgrade)
+                }
+            }
             SlotRepr::Dyn => ptr::drop_in_place(cell::<Value>(p, at)),
         }
     }
