@@ -11,9 +11,12 @@
 //!   a call-out, [`still_holds`] re-checks that the wrapper still holds the same object before
 //!   acting on what was checked before it.
 //!
-//! Field slots are read and written only through [`load_field`] / [`store_field`], which take
-//! the record's lock (the runtime's record rule: no host code under the lock, old values dropped
-//! by the caller after it), so a Rust thread mutating a record that Python reads is safe.
+//! Field slots are read and written through [`load_field`] / [`store_field`], or, on the hot
+//! paths of `crate::field`, through the runtime's slot accessors (`slot_int`, `slot_with_ref`,
+//! ...) after the same owner check ([`check_owner`]). Both keep the runtime's record rule
+//! (scalar slots are atomics; reference slots are touched under the record's lock, with no host
+//! code under it and old values dropped by the caller after it), so a Rust thread mutating a
+//! record that Python reads is safe.
 
 use crate::errors::MovedError;
 use crate::pytypes::{type_name, Wrapper};
