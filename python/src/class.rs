@@ -267,7 +267,8 @@ impl ClassInfo {
         }
         for (k, v) in named {
             let k = k.cast::<PyString>()?;
-            let k = k.to_str()?;
+            // A name no field can have (a lone surrogate is not UTF-8): the unknown-field error.
+            let k = k.to_str().unwrap_or("\u{fffd}");
             let i = self.field_index(k).ok_or_else(|| match source {
                 Source::Call => {
                     PyTypeError::new_err(format!("{}() got an unexpected field '{k}'", self.name))

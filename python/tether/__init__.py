@@ -151,10 +151,17 @@ def _class_of(cls_or_obj: Any) -> type:
 
 
 def _annotation(cls: type, name: str) -> Any:
+    """The field's annotation, evaluated like ``typing.get_type_hints`` does (a string or a
+    forward reference to a class becomes the class) where that works, else as written."""
+    import typing
+
     for klass in cls.__mro__:
         ann = klass.__dict__.get("__annotations__", {})
         if name in ann:
-            return ann[name]
+            try:
+                return typing.get_type_hints(klass).get(name, ann[name])
+            except Exception:  # an annotation typing cannot evaluate (tether.Weak["X"], ...)
+                return ann[name]
     return None
 
 

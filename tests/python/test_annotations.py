@@ -337,3 +337,29 @@ def test_field_default_factory_results_are_type_checked_and_errors_change_nothin
         tether.field(default=1, default_factory=list)
     with pytest.raises(TypeError, match="must be callable"):
         tether.field(default_factory=[])
+
+
+def test_fields_report_evaluated_types():
+    class Pt(tether.Object):
+        x: int
+        nxt: Optional["Pt"] = None
+
+    f = {x.name: x for x in tether.fields(Pt)}
+    assert f["x"].type is int
+    # A string naming the class itself is reported as the class where typing can evaluate it
+    # (here, a class in a function: its name is not in the module, so it stays as written).
+    assert f["nxt"].type in (Optional[Pt], Optional["Pt"])
+    assert tether.fields(Module)[1].type == Optional[Module]
+
+
+class Module(tether.Object):
+    v: int = 0
+    nxt: Optional["Module"] = None
+
+
+def test_a_keyword_that_is_not_valid_text_is_an_unknown_field():
+    class K(tether.Object):
+        v: int = 0
+
+    with pytest.raises(TypeError, match="unexpected field"):
+        K(**{"\ud800": 1})
