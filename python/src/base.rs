@@ -119,7 +119,8 @@ unsafe extern "C" fn tp_init(
                 .then(|| Bound::from_borrowed_ptr(py, kw).cast_into::<PyDict>())
                 .transpose()?;
             let mut moves = Moves::new();
-            let obj = info.construct(py, &args, kw.as_ref(), &mut moves)?;
+            let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
+            let obj = info.construct(&cls, &args, kw.as_ref(), &mut moves)?;
             finish_init(o, obj, moves, "__init__")?;
             // A restored structure may wait for this object (an overridden __setstate__ that
             // calls __init__): the second phase of crate::restore.
@@ -169,7 +170,8 @@ pub unsafe extern "C" fn class_vectorcall(
             class::check_instantiable(cls)?;
             let info = class::info_of(cls)?;
             let mut moves = Moves::new();
-            let obj = info.construct_vectorcall(py, args, nargs, kwnames, &mut moves)?;
+            let cls_ref = Bound::from_borrowed_ptr(py, cls.cast());
+            let obj = info.construct_vectorcall(py, &cls_ref, args, nargs, kwnames, &mut moves)?;
             let w = alloc_instance(cls)?;
             // Nobody else has seen `w`: it is empty, so finish_init only commits the tokens.
             if let Err(e) = finish_init(w, obj, moves, "__init__") {
@@ -341,7 +343,8 @@ unsafe extern "C" fn setstate(
                 })?;
             let mut moves = Moves::new();
             let mut deferred = Vec::new();
-            let obj = info.restore(py, &state, &mut moves, &mut deferred)?;
+            let cls = Bound::from_borrowed_ptr(py, ffi::Py_TYPE(o).cast());
+            let obj = info.restore(&cls, &state, &mut moves, &mut deferred)?;
             finish_init(o, obj, moves, "__setstate__")?;
             // Two-phase restore (crate::restore): fields that waited for objects not yet
             // initialized, then the fields that waited for this one (a self-loop: both).

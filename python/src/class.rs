@@ -37,8 +37,10 @@ pub struct FieldDef {
     pub frozen: bool,
     /// For a field naming a class defined after its own: which class, checked on the way in.
     pub forward: Option<Forward>,
-    /// `tether.field(default_factory=...)`: called for each object built without the field.
-    pub default_factory: Option<Py<PyAny>>,
+    /// `tether.field(default_factory=...)` was given: the factory itself is kept in the class's
+    /// `__tether_factories__` dict (owned by the class, so a factory that refers to classes does
+    /// not make them immortal through this leaked definition).
+    pub has_factory: bool,
 }
 
 /// A field's reference to a class that did not exist when the field was declared (`b: "B"`
@@ -239,13 +241,14 @@ impl ClassInfo {
     /// record is dropped: nothing changes.
     fn build<'a, 'py: 'a>(
         &self,
-        py: Python<'py>,
         positional: &[Borrowed<'a, 'py, PyAny>],
         named: impl Iterator<Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>)>,
         moves: &mut Moves<'py>,
         source: Source,
         mut deferred: Option<&mut Vec<(usize, Bound<'py, PyAny>)>>,
+        cls: &Bound<'py, PyAny>,
     ) -> PyResult<ObjAny> {
+        let py = cls.py();
         self.check_constructible()?;
         let what = || match source {
             Source::Call => format!("{}() ", self.name),
@@ -267,8 +270,14 @@ impl ClassInfo {
         }
         for (k, v) in named {
             let k = k.cast::<PyString>()?;
-            // A name no field can have (a lone surrogate is not UTF-8): the unknown-field error.
-            let k = k.to_str().unwrap_or("\u{fffd}");
+            // A name that is not valid text (a lone surrogate) names no field.
+            let Ok(k) = k.to_str() else {
+                return Err(PyTypeError::new_err(format!(
+                    "{}() got an unexpected field {}",
+                    self.name,
+                    k.repr()?
+                )));
+            };
             let i = self.field_index(k).ok_or_else(|| match source {
                 Source::Call => {
                     PyTypeError::new_err(format!("{}() got an unexpected field '{k}'", self.name))
@@ -299,17 +308,11 @@ impl ClassInfo {
             let v = self.fields[i].convert(&v, moves, what)?;
             record.set(i, v).map_err(err)?;
         }
-        for (i, f) in self.fields.iter().enumerate() {
-            if let (Some(factory), false) = (&f.default_factory, record.is_set(i)) {
-                // Python code: it may re-enter; the record is ours alone until `finish`.
-                let v = factory.bind(py).call0()?;
-                let v = f.convert(&v, moves, what)?;
-                record.set(i, v).map_err(err)?;
-            }
-        }
-        if record.missing().next().is_some() {
+        // Required fields first, so that a failing construction calls no factory.
+        if record.missing().any(|i| !self.fields[i].has_factory) {
             let missing: Vec<String> = record
                 .missing()
+                .filter(|&i| !self.fields[i].has_factory)
                 .map(|i| format!("'{}'", self.fields[i].name))
                 .collect();
             return Err(PyTypeError::new_err(format!(
@@ -318,13 +321,24 @@ impl ClassInfo {
                 missing.join(", ")
             )));
         }
+        let pending: Vec<usize> = record.missing().collect();
+        if !pending.is_empty() {
+            let factories = cls.getattr("__tether_factories__")?;
+            for i in pending {
+                let f = self.fields[i];
+                // Python code: it may re-enter; the record is ours alone until `finish`.
+                let v = factories.get_item(&f.name)?.call0()?;
+                let v = f.convert(&v, moves, what)?;
+                record.set(i, v).map_err(err)?;
+            }
+        }
         record.finish().map_err(err)
     }
 
     /// A native record from constructor arguments (positional in field order, or keywords).
     pub fn construct<'py>(
         &self,
-        py: Python<'py>,
+        cls: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kw: Option<&Bound<'py, PyDict>>,
         moves: &mut Moves<'py>,
@@ -337,7 +351,7 @@ impl ClassInfo {
         let named = named
             .iter()
             .map(|(k, v)| (k.as_borrowed(), v.as_borrowed()));
-        self.build(py, &positional, named, moves, Source::Call, None)
+        self.build(&positional, named, moves, Source::Call, None, cls)
     }
 
     /// A native record from vectorcall arguments: `args` positional, then one value per name in
@@ -349,6 +363,7 @@ impl ClassInfo {
     pub unsafe fn construct_vectorcall<'py>(
         &self,
         py: Python<'py>,
+        cls: &Bound<'py, PyAny>,
         args: *const *mut ffi::PyObject,
         nargs: usize,
         kwnames: *mut ffi::PyObject,
@@ -385,16 +400,16 @@ impl ClassInfo {
                 *slot = borrow(p);
             }
             self.build(
-                py,
                 &buf[..positional.len()],
                 named,
                 moves,
                 Source::Call,
                 None,
+                cls,
             )
         } else {
             let all: Vec<_> = positional.iter().map(|&p| borrow(p)).collect();
-            self.build(py, &all, named, moves, Source::Call, None)
+            self.build(&all, named, moves, Source::Call, None, cls)
         }
     }
 
@@ -404,7 +419,7 @@ impl ClassInfo {
     /// to `None` and listed in `deferred` (field index, object) for `crate::restore`.
     pub fn restore<'py>(
         &self,
-        py: Python<'py>,
+        cls: &Bound<'py, PyAny>,
         state: &Bound<'py, PyDict>,
         moves: &mut Moves<'py>,
         deferred: &mut Vec<(usize, Bound<'py, PyAny>)>,
@@ -413,7 +428,7 @@ impl ClassInfo {
         let named = named
             .iter()
             .map(|(k, v)| (k.as_borrowed(), v.as_borrowed()));
-        self.build(py, &[], named, moves, Source::State, Some(deferred))
+        self.build(&[], named, moves, Source::State, Some(deferred), cls)
     }
 
     /// Checks that `obj` really is an instance of this class's native type (a wrapper's

@@ -100,7 +100,15 @@ fn _fields<'py>(
                 Some(v) => unsafe { Bound::from_owned_ptr(py, convert::to_py(py, v, true)?) },
                 None => py.None().into_bound(py),
             };
-            let factory = f.default_factory.as_ref().map(|f| f.clone_ref(py));
+            let factory = if f.has_factory {
+                Some(
+                    cls.getattr("__tether_factories__")?
+                        .get_item(&f.name)?
+                        .unbind(),
+                )
+            } else {
+                None
+            };
             Ok((f.name.clone(), f.default.is_some(), default, factory))
         })
         .collect()

@@ -188,6 +188,19 @@ unsafe extern "C" fn meta_new(
             let info: &'static ClassInfo = Box::leak(Box::new(info));
             set_class_info(tp, info);
             register_class(type_index, tp)?;
+            if eq && info.frozen {
+                if let Some(f) = info
+                    .fields()
+                    .find(|f| matches!(f.kind, tether_runtime::types::FieldKind::Weak(_)))
+                {
+                    return Err(PyTypeError::new_err(format!(
+                        "{class_name}: a frozen eq=True class hashes its fields, and weak field \
+                         '{}' changes (to None) when its object dies: leave it out of the class \
+                         or drop eq=True",
+                        f.name
+                    )));
+                }
+            }
             if let Some(hook) = CLASS_HOOK.get(py) {
                 // Python-level finishing (abstract methods, eq=True): `tether._finish_class`.
                 hook.call1(py, (&cls, eq, info.frozen))?;

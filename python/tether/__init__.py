@@ -117,6 +117,13 @@ else:
         def __class_getitem__(cls, target):
             return cls(target)
 
+        # `tether.Weak[Node] | None` means the same field (a weak field reads None anyway).
+        def __or__(self, other):
+            return self if other is None else NotImplemented
+
+        def __ror__(self, other):
+            return self if other is None else NotImplemented
+
         def __repr__(self):
             t = self.__tether_weak__
             return f"tether.Weak[{t if isinstance(t, str) else getattr(t, '__name__', t)}]"
@@ -150,29 +157,35 @@ def _class_of(cls_or_obj: Any) -> type:
     return cls
 
 
-def _annotation(cls: type, name: str) -> Any:
-    """The field's annotation, evaluated like ``typing.get_type_hints`` does (a string or a
-    forward reference to a class becomes the class) where that works, else as written."""
+def _annotations(cls: type) -> dict[str, Any]:
+    """Every field annotation of `cls` and its bases, evaluated like ``typing.get_type_hints``
+    does (a string or a forward reference to a class becomes the class) where that works, else
+    as written (a class whose annotations typing cannot all evaluate keeps its own as written)."""
     import typing
 
-    for klass in cls.__mro__:
-        ann = klass.__dict__.get("__annotations__", {})
-        if name in ann:
-            try:
-                return typing.get_type_hints(klass).get(name, ann[name])
-            except Exception:  # an annotation typing cannot evaluate (tether.Weak["X"], ...)
-                return ann[name]
-    return None
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        raw = klass.__dict__.get("__annotations__", {})
+        if not raw:
+            continue
+        try:
+            hints = typing.get_type_hints(klass)
+        except Exception:  # a name typing cannot resolve (a class local to a function, ...)
+            hints = {}
+        for name, ann in raw.items():
+            out[name] = hints.get(name, ann)
+    return out
 
 
 def fields(cls_or_obj: Any) -> tuple[Field, ...]:
     """The fields of a tether class (or of an object's class), inherited first, as a tuple of
     ``Field(name, type, default)``; ``default`` is ``MISSING`` for required fields."""
     cls = _class_of(cls_or_obj)
+    annotations = _annotations(cls)
     return tuple(
         Field(
             name,
-            _annotation(cls, name),
+            annotations.get(name),
             default if has else MISSING,
             MISSING if factory is None else factory,
         )

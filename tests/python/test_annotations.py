@@ -5,6 +5,7 @@ re-run class definition (a notebook cell), and defaults that are refused: mutabl
 wrong-typed ones for self-typed fields."""
 
 import copy
+import gc
 import importlib
 import inspect
 import pickle
@@ -363,3 +364,42 @@ def test_a_keyword_that_is_not_valid_text_is_an_unknown_field():
 
     with pytest.raises(TypeError, match="unexpected field"):
         K(**{"\ud800": 1})
+
+
+def test_a_default_factory_does_not_keep_classes_alive():
+    import weakref
+
+    def make():
+        class Inner(tether.Object):
+            v: int = 0
+
+        class K(tether.Object):
+            child: object = tether.field(default_factory=Inner)
+            me: object = tether.field(default_factory=lambda: K.__name__)
+
+        assert K().me == "K"
+
+        class Sub(K):  # inherits the factories
+            extra: object = tether.field(default_factory=list)
+
+        s = Sub()
+        assert type(s.child) is Inner and s.me == "K" and s.extra == []
+        return weakref.ref(K), weakref.ref(Inner), weakref.ref(Sub)
+
+    refs = make()
+    for _ in range(3):
+        gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+
+
+def test_factories_do_not_run_when_a_required_field_is_missing():
+    made = []
+
+    class P(tether.Object):
+        req: int
+        items: object = tether.field(default_factory=lambda: made.append(1) or [])
+
+    with pytest.raises(TypeError, match="missing required field.*'req'"):
+        P()
+    assert made == []
+    assert P(1).items == [] and made == [1]

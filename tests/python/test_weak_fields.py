@@ -122,3 +122,23 @@ def test_weak_fields_round_trip_through_pickle_and_deepcopy():
     c2 = pickle.loads(pickle.dumps(c))
     gc.collect()
     assert c2.parent is None
+
+
+def test_weak_field_spellings_with_none_and_refusals():
+    class W(tether.Object):
+        a: tether.Weak[Target] | None = None
+        b: None | tether.Weak[Target] = None
+
+    t = Target()
+    w = W(t, t)
+    assert w.a is t and w.b is t
+    with pytest.raises(TypeError, match="weak field cannot have a default_factory"):
+
+        class F(tether.Object):
+            p: tether.Weak[Target] = tether.field(default_factory=Target)
+
+    with pytest.raises(TypeError, match="weak field 'ref' changes"):
+
+        class Key(tether.Object, frozen=True, eq=True):
+            name: str = ""
+            ref: tether.Weak[Target] = None

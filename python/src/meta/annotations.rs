@@ -9,20 +9,25 @@ use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use tether_runtime::types::{FieldKind, ANY_OBJECT, SELF_TYPE};
 
 /// The runtime type index of `tether.Object` (u32::MAX until created).
 pub static ROOT_INDEX: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// The class of what `tether.field(...)` returns (`tether._FieldSpec`), registered at import.
-static FIELD_SPEC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The class of what `tether.field(...)` returns (`tether._FieldSpec`), registered at import
+/// (again by `importlib.reload(tether)`, whose new class then replaces the old one). Only used
+/// under the GIL; the lock is never held across Python code.
+static FIELD_SPEC: std::sync::Mutex<Option<Py<PyAny>>> = std::sync::Mutex::new(None);
 
-/// `_native._set_field_spec_type(t)`: registers the class of `tether.field(...)`'s result (once).
+/// `_native._set_field_spec_type(t)`: registers the class of `tether.field(...)`'s result.
 #[pyfunction]
-pub fn _set_field_spec_type(py: Python<'_>, t: Py<PyAny>) {
-    let _ = FIELD_SPEC.set(py, t);
+pub fn _set_field_spec_type(t: Py<PyAny>) {
+    let old = FIELD_SPEC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(t);
+    drop(old); // outside the lock
 }
 
 /// A default as the class body gives it: a plain value, or `tether.field(default=...)` /
@@ -34,7 +39,12 @@ enum GivenDefault<'py> {
 
 fn given_default<'py>(v: Bound<'py, PyAny>) -> PyResult<Option<GivenDefault<'py>>> {
     let py = v.py();
-    let Some(spec) = FIELD_SPEC.get(py) else {
+    let spec = FIELD_SPEC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|s| s.clone_ref(py));
+    let Some(spec) = spec else {
         return Ok(Some(GivenDefault::Value(v)));
     };
     if !v.is_instance(spec.bind(py))? {
@@ -480,6 +490,12 @@ pub fn own_fields(
         };
         let default = match given {
             None => None,
+            Some(GivenDefault::Factory(_)) if matches!(kind, FieldKind::Weak(_)) => {
+                return Err(PyTypeError::new_err(format!(
+                    "field '{name}' of {class_name}: a weak field cannot have a default_factory \
+                     (nothing would keep the object it makes alive)"
+                )));
+            }
             Some(GivenDefault::Factory(f)) => {
                 default_factory = Some(f);
                 None

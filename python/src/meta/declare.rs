@@ -89,6 +89,26 @@ pub fn declare_record(
     .map_err(|e| crate::errors::to_pyerr(py, e))?;
     let base = parent.map_or(0, |p| p.fields.len());
     let layout = type_info(type_index).and_then(|t| t.layout.as_ref());
+    // Default factories live in the class's namespace (`__tether_factories__`, the parent's
+    // merged in), owned by the class and visible to the garbage collector.
+    if own.iter().any(|f| f.default_factory.is_some()) {
+        let factories = PyDict::new(py);
+        if let Some(p) = parent {
+            if let Ok(cls) = crate::classes::class_for(p.type_index) {
+                // SAFETY: a registered class is alive (it unregisters when it dies); GIL held.
+                let cls = unsafe { Bound::from_borrowed_ptr(py, cls.cast()) };
+                if let Ok(inherited) = cls.getattr("__tether_factories__") {
+                    factories.update(inherited.cast::<PyDict>()?.as_mapping())?;
+                }
+            }
+        }
+        for f in &own {
+            if let Some(factory) = &f.default_factory {
+                factories.set_item(&f.name, factory)?;
+            }
+        }
+        ns.set_item("__tether_factories__", factories)?;
+    }
     let mut fields: Vec<&'static FieldDef> = parent.map(|p| p.fields.clone()).unwrap_or_default();
     let mut new_defs = Vec::new();
     for (j, f) in own.into_iter().enumerate() {
@@ -97,7 +117,7 @@ pub fn declare_record(
             kind: replace_self(f.kind, type_index),
             default: f.default,
             forward: f.forward.map(|(name, globals)| Forward::new(name, globals)),
-            default_factory: f.default_factory,
+            has_factory: f.default_factory.is_some(),
             access: FieldAccess::Inline(base + j),
             at: layout.and_then(|l| l.slots.get(base + j).copied()),
             owner: type_index,
@@ -132,7 +152,7 @@ pub fn declare_native(
             access: f.access.clone(),
             at: None,
             forward: None,
-            default_factory: None,
+            has_factory: false,
             owner: type_index,
             frozen: ti.frozen,
         }));

@@ -57,8 +57,8 @@ pub enum FieldKind {
     Optional(Box<FieldKind>),
     /// A weak reference to an object of this type index or a subtype (written as the object,
     /// `Value::Object`, or `Value::None`): the field does not keep the object alive, and reads
-    /// give the object while it lives, else `Value::None`. Stored as one weak pointer (record
-    /// types' objects only; see `SlotRepr::Weak`).
+    /// give the object while it lives, else `Value::None`. Stored as one weak pointer
+    /// (`SlotRepr::Weak`), for objects of any type.
     Weak(u32),
     /// Anything.
     Any,

@@ -20,7 +20,7 @@
 //!    layout (in the registry, immutable) says where each slot is and what form it has.
 //! 2. Its `ObjHeader`'s type index is a [`TypeKind::Record`] type, and its deleter is
 //!    [`record_deleter`]: record type indices are never given to other layouts.
-//! 3. **The record rule.** Every access to a slot that holds references (`Ref`, `Dyn`) holds
+//! 3. **The record rule.** Every access to a slot that holds references (`Ref`, `Weak`, `Dyn`) holds
 //!    the record's lock (the header's lock word), from every thread and every host (there is no
 //!    unlocked accessor); scalar slots are atomics. Under the lock only native work happens: a
 //!    read clones the value (atomic increments: objects, strings, functions, host handles, none

@@ -3,8 +3,9 @@
 //!
 //! Scalar slots (`Int`, `Float`, `Bool`) are atomics: a read or a write is one plain load or
 //! store (`Relaxed`: a field value publishes no other memory), so they need no lock and cannot
-//! tear. Reference slots (`Ref`, `Dyn`) own strong references; a reader must clone what it read
-//! before a concurrent writer can drop it, so both hold the record's lock (record invariant 3).
+//! tear. Reference slots (`Ref`, `Dyn`) own strong references, and `Weak` slots a weak count; a
+//! reader must clone (or, for `Weak`, upgrade: a CAS) what it read before a concurrent writer
+//! can drop it, so both hold the record's lock (record invariant 3).
 
 use super::super::layout::{SlotAt, SlotRepr};
 use crate::object::{lock_word, ObjAny, ObjHeader, WeakAny};
