@@ -308,21 +308,23 @@ impl ClassInfo {
             let v = self.fields[i].convert(&v, moves, what)?;
             record.set(i, v).map_err(err)?;
         }
-        // Required fields first, so that a failing construction calls no factory.
-        if record.missing().any(|i| !self.fields[i].has_factory) {
+        // Fields still unset and without a default (the common construction has none: one
+        // check): required ones are an error, raised before any factory runs, so a failing
+        // construction calls none; the rest are filled by their factories.
+        if record.missing().next().is_some() {
             let missing: Vec<String> = record
                 .missing()
                 .filter(|&i| !self.fields[i].has_factory)
                 .map(|i| format!("'{}'", self.fields[i].name))
                 .collect();
-            return Err(PyTypeError::new_err(format!(
-                "{}() missing required field(s): {}",
-                self.name,
-                missing.join(", ")
-            )));
-        }
-        let pending: Vec<usize> = record.missing().collect();
-        if !pending.is_empty() {
+            if !missing.is_empty() {
+                return Err(PyTypeError::new_err(format!(
+                    "{}() missing required field(s): {}",
+                    self.name,
+                    missing.join(", ")
+                )));
+            }
+            let pending: Vec<usize> = record.missing().collect();
             let factories = cls.getattr("__tether_factories__")?;
             for i in pending {
                 let f = self.fields[i];

@@ -159,18 +159,6 @@ fn type_error(expected: &FieldKind, got: &str) -> PyErr {
     PyTypeError::new_err(format!("expected {}, got {got}", kind_name(expected)))
 }
 
-/// The type of `o` as messages name it: a tether object's class, else the Python type.
-fn describe(o: &Bound<'_, PyAny>) -> String {
-    // SAFETY: `o` is live and the GIL is held.
-    if unsafe { is_wrapper(o.as_ptr()) } {
-        // SAFETY: a wrapper; the view ends before any Python code runs.
-        if let Ok(v) = unsafe { native::view(o.as_ptr()) } {
-            return object_type_name(v.native());
-        }
-    }
-    py_type_name(o)
-}
-
 fn py_type_name(o: &Bound<'_, PyAny>) -> String {
     o.get_type()
         .name()
@@ -237,27 +225,32 @@ pub fn from_py_kind<'py>(
                      object alive",
                 ))
             } else {
-                from_py_kind(o, &FieldKind::Object(*t), moves).map_err(|e| {
-                    if e.is_instance_of::<PyTypeError>(o.py()) {
-                        type_error(kind, &describe(o))
-                    } else {
-                        e
-                    }
-                })
+                object_of(o, *t, moves, kind)
             }
         }
-        FieldKind::Object(t) => match native_of(o, moves)? {
-            Some(obj) if obj.is_instance(*t) => Ok(Value::Object(obj)),
-            Some(obj) => {
-                let got = object_type_name(&obj);
-                if o.cast::<Moved>().is_ok() {
-                    // Not consumed: forget the peek so a later commit leaves this token alone.
-                    moves.peeked.pop();
-                }
-                Err(type_error(kind, &got))
+        FieldKind::Object(t) => object_of(o, *t, moves, kind),
+    }
+}
+
+/// A native object of type `t` (or a subtype) from `o`, for a field of kind `expected` (what an
+/// error names): a wrapper's object, or a peek at a `tether.move()` token.
+fn object_of<'py>(
+    o: &Bound<'py, PyAny>,
+    t: u32,
+    moves: &mut Moves<'py>,
+    expected: &FieldKind,
+) -> PyResult<Value> {
+    match native_of(o, moves)? {
+        Some(obj) if obj.is_instance(t) => Ok(Value::Object(obj)),
+        Some(obj) => {
+            let got = object_type_name(&obj);
+            if o.cast::<Moved>().is_ok() {
+                // Not consumed: forget the peek so a later commit leaves this token alone.
+                moves.peeked.pop();
             }
-            None => Err(type_error(kind, &py_type_name(o))),
-        },
+            Err(type_error(expected, &got))
+        }
+        None => Err(type_error(expected, &py_type_name(o))),
     }
 }
 

@@ -76,6 +76,15 @@ fn my_slot() -> Option<usize> {
     .flatten()
 }
 
+/// This thread's own shard (`true`: written with plain stores), or the shared one.
+#[inline(always)]
+fn pick<'a, S>(shards: &'a [S; SHARDS], shared: &'a S) -> (&'a S, bool) {
+    match my_slot() {
+        Some(i) => (&shards[i], true),
+        None => (shared, false),
+    }
+}
+
 #[cold]
 fn claim() -> u32 {
     let mut cur = SLOTS.load(Ordering::Relaxed);
@@ -179,10 +188,7 @@ impl ShardedStats {
 
     #[inline(always)]
     fn shard(&self) -> (&Shard, bool) {
-        match my_slot() {
-            Some(i) => (&self.shards[i], true),
-            None => (&self.shared, false),
-        }
+        pick(&self.shards, &self.shared)
     }
 }
 
@@ -298,10 +304,7 @@ impl ShardedCounter {
 
     #[inline(always)]
     fn shard(&self) -> (&CounterShard, bool) {
-        match my_slot() {
-            Some(i) => (&self.shards[i], true),
-            None => (&self.shared, false),
-        }
+        pick(&self.shards, &self.shared)
     }
 
     /// Counts `n` things made.
