@@ -26,7 +26,9 @@
 //! * `finalize_check_then_act`: `park_or_release` decides to park on a snapshot of the strong
 //!   count and then releases unconditionally (the re-entrant last-reference bug);
 //! * `serial_check_then_act`: the serialized `tie::serial::park_or_release` does the same,
-//!   trusting the host's lock for the count as well as for the tie word.
+//!   trusting the host's lock for the count as well as for the tie word;
+//! * `locked_no_exclusion`: `tie::locked::lock` takes no lock (a snapshot of the word, stored
+//!   back on unlock), so two host threads can both act on one state.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
@@ -74,5 +76,25 @@ impl LoomTie {
         f: Ordering,
     ) -> Result<*mut c_void, *mut c_void> {
         self.0.compare_exchange(cur, new, s, f)
+    }
+}
+
+/// One step of a spin-wait (`spins` counts the steps so far): a CPU hint for the first few,
+/// then a yield to the scheduler (a holder that was descheduled needs the core back). Under
+/// loom, always a loom yield, so the model explores the holder's progress.
+#[inline]
+pub(crate) fn spin_wait(spins: u32) {
+    #[cfg(loom)]
+    {
+        let _ = spins;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        if spins < 64 {
+            core::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }

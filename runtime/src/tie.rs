@@ -92,8 +92,8 @@
 //!
 //! # Invariants
 //!
-//! 1. The tie word holds 0, `W` or `W | TIE_PARKED`, nothing else (`TIE_BUSY` and `TIE_LOCK`
-//!    are never set by this machine).
+//! 1. The tie word holds 0, `W` or `W | TIE_PARKED`, nothing else (`TIE_BUSY` is never set;
+//!    `TIE_LOCK` only by [`locked`], on top of one of those three, while a holder has it).
 //! 2. Wrapper pointers are `TIE_ALIGN`-aligned, so the tag bits are free; checked on entry.
 //! 3. Every operation is called with a strong reference (`&ObjAny`), so the object is alive and
 //!    cannot enter the free funnel while a transition is in progress.
@@ -108,10 +108,16 @@
 //!   [`unbind_for_last_release`];
 //! * `finalize`: [`park_or_release`] and [`Finalized`], the last-reference path;
 //! * [`serial`]: the same transitions with plain loads and stores, for hosts that serialize
-//!   them under a lock of their own (a GIL), and its argument.
+//!   them under a lock of their own (a GIL), and its argument;
+//! * [`locked`]: the same transitions under a per-object lock in the tie word ([`TIE_LOCK`]),
+//!   for free-threaded hosts, which also need their own work (taking a reference to the bound
+//!   wrapper, re-initializing a revived one) to be atomic with the state.
+//!
+//! [`TIE_LOCK`]: tether_alloc::TIE_LOCK
 
 mod finalize;
 mod host;
+pub mod locked;
 pub mod serial;
 mod transitions;
 mod word;

@@ -459,3 +459,134 @@ fn serial_revive_cycle_races_native_drop() {
         assert_eq!(alloc_stats().live_blocks, base);
     });
 }
+
+// ---------------------------------------------------------------- tie::locked (free-threaded hosts)
+
+fn locked_bind(obj: &ObjAny, w: NonNull<c_void>) -> Result<(), TieState> {
+    tie::locked::lock(obj).bind(w)
+}
+
+/// The last-reference claim under the per-object lock: as for the CAS and serial transitions.
+#[test]
+fn locked_wrapper_death_races_last_other_reference() {
+    wrapper_death_races_last_other_reference_with(locked_bind, tie::locked::park_or_release);
+}
+
+/// Two host threads (free-threaded Python threads) ask for the wrapper of one parked object at
+/// once: exactly one revives it, and the other, finding it bound, sees the reviver's
+/// initialization (done under the lock, like CPython's in-place re-initialization).
+#[test]
+fn locked_revivals_have_one_owner() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        locked_bind(&obj, w.0).unwrap();
+        let keep = obj.clone();
+        assert_eq!(
+            tie::locked::park_or_release(obj, w.0).unwrap(),
+            Finalized::Parked
+        );
+        let revivals = Arc::new(AtomicUsize::new(0));
+        let ready = Arc::new(UnsafeCell::new(false));
+        let get = {
+            let revivals = revivals.clone();
+            let ready = ready.clone();
+            move |o: ObjAny| {
+                let w = w;
+                let mut t = tie::locked::lock(&o);
+                match t.state() {
+                    TieState::Parked(p) => {
+                        assert_eq!(t.revive(), Ok(p));
+                        // SAFETY: loom checks this write is ordered with the other's read.
+                        ready.with_mut(|r| unsafe { *r = true });
+                        revivals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    TieState::Bound(p) => {
+                        assert_eq!(p, w.0);
+                        // SAFETY: loom checks this read against the reviver's write.
+                        assert!(ready.with(|r| unsafe { *r }), "bound but not initialized");
+                    }
+                    TieState::Detached => panic!("nobody unbinds here"),
+                }
+                drop(t);
+                o
+            }
+        };
+        let get2 = get.clone();
+        let other = keep.clone();
+        let t = thread::spawn(move || drop(get2(other)));
+        let keep = get(keep);
+        t.join().unwrap();
+        assert_eq!(revivals.load(Ordering::Relaxed), 1, "one reviver");
+        assert_eq!(tie::state(&keep), TieState::Bound(w.0));
+        assert_eq!(
+            tie::locked::park_or_release(keep, w.0).unwrap(),
+            Finalized::Released
+        );
+        assert_eq!(m.freed_by_cb.load(Ordering::Relaxed), 0);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// A dying wrapper (its Python count already zero) races a host thread that wants the same
+/// object's wrapper and a native thread dropping its reference. The asker may find the wrapper
+/// bound but dying (its try-incref would fail): it gives the lock back and tries again (twice
+/// here, to keep the model finite; the host retries until the death is done). The death parks
+/// it (the asker's reference keeps the object alive), and whoever revives it gets the same
+/// memory. Then that wrapper dies holding the last reference: nothing is freed twice.
+#[test]
+fn locked_death_races_revive_and_native_drop() {
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let m = Mem::new();
+        let w = P(m.ptr());
+        locked_bind(&obj, w.0).unwrap();
+        let asker_ref = obj.clone();
+        let native = obj.clone();
+        let asker = thread::spawn(move || {
+            let w = w;
+            for _ in 0..2 {
+                let mut t = tie::locked::lock(&asker_ref);
+                match t.state() {
+                    // The dying W: its try-incref fails; retry after the lock is given back.
+                    TieState::Bound(p) => assert_eq!(p, w.0),
+                    TieState::Parked(p) => {
+                        assert_eq!(p, w.0);
+                        assert_eq!(t.revive(), Ok(w.0));
+                        drop(t);
+                        return (asker_ref, true);
+                    }
+                    TieState::Detached => panic!("the asker's reference keeps the object"),
+                }
+                drop(t);
+                thread::yield_now();
+            }
+            (asker_ref, false)
+        });
+        let t = thread::spawn(move || drop(native));
+        assert_eq!(
+            tie::locked::park_or_release(obj, w.0).unwrap(),
+            Finalized::Parked,
+            "the asker's reference keeps the object alive"
+        );
+        let (asker_ref, revived) = asker.join().unwrap();
+        t.join().unwrap();
+        if !revived {
+            assert_eq!(tie::locked::lock(&asker_ref).revive(), Ok(w.0));
+        }
+        assert_eq!(tie::state(&asker_ref), TieState::Bound(w.0));
+        assert_eq!(
+            tie::locked::park_or_release(asker_ref, w.0).unwrap(),
+            Finalized::Released
+        );
+        assert_eq!(m.freed_by_cb.load(Ordering::Relaxed), 0);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
