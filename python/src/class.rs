@@ -506,7 +506,7 @@ pub unsafe fn info_of(tp: *mut ffi::PyTypeObject) -> PyResult<&'static ClassInfo
 /// `cls` is a live type object; GIL held.
 pub unsafe fn check_instantiable(cls: *mut ffi::PyTypeObject) -> PyResult<()> {
     // SAFETY: `cls` is live (caller).
-    let flags = unsafe { (*cls).tp_flags };
+    let flags = unsafe { crate::pytypes::type_flags(cls) };
     if flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
         // SAFETY: `cls` is live.
         let name = unsafe { type_name(cls) };

@@ -12,9 +12,13 @@
 //!    has no live objects. A class with no instances and no Python references is then collected
 //!    like any other, and with it whatever its methods' globals hold.
 //!
-//! All of it runs with the GIL held; the atomics and the mutex only make the statics shareable.
+//! On GIL builds all of it runs with the GIL held, and the atomics and the mutex only make the
+//! statics shareable. On free-threaded builds classes are registered and wrapped on any Python
+//! thread: `CLASS_OF` is published with `Release` and read with `Acquire` (a class is fully
+//! built before another thread can use it), and holding races releasing (invariant 2, see
+//! [`release_idle_classes`]).
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
+use core::sync::atomic::{fence, AtomicBool, AtomicPtr, Ordering, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -26,13 +30,28 @@ use tether_runtime::types::{type_info, TypeKind, MAX_TYPES};
 static CLASS_OF: [AtomicPtr<ffi::PyTypeObject>; MAX_TYPES as usize] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_TYPES as usize];
 
+/// The orderings of `CLASS_OF` (Relaxed under a GIL, which orders everything; see the module
+/// docs).
+#[cfg(not(Py_GIL_DISABLED))]
+const PUBLISH_LOAD: Ordering = Relaxed;
+#[cfg(not(Py_GIL_DISABLED))]
+const PUBLISH_STORE: Ordering = Relaxed;
+#[cfg(Py_GIL_DISABLED)]
+const PUBLISH_LOAD: Ordering = Ordering::Acquire;
+#[cfg(Py_GIL_DISABLED)]
+const PUBLISH_STORE: Ordering = Ordering::Release;
+
 /// The class registered for runtime type `type_index` (borrowed: use it before any Python code
 /// can run, or take a reference).
 #[inline]
 pub fn class_for(type_index: u32) -> PyResult<*mut ffi::PyTypeObject> {
-    // Relaxed: classes are registered and unregistered under the GIL, which the caller holds
-    // (it orders the class's creation before this load).
-    match CLASS_OF.get(type_index as usize).map(|c| c.load(Relaxed)) {
+    // GIL builds: classes are registered and unregistered under the GIL, which the caller
+    // holds (it orders the class's creation before this load). Free-threaded builds: Acquire,
+    // pairing with the Release store in `register_class`.
+    match CLASS_OF
+        .get(type_index as usize)
+        .map(|c| c.load(PUBLISH_LOAD))
+    {
         Some(cls) if !cls.is_null() => Ok(cls),
         _ => no_class(type_index),
     }
@@ -67,7 +86,7 @@ pub unsafe fn register_class(type_index: u32, cls: *mut ffi::PyTypeObject) -> Py
         )));
     }
     if let Some(c) = CLASS_OF.get(type_index as usize) {
-        c.store(cls, Relaxed);
+        c.store(cls, PUBLISH_STORE);
     }
     Ok(())
 }
@@ -102,34 +121,53 @@ pub unsafe fn hold_class(type_index: u32, cls: *mut ffi::PyTypeObject) {
     let Some(flag) = HELD_FLAGS.get(type_index as usize) else {
         return;
     };
+    // Free-threaded builds: the object that makes this call was counted live before it (its
+    // allocation), and the fence orders that count before the flag's load, against
+    // `release_idle_classes`, which clears the flag, fences, then re-reads the count: one of
+    // the two sees the other (the store-buffering pattern, closed by the two SeqCst fences).
+    #[cfg(Py_GIL_DISABLED)]
+    fence(Ordering::SeqCst);
     if flag.load(Relaxed) || type_info(type_index).is_none_or(|i| i.kind != TypeKind::Record) {
         return;
+    }
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if flag.load(Relaxed) {
+        return; // another thread held it meanwhile
     }
     flag.store(true, Relaxed);
     // SAFETY: `cls` is live (caller); this reference is HELD's, released in
     // `release_idle_classes`.
     unsafe { ffi::Py_INCREF(cls.cast()) };
-    HELD.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((type_index, cls as usize));
+    held.push((type_index, cls as usize));
 }
 
 /// Gives back the references of held classes whose types have no live native objects; returns
 /// how many were released. A released class whose objects reappear (built natively) is held
 /// again when one is wrapped.
+///
+/// Under the lock, a candidate's flag is cleared *before* its count is read (with a fence
+/// between): a thread that counts a new object after that read sees the flag clear and holds
+/// the class again itself (taking the lock, so after this release's bookkeeping), and one that
+/// counted it before is seen here and keeps the class held.
 pub fn release_idle_classes(_py: Python<'_>) -> usize {
     let idle: Vec<(u32, usize)> = {
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        let (idle, busy) = held
-            .drain(..)
-            .partition(|(t, _)| type_info(*t).is_none_or(|i| i.live_objects() == 0));
+        let (idle, busy) = held.drain(..).partition(|&(t, _)| {
+            let flag = &HELD_FLAGS[t as usize];
+            flag.store(false, Relaxed);
+            fence(Ordering::SeqCst);
+            let idle = type_info(t).is_none_or(|i| i.live_objects() == 0);
+            if !idle {
+                flag.store(true, Relaxed);
+            }
+            idle
+        });
         *held = busy;
         idle
     };
     // The lock is released: a DECREF below may free a class, whose dealloc runs Python code.
-    for &(t, cls) in &idle {
-        HELD_FLAGS[t as usize].store(false, Relaxed);
-        // SAFETY: HELD's reference kept `cls` alive until now; the GIL is held (`_py`).
+    for &(_, cls) in &idle {
+        // SAFETY: HELD's reference kept `cls` alive until now; the thread is attached (`_py`).
         unsafe { ffi::Py_DECREF((cls as *mut ffi::PyTypeObject).cast()) };
     }
     idle.len()

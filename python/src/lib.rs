@@ -9,8 +9,8 @@
 //!
 //! | floor | modules | owns |
 //! |---|---|---|
-//! | 0 | `trap`, `pytypes`, `pyhandle` | the slot boundary; raw layouts and type objects; Python objects held natively |
-//! | 1 | `errors`, `pool`, `classes` | exceptions; wrapper memory; which class a type index has, classes kept alive |
+//! | 0 | `trap`, `pytypes`, `pyhandle`, `ft` | the slot boundary; raw layouts and type objects; Python objects held natively; the free-threaded header rules |
+//! | 1 | `errors`, `pool`, `classes`, `tied` | exceptions; wrapper memory; which class a type index has, classes kept alive; the tie transitions per build |
 //! | 2 | `native` | the uncounted view and counted handles: the one way to a wrapper's native object |
 //! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
@@ -20,7 +20,10 @@
 //! | 8 | `meta` | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
 //! | 9 | `testing` | `tether.testing`, written the way an extension author would |
 //!
-//! Everything here runs with the GIL held: the module is declared `gil_used = true`.
+//! One source, two builds, chosen at compile time by PyO3's `Py_GIL_DISABLED` cfg: on GIL
+//! builds everything runs with the GIL held and the hot paths use plain stores; on free-threaded
+//! builds (CPython 3.13t) the module is declared `gil_used = false`, and what the GIL used to
+//! protect has its own lock or atomic (docs/design.md, "Threads").
 
 mod base;
 mod carriers;
@@ -29,6 +32,7 @@ mod classes;
 mod convert;
 mod errors;
 mod field;
+mod ft;
 mod function;
 mod meta;
 mod native;
@@ -39,6 +43,7 @@ mod pyhandle;
 mod pytypes;
 mod restore;
 mod testing;
+mod tied;
 mod trap;
 mod wrapper;
 
@@ -188,7 +193,7 @@ fn _at_exit(py: Python<'_>) {
     classes::release_idle_classes(py);
 }
 
-#[pymodule(gil_used = true)]
+#[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     tether_runtime::tie::set_host(&pool::TIE_HOST);
@@ -217,6 +222,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_tying, m)?)?;
     m.add_function(wrap_pyfunction!(tying_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add("FREE_THREADED", ft::FREE_THREADED)?;
+    m.add("WRAPPER_BYTES", pool::WRAPPER_SIZE)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_pending_restores, m)?)?;

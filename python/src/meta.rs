@@ -31,7 +31,7 @@ use crate::wrapper;
 use annotations::{check_slots, ROOT_INDEX};
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::Ordering::Relaxed;
 use declare::{declare_native, declare_record, tether_parent};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -39,11 +39,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-/// The Rust-defined runtime type the next class creation declares, set only by
-/// [`create_native_class`] (this extension's own code) around its call of the metaclass and
-/// taken by `meta_new` before any Python code runs. A class body has no way to set it, so no
-/// Python code can bind a class to another type's objects.
-static PENDING_NATIVE: AtomicU32 = AtomicU32::new(NO_NATIVE);
+std::thread_local! {
+    /// The Rust-defined runtime type the next class creation on this thread declares, set only
+    /// by [`create_native_class`] (this extension's own code) around its call of the metaclass
+    /// and taken by `meta_new` before any Python code runs. A class body has no way to set it,
+    /// so no Python code can bind a class to another type's objects; per thread, so a class
+    /// created at the same moment on another thread (free-threaded builds) cannot take it.
+    static PENDING_NATIVE: core::cell::Cell<u32> = const { core::cell::Cell::new(NO_NATIVE) };
+}
 const NO_NATIVE: u32 = u32::MAX;
 
 /// `tether._finish_class(cls, eq, frozen)`, registered by the package at import
@@ -64,7 +67,7 @@ unsafe extern "C" fn meta_new(
     // SAFETY: CPython slot: GIL held; `args` is a tuple, `kw` a dict or null.
     unsafe {
         // Taken first, before any Python code runs (see PENDING_NATIVE).
-        let native = match PENDING_NATIVE.swap(NO_NATIVE, Relaxed) {
+        let native = match PENDING_NATIVE.with(|p| p.replace(NO_NATIVE)) {
             NO_NATIVE => None,
             idx => Some(idx),
         };
@@ -172,7 +175,7 @@ unsafe extern "C" fn meta_new(
                      keep their state natively, so mixins must declare __slots__ = ()"
                 )));
             }
-            (*tp).tp_flags &= !ffi::Py_TPFLAGS_HAVE_GC;
+            crate::pytypes::clear_type_flags(tp, ffi::Py_TPFLAGS_HAVE_GC);
             (*tp).tp_traverse = None;
             (*tp).tp_clear = None;
             (*tp).tp_alloc = Some(pool::tp_alloc);
@@ -370,8 +373,8 @@ pub fn create_native_class<'py>(
     let ns = PyDict::new(py);
     ns.set_item("__module__", module)?;
     ns.set_item("__qualname__", name)?;
-    PENDING_NATIVE.store(type_index, Relaxed);
+    PENDING_NATIVE.with(|p| p.set(type_index));
     let cls = meta.call1((name, (root,), ns));
-    PENDING_NATIVE.store(NO_NATIVE, Relaxed); // in case the call failed before meta_new
+    PENDING_NATIVE.with(|p| p.set(NO_NATIVE)); // in case the call failed before meta_new
     cls
 }

@@ -6,7 +6,10 @@
 //! `__hash__`, weakref callbacks, `__del__` and the cycle collector can all move the object out
 //! of its wrapper and drop it. So there are exactly two ways in:
 //! - [`NativeView`]: an uncounted view, for the hot read path. Its API cannot call Python: type
-//!   checked slot copies under the record rule (native clones only), and [`NativeView::counted`].
+//!   checked slot copies under the record rule (native clones only), and [`NativeView::into_counted`].
+//!   On free-threaded builds the view is counted after all: another thread may move the object
+//!   out of the wrapper and drop it at any moment, so the view takes its reference inside the
+//!   wrapper's critical section, where moves store (`crate::ft::critical`).
 //! - [`counted`]: a strong handle (`ObjAny`), for every path that converts or calls out. After
 //!   a call-out, [`still_holds`] re-checks that the wrapper still holds the same object before
 //!   acting on what was checked before it.
@@ -19,7 +22,7 @@
 //! record that Python reads is safe.
 
 use crate::errors::MovedError;
-use crate::pytypes::{type_name, Wrapper};
+use crate::pytypes::{rec_load, type_name};
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
@@ -89,13 +92,21 @@ pub fn store_field(obj: &ObjAny, slot: Slot<'_>, v: Value) -> PyResult<Value> {
     }
 }
 
-/// An uncounted view of a wrapper's native object. Valid only while no Python code runs: its
-/// methods cannot call Python, and it must be dropped before anything that can.
+/// An uncounted view of a wrapper's native object (counted on free-threaded builds). Valid only
+/// while no Python code runs: its methods cannot call Python, and it must be dropped before
+/// anything that can.
 #[derive(Debug)]
 pub struct NativeView<'w> {
-    obj: ManuallyDrop<ObjAny>,
+    obj: Held,
     _wrapper: PhantomData<&'w ffi::PyObject>,
 }
+
+/// What a view holds: a borrow of the wrapper's reference under a GIL, a reference of its own
+/// without one.
+#[cfg(not(Py_GIL_DISABLED))]
+type Held = ManuallyDrop<ObjAny>;
+#[cfg(Py_GIL_DISABLED)]
+type Held = ObjAny;
 
 impl NativeView<'_> {
     /// A copy of one field (see [`load_field`]).
@@ -104,9 +115,13 @@ impl NativeView<'_> {
         load_field(&self.obj, slot)
     }
 
-    /// A strong handle to the object, usable across Python code.
-    pub fn counted(&self) -> ObjAny {
-        (*self.obj).clone()
+    /// The view turned into a strong handle, usable across Python code (on free-threaded
+    /// builds, the view's own reference).
+    pub fn into_counted(self) -> ObjAny {
+        #[cfg(not(Py_GIL_DISABLED))]
+        return (*self.obj).clone();
+        #[cfg(Py_GIL_DISABLED)]
+        return self.obj;
     }
 
     /// The object, borrowed for native work that runs no Python code (the slot accessors of
@@ -124,13 +139,25 @@ impl NativeView<'_> {
 /// (the wrapper's strong reference then cannot go away under it).
 #[inline]
 pub unsafe fn view<'w>(w: *mut ffi::PyObject) -> PyResult<NativeView<'w>> {
-    // SAFETY: `w` is a wrapper (caller), so it has the Wrapper layout.
-    let rec = unsafe { (*w.cast::<Wrapper>()).rec };
-    match NonNull::new(rec) {
-        Some(rec) => Ok(NativeView {
-            // SAFETY: the wrapper owns a strong reference to `rec`; the ManuallyDrop borrow does
-            // not change the count and cannot outlive a stretch with no Python code (caller).
-            obj: ManuallyDrop::new(unsafe { ObjAny::from_raw(rec) }),
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: `w` is a wrapper (caller).
+    let held = NonNull::new(unsafe { rec_load(w) }).map(|rec| {
+        // SAFETY: the wrapper owns a strong reference to `rec`; the ManuallyDrop borrow does
+        // not change the count and cannot outlive a stretch with no Python code (caller).
+        ManuallyDrop::new(unsafe { ObjAny::from_raw(rec) })
+    });
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: `w` is live and the thread attached (caller). Inside the critical section `rec`
+    // cannot be taken out (moves store it there), so the wrapper's reference keeps the object
+    // alive while it is cloned.
+    let held = unsafe {
+        crate::ft::critical(w, || {
+            NonNull::new(rec_load(w)).map(|rec| (*ManuallyDrop::new(ObjAny::from_raw(rec))).clone())
+        })
+    };
+    match held {
+        Some(obj) => Ok(NativeView {
+            obj,
             _wrapper: PhantomData,
         }),
         // SAFETY: `w` is live (caller).
@@ -145,7 +172,7 @@ pub unsafe fn view<'w>(w: *mut ffi::PyObject) -> PyResult<NativeView<'w>> {
 #[inline]
 pub unsafe fn counted(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
     // SAFETY: forwarded; the view ends before any Python code can run.
-    unsafe { view(w) }.map(|v| v.counted())
+    unsafe { view(w) }.map(NativeView::into_counted)
 }
 
 /// Whether wrapper `w` still holds `obj` (re-checked after Python code ran).
@@ -154,7 +181,7 @@ pub unsafe fn counted(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
 /// `w` is a live tether wrapper; GIL held.
 pub unsafe fn still_holds(w: *mut ffi::PyObject, obj: &ObjAny) -> bool {
     // SAFETY: `w` is a wrapper (caller).
-    unsafe { (*w.cast::<Wrapper>()).rec == obj.as_ptr().as_ptr() }
+    unsafe { rec_load(w) == obj.as_ptr().as_ptr() }
 }
 
 /// Whether wrapper `w` holds no native object (not initialized, or moved out).
@@ -163,7 +190,7 @@ pub unsafe fn still_holds(w: *mut ffi::PyObject, obj: &ObjAny) -> bool {
 /// `w` is a live tether wrapper; GIL held.
 pub unsafe fn is_empty(w: *mut ffi::PyObject) -> bool {
     // SAFETY: `w` is a wrapper (caller).
-    unsafe { (*w.cast::<Wrapper>()).rec.is_null() }
+    unsafe { rec_load(w).is_null() }
 }
 
 /// The error for a wrapper without a native object.

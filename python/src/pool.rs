@@ -5,11 +5,14 @@
 //! 1. Every wrapper block is [`WRAPPER_SIZE`] bytes from [`POOL`] and goes back to it exactly once:
 //!    through [`free_wrapper_mem`] (the wrapper died without parking) or through
 //!    [`free_parked`] (the allocator's free funnel, when the native object dies while parked).
-//! 2. [`parked`] counts blocks currently in state (c): adjusted at park and revive (under the
-//!    GIL, [`PARKED_NET`]) and at release ([`free_parked`], any thread).
-//! 3. `GIL_CACHE` is touched only with the GIL held: the GIL gives mutual exclusion and
-//!    orders successive holders, so one pool cache serves every Python thread without atomics.
-//!    The free funnel ([`free_parked`]) may run without the GIL and uses the pool's locked path.
+//! 2. [`parked`] counts blocks currently in state (c): adjusted at park and revive (by Python
+//!    threads, [`PARKED_NET`]) and at release ([`free_parked`], any thread).
+//! 3. GIL builds: `GIL_CACHE` is touched only with the GIL held: the GIL gives mutual exclusion
+//!    and orders successive holders, so one pool cache serves every Python thread without
+//!    atomics. Free-threaded builds: each thread has its own cache (`THREAD_CACHE`), so the hot
+//!    path takes no lock either; a block freed on another thread than the one that took it
+//!    goes to that thread's cache (the pool is one: any cache may free any of its blocks). The
+//!    free funnel ([`free_parked`]) may run on any thread and uses the pool's locked path.
 
 pub use crate::pytypes::WRAPPER_SIZE;
 use core::cell::UnsafeCell;
@@ -27,31 +30,53 @@ pub static TIE_HOST: tether_runtime::tie::TieHost = tether_runtime::tie::TieHost
     free_cached: free_parked,
 };
 
-/// A statistic changed only with the GIL held: a plain load and store, no atomic
-/// read-modify-write (the GIL orders successive holders; the atomic type only makes the static
-/// shareable). Readers without the GIL see a snapshot.
+/// A statistic of the wrapper life cycle. Under a GIL it is changed only with the GIL held: a
+/// plain load and store, no atomic read-modify-write (the GIL orders successive holders; the
+/// atomic type only makes the static shareable). On free-threaded builds it is a sharded
+/// counter: each thread adds to its own cache line, so counting never serializes threads.
+/// Readers see a snapshot.
 #[derive(Debug)]
-pub struct GilCounter(AtomicIsize);
+pub struct WrapperCounter {
+    #[cfg(not(Py_GIL_DISABLED))]
+    n: AtomicIsize,
+    #[cfg(Py_GIL_DISABLED)]
+    n: tether_alloc::ShardedCounter,
+}
 
-impl GilCounter {
+impl WrapperCounter {
     const fn new() -> Self {
-        GilCounter(AtomicIsize::new(0))
+        WrapperCounter {
+            #[cfg(not(Py_GIL_DISABLED))]
+            n: AtomicIsize::new(0),
+            #[cfg(Py_GIL_DISABLED)]
+            n: tether_alloc::ShardedCounter::new(),
+        }
     }
 
-    /// Adds `n`. Call with the GIL held.
+    /// Adds `n` (under the GIL on GIL builds).
     #[inline(always)]
     pub fn add(&self, n: isize) {
-        self.0.store(self.0.load(Relaxed) + n, Relaxed);
+        #[cfg(not(Py_GIL_DISABLED))]
+        self.n.store(self.n.load(Relaxed) + n, Relaxed);
+        #[cfg(Py_GIL_DISABLED)]
+        if n >= 0 {
+            self.n.add(n.unsigned_abs());
+        } else {
+            self.n.sub(n.unsigned_abs());
+        }
     }
 
     /// The current value.
     pub fn get(&self) -> isize {
-        self.0.load(Relaxed)
+        #[cfg(not(Py_GIL_DISABLED))]
+        return self.n.load(Relaxed);
+        #[cfg(Py_GIL_DISABLED)]
+        return isize::try_from(self.n.get()).unwrap_or(isize::MAX);
     }
 }
 
-/// Wrappers parked (+1) and revived or detached from (c) (-1) by code holding the GIL.
-pub static PARKED_NET: GilCounter = GilCounter::new();
+/// Wrappers parked (+1) and revived or detached from (c) (-1) by Python threads.
+pub static PARKED_NET: WrapperCounter = WrapperCounter::new();
 
 /// Parked wrappers whose memory the free funnel released ([`free_parked`], any thread).
 static PARKED_RELEASED: AtomicIsize = AtomicIsize::new(0);
@@ -62,34 +87,67 @@ pub fn parked() -> isize {
 }
 
 /// Wrappers currently alive as Python objects (allocated and not yet parked or freed).
-pub static LIVE: GilCounter = GilCounter::new();
+pub static LIVE: WrapperCounter = WrapperCounter::new();
 
 /// The pool cache used under the GIL (invariant 3).
+#[cfg(not(Py_GIL_DISABLED))]
 struct GilCache(UnsafeCell<Option<PoolCache<'static, DefaultInner>>>);
 
 // SAFETY: invariant 3: only accessed with the GIL held, which serializes all access.
+#[cfg(not(Py_GIL_DISABLED))]
 unsafe impl Sync for GilCache {}
 
+#[cfg(not(Py_GIL_DISABLED))]
 static GIL_CACHE: GilCache = GilCache(UnsafeCell::new(None));
 
-/// The GIL-protected cache of [`POOL`].
+#[cfg(Py_GIL_DISABLED)]
+std::thread_local! {
+    /// Each thread's cache of [`POOL`] on free-threaded builds (invariant 3): no lock on the
+    /// hot path; flushed to the pool's depot when the thread exits.
+    static THREAD_CACHE: UnsafeCell<Option<PoolCache<'static, DefaultInner>>> =
+        const { UnsafeCell::new(None) };
+}
+
+/// Runs `f` on this thread's cache of [`POOL`] (the GIL's one on GIL builds), or on `None`
+/// while the thread is exiting (its cache is gone: use the pool's locked path).
 ///
 /// # Safety
-/// The GIL is held, and the returned reference is not kept past the current slot call (no
-/// other call to this function may overlap its use).
-#[inline]
-unsafe fn gil_cache() -> &'static mut PoolCache<'static, DefaultInner> {
-    // SAFETY: invariant 3; the caller keeps uses from overlapping.
-    unsafe { (*GIL_CACHE.0.get()).get_or_insert_with(|| POOL.cache()) }
+/// GIL builds: the GIL is held. `f` does not call back into this function.
+#[inline(always)]
+unsafe fn with_cache<R>(f: impl FnOnce(Option<&mut PoolCache<'static, DefaultInner>>) -> R) -> R {
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: invariant 3: the GIL serializes access; `f` does not re-enter (caller).
+    return f(Some(unsafe {
+        (*GIL_CACHE.0.get()).get_or_insert_with(|| POOL.cache())
+    }));
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        let mut f = Some(f);
+        let r = THREAD_CACHE.try_with(|c| {
+            // SAFETY: this thread's own cell; `f` does not re-enter (caller).
+            let cache = unsafe { (*c.get()).get_or_insert_with(|| POOL.cache()) };
+            (f.take().expect("called once"))(Some(cache))
+        });
+        match r {
+            Ok(r) => r,
+            Err(_) => (f.take().expect("not called"))(None),
+        }
+    }
 }
 
 /// Takes a zeroed wrapper block, or raises `MemoryError` and returns null.
 ///
 /// # Safety
-/// The GIL is held.
+/// The thread is attached (on GIL builds: holds the GIL).
 pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
-    // SAFETY: the GIL is held (caller); the cache reference ends with this statement.
-    match unsafe { gil_cache() }.alloc(WRAPPER_SIZE) {
+    // SAFETY: the GIL is held on GIL builds (caller); the closure does not re-enter.
+    let block = unsafe {
+        with_cache(|c| match c {
+            Some(c) => c.alloc(WRAPPER_SIZE),
+            None => POOL.alloc(WRAPPER_SIZE),
+        })
+    };
+    match block {
         Ok(p) => {
             // SAFETY: the pool handed out WRAPPER_SIZE writable bytes.
             unsafe { p.as_ptr().write_bytes(0, WRAPPER_SIZE) };
@@ -112,8 +170,13 @@ pub unsafe fn free_wrapper_mem(mem: *mut c_void) {
     LIVE.add(-1);
     if let Some(p) = NonNull::new(mem.cast::<u8>()) {
         // SAFETY: invariant 1: the block came from POOL with WRAPPER_SIZE and is freed once;
-        // the GIL is held (invariant 3).
-        unsafe { gil_cache().free(p, WRAPPER_SIZE) };
+        // the GIL is held on GIL builds (invariant 3); the closure does not re-enter.
+        unsafe {
+            with_cache(|c| match c {
+                Some(c) => c.free(p, WRAPPER_SIZE),
+                None => POOL.free(p, WRAPPER_SIZE),
+            })
+        };
     }
 }
 

@@ -2,12 +2,16 @@
 //! init, gathered in one place (like a `-sys` crate under a safe one). Nothing here calls Python.
 //!
 //! ```text
-//!  Wrapper (WRAPPER_SIZE = 32 bytes, from the slab pool)
+//!  Wrapper (WRAPPER_SIZE = 32 bytes on GIL builds, from the slab pool)
 //!  +-----------+----------+---------------------+----------------------+
 //!  | ob_refcnt | ob_type  | rec: *ObjHeader     | weaklist             |
 //!  +-----------+----------+---------------------+----------------------+
 //!                          one strong reference to the native object (null: moved / not initialized)
 //! ```
+//!
+//! On free-threaded builds CPython's header is 32 bytes (thread id, per-object mutex, local and
+//! shared counts, type), so a wrapper is 48. There `rec` is written only inside the wrapper's
+//! critical section (`crate::ft::critical`) and read atomically ([`rec_load`]).
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
@@ -29,7 +33,67 @@ pub struct Wrapper {
 /// Bytes of every wrapper object: `PyObject` header, the native pointer, the weakref list.
 pub const WRAPPER_SIZE: usize = core::mem::size_of::<Wrapper>();
 
+#[cfg(not(Py_GIL_DISABLED))]
 const _: () = assert!(WRAPPER_SIZE == 32);
+#[cfg(Py_GIL_DISABLED)]
+const _: () = assert!(WRAPPER_SIZE == 48);
+
+/// The native object wrapper `w` holds (null: moved out or not initialized). An atomic load:
+/// on free-threaded builds another thread may be moving the object out; to use the object,
+/// take a counted reference inside the wrapper's critical section (`crate::native`).
+///
+/// # Safety
+/// `w` is a live tether wrapper (or one being deallocated).
+#[inline(always)]
+pub unsafe fn rec_load(w: *mut ffi::PyObject) -> *mut ObjHeader {
+    // SAFETY: `w` has the Wrapper layout (caller); `rec` is pointer-aligned.
+    unsafe { AtomicPtr::from_ptr(ptr::addr_of_mut!((*w.cast::<Wrapper>()).rec)) }.load(Relaxed)
+}
+
+/// Stores `rec` into wrapper `w` (see [`rec_load`]).
+///
+/// # Safety
+/// `w` is a live tether wrapper; on free-threaded builds the caller is inside `w`'s critical
+/// section, or `w` is not yet (or no longer) visible to other threads.
+#[inline(always)]
+pub unsafe fn rec_store(w: *mut ffi::PyObject, rec: *mut ObjHeader) {
+    // SAFETY: as in `rec_load`.
+    unsafe { AtomicPtr::from_ptr(ptr::addr_of_mut!((*w.cast::<Wrapper>()).rec)) }
+        .store(rec, Relaxed)
+}
+
+/// `tp_flags` of type `tp` (an atomic on free-threaded builds).
+///
+/// # Safety
+/// `tp` is a live type object.
+#[inline]
+pub unsafe fn type_flags(tp: *mut ffi::PyTypeObject) -> u64 {
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: `tp` is live (caller).
+    return unsafe { (*tp).tp_flags.load(Relaxed) };
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: `tp` is live (caller).
+    #[allow(clippy::unnecessary_cast)]
+    return unsafe { (*tp).tp_flags } as u64;
+}
+
+/// Clears `bits` in `tp_flags` of type `tp`, which nobody else uses yet.
+///
+/// # Safety
+/// `tp` is a live type object still being set up.
+pub unsafe fn clear_type_flags(tp: *mut ffi::PyTypeObject, bits: u64) {
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: `tp` is live (caller).
+    unsafe {
+        (*tp).tp_flags.fetch_and(!bits, Relaxed);
+    }
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: `tp` is live (caller).
+    #[allow(clippy::unnecessary_cast)]
+    unsafe {
+        (*tp).tp_flags &= !(bits as core::ffi::c_ulong);
+    }
+}
 
 /// `tether._native._Base`, the ffi-built type every tether class derives from.
 pub static BASE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());

@@ -3,7 +3,8 @@
 //!
 //! The layout is in [`crate::pytypes`].
 //!
-//! Invariants (all under the GIL; the module is declared `gil_used`):
+//! The tie transitions themselves, per build, are in [`crate::tied`]. Invariants (on GIL
+//! builds under the GIL; on free-threaded builds under the object's tie lock, `crate::tied`):
 //! 1. A wrapper with non-null `rec` owns exactly one strong reference to that native object.
 //! 2. The native object's tie header names at most one wrapper: the canonical one. `wrap` hands
 //!    it out (state b), revives it in place (state c: same address, so the same `id()`), or makes
@@ -19,20 +20,16 @@
 
 use crate::classes::{class_for, hold_class};
 use crate::native;
-use crate::pool::{self, LIVE, PARKED_NET};
-use crate::pytypes::Wrapper;
-use core::ffi::c_void;
+use crate::pool;
+use crate::pytypes::{rec_load, rec_store, Wrapper};
+use crate::tied;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use pyo3::ffi;
 use pyo3::prelude::*;
-// The serialized tie transitions (plain stores, `tether_runtime::tie::serial`): every
-// transition runs under the GIL with a strong reference held, and native threads never make
-// one. A free-threaded build must use the CAS transitions of `tether_runtime::tie` instead.
-use tether_runtime::tie::serial as tie;
+use tether_runtime::Finalized;
 use tether_runtime::ObjAny;
-use tether_runtime::{Finalized, TieState};
 
 /// Whether `wrap` hands out canonical wrappers (the tying switch).
 pub static TYING: AtomicBool = AtomicBool::new(true);
@@ -44,8 +41,9 @@ pub static TYING: AtomicBool = AtomicBool::new(true);
 unsafe fn new_wrapper(cls: *mut ffi::PyTypeObject, obj: ObjAny) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: forwarded (GIL held, a tether class).
     let w = unsafe { alloc_instance(cls) }?;
-    // SAFETY: `w` is a fresh wrapper; it takes the strong reference (invariant 1).
-    unsafe { (*w.cast::<Wrapper>()).rec = obj.into_raw().as_ptr() };
+    // SAFETY: `w` is a fresh wrapper, not yet visible to other threads; it takes the strong
+    // reference (invariant 1).
+    unsafe { rec_store(w, obj.into_raw().as_ptr()) };
     Ok(w)
 }
 
@@ -89,10 +87,8 @@ pub unsafe fn bound_wrapper(obj: &ObjAny, tied: bool) -> Option<*mut ffi::PyObje
     if !(tied && TYING.load(Relaxed)) {
         return None;
     }
-    let w = tie::lookup(obj)?.as_ptr().cast::<ffi::PyObject>();
-    // SAFETY: invariant 2: a bound wrapper is alive (its dealloc unbinds it first); GIL held.
-    unsafe { ffi::Py_INCREF(w) };
-    Some(w)
+    // SAFETY: attached (caller); `obj` is alive.
+    unsafe { tied::find(obj) }
 }
 
 /// [`wrap`] for an object the caller owns a reference to, which the wrapper takes over when it
@@ -123,10 +119,8 @@ pub unsafe fn wrap_canonical(obj: ObjAny) -> PyResult<*mut ffi::PyObject> {
 /// GIL held.
 unsafe fn wrap_as(obj: ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
     if tied {
-        if let Some(w) = tie::lookup(&obj) {
-            let w = w.as_ptr().cast::<ffi::PyObject>();
-            // SAFETY: invariant 2: a bound wrapper is alive (its dealloc unbinds it first).
-            unsafe { ffi::Py_INCREF(w) };
+        // SAFETY: attached (caller); `obj` is alive.
+        if let Some(w) = unsafe { tied::find(&obj) } {
             return Ok(w);
         }
     }
@@ -138,62 +132,15 @@ unsafe fn wrap_as(obj: ObjAny, tied: bool) -> PyResult<*mut ffi::PyObject> {
         )));
     }
     let cls = class_for(obj.type_index())?;
-    // SAFETY: `cls` is the registered, live class of the object's type; GIL held.
+    // SAFETY: `cls` is the registered, live class of the object's type; attached.
     unsafe { hold_class(obj.type_index(), cls) };
     if !tied {
-        // SAFETY: GIL held; `cls` is the object's tether class.
+        // SAFETY: attached; `cls` is the object's tether class.
         return unsafe { new_wrapper(cls, obj) };
     }
     // (c) -> (b), or (a).
-    match tie::revive(&obj) {
-        Ok(m) => {
-            let w = m.as_ptr().cast::<ffi::PyObject>();
-            PARKED_NET.add(-1);
-            // The class is compared by address only: the stale type pointer of parked memory
-            // is never dereferenced.
-            // SAFETY: the revived block is a live pool block of WRAPPER_SIZE bytes (invariant 3).
-            if unsafe { (*w).ob_type } == cls {
-                // SAFETY: nobody else references the block; PyObject_Init makes it a live
-                // instance of `cls` at the same address; it takes over our strong reference
-                // to the object (invariant 1).
-                unsafe {
-                    ffi::PyObject_Init(w, cls);
-                    let wr = w.cast::<Wrapper>();
-                    (*wr).rec = obj.into_raw().as_ptr();
-                    (*wr).weaklist = ptr::null_mut();
-                }
-                LIVE.add(1);
-                return Ok(w);
-            }
-            // The parked memory cannot serve this class: unbind it and return it to the pool
-            // ourselves (it is ours since the revive), then make a new wrapper below.
-            let _ = tie::unbind_for_last_release(&obj, m);
-            LIVE.add(1); // balanced by free_wrapper_mem's decrement
-                         // SAFETY: the block came from the pool and is referenced by nobody now.
-            unsafe { pool::free_wrapper_mem(m.as_ptr()) };
-        }
-        Err(TieState::Bound(w)) => {
-            // Bound between our lookup and the claim (another thread, in a free-threaded host).
-            let w = w.as_ptr().cast::<ffi::PyObject>();
-            // SAFETY: as for the lookup above.
-            unsafe { ffi::Py_INCREF(w) };
-            return Ok(w);
-        }
-        Err(_) => {}
-    }
-    // SAFETY: an uncounted alias of `obj`, kept alive by the reference `w` takes over.
-    let alias = ManuallyDrop::new(unsafe { ObjAny::from_raw(obj.as_ptr()) });
-    // SAFETY: GIL held.
-    let w = unsafe { new_wrapper(cls, obj) }?;
-    // A failed bind (impossible under the GIL) leaves `w` a valid fresh wrapper.
-    let _ = tie::bind(&alias, wrapper_ptr(w));
-    Ok(w)
-}
-
-#[inline]
-fn wrapper_ptr(w: *mut ffi::PyObject) -> NonNull<c_void> {
-    // SAFETY: callers pass live wrapper pointers, never null.
-    unsafe { NonNull::new_unchecked(w.cast()) }
+    // SAFETY: attached; `cls` is the object's live class.
+    unsafe { tied::revive_or_bind(obj, cls, new_wrapper) }
 }
 
 /// Wrappers whose native object was moved out (`tether.move`) and that were not initialized
@@ -234,12 +181,14 @@ pub fn was_moved_out(w: *mut ffi::PyObject) -> bool {
 pub unsafe fn install(w: *mut ffi::PyObject, obj: ObjAny) {
     forget_moved_out(w);
     let raw = obj.into_raw();
-    // SAFETY: `w` is a wrapper; it takes over the strong reference (invariant 1).
-    unsafe { (*w.cast::<Wrapper>()).rec = raw.as_ptr() };
+    // SAFETY: `w` is a live wrapper (caller); it takes over the strong reference (invariant 1),
+    // stored inside its critical section (native views clone it there).
+    unsafe { crate::ft::critical(w, || rec_store(w, raw.as_ptr())) };
     if TYING.load(Relaxed) {
         // SAFETY: `raw` is alive, owned by `w`.
         let obj = ManuallyDrop::new(unsafe { ObjAny::from_raw(raw) });
-        let _ = tie::bind(&obj, wrapper_ptr(w));
+        // SAFETY: `w` is live and holds `obj`. A failed bind leaves `w` a fresh wrapper.
+        let _ = unsafe { tied::bind(&obj, w) };
     }
 }
 
@@ -248,11 +197,17 @@ pub unsafe fn install(w: *mut ffi::PyObject, obj: ObjAny) {
 /// # Safety
 /// `w` is a live tether wrapper; GIL held.
 pub unsafe fn take_native(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
-    // SAFETY: `w` is a wrapper (caller).
-    let wr = unsafe { &mut *w.cast::<Wrapper>() };
+    // SAFETY: `w` is a live wrapper (caller). Taken out inside its critical section, so a
+    // concurrent native view either cloned it first or sees it gone.
+    let rec = unsafe {
+        crate::ft::critical(w, || {
+            let rec = rec_load(w);
+            rec_store(w, ptr::null_mut());
+            rec
+        })
+    };
     // SAFETY: `w` is live (caller).
-    let rec = NonNull::new(wr.rec).ok_or_else(|| unsafe { native::moved_error(w) })?;
-    wr.rec = ptr::null_mut();
+    let rec = NonNull::new(rec).ok_or_else(|| unsafe { native::moved_error(w) })?;
     {
         let mut m = moved_out();
         m.push(w as usize);
@@ -260,10 +215,35 @@ pub unsafe fn take_native(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
     }
     // SAFETY: invariant 1: the wrapper owned this strong reference; it is now ours.
     let obj = unsafe { ObjAny::from_raw(rec) };
-    if tie::lookup(&obj) == Some(wrapper_ptr(w)) {
-        tie::detach(&obj);
-    }
+    tied::unbind(&obj, w);
     Ok(obj)
+}
+
+/// Runs `__del__` of the dying wrapper `o`; returns whether it resurrected `o`. The wrapper
+/// stays bound while it runs, so code in `__del__` that reaches the object through a field gets
+/// `o` itself (and no second finalizer starts).
+///
+/// GIL builds use CPython's `PyObject_CallFinalizerFromDealloc`. On free-threaded builds that
+/// would leave `o` in a state other threads cannot take a reference in (`crate::ft`), so a
+/// thread asking for the object would wait for the death, and two finalizers reading each
+/// other's objects would wait for each other; instead `o` is resurrected in the merged form,
+/// where any thread may take a reference, and the end of the resurrection decides, atomically,
+/// whether someone did ([`crate::ft::resurrect`]).
+///
+/// # Safety
+/// `o` is a dying tether wrapper of a class with a finalizer.
+unsafe fn finalize(o: *mut ffi::PyObject) -> bool {
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: CPython's protocol for finalizers called from dealloc.
+    return unsafe { ffi::PyObject_CallFinalizerFromDealloc(o) } < 0;
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: `o` is dying, so its counts are ours to reset (ft::resurrect's contract); the
+    // finalizer runs on a live object; its own errors are reported as unraisable by it.
+    unsafe {
+        crate::ft::resurrect(o);
+        ffi::PyObject_CallFinalizer(o);
+        !crate::ft::end_resurrection(o)
+    }
 }
 
 /// `tp_dealloc` of every tether class: parks or frees (invariants 3 and 4).
@@ -275,11 +255,13 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
     unsafe {
         let tp = ffi::Py_TYPE(o);
         let has_finalizer = (*tp).tp_finalize.is_some();
-        if has_finalizer && ffi::PyObject_CallFinalizerFromDealloc(o) < 0 {
+        if has_finalizer && finalize(o) {
             return; // resurrected by __del__
         }
         let wr = o.cast::<Wrapper>();
-        let rec = (*wr).rec;
+        // Nobody else holds `o` now (a finder's try-incref fails on a dying wrapper), so the
+        // plain accesses below race with nothing.
+        let rec = rec_load(o);
         let Some(rec) = NonNull::new(rec) else {
             if !(*wr).weaklist.is_null() {
                 ffi::PyObject_ClearWeakRefs(o);
@@ -290,26 +272,21 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
             return;
         };
         let obj = ObjAny::from_raw(rec);
-        (*wr).rec = ptr::null_mut();
-        let me = wrapper_ptr(o);
-        let mut bound = tie::lookup(&obj) == Some(me);
+        rec_store(o, ptr::null_mut());
+        let mut bound = tied::is_bound_to(&obj, o);
         if !(*wr).weaklist.is_null() {
             // Invariant 4: unbind before callbacks can run, re-bind after if nobody else did.
             if bound {
-                tie::detach(&obj);
+                tied::unbind(&obj, o);
             }
             ffi::PyObject_ClearWeakRefs(o);
-            bound = bound && tie::bind(&obj, me).is_ok();
+            bound = bound && tied::bind(&obj, o).is_ok();
         }
         if bound && !has_finalizer && TYING.load(Relaxed) {
             // Park if the object lives on, else unbind and release it: one atomic decision
             // (the runtime's park_or_release), which consumes the wrapper's reference.
-            match tie::park_or_release(obj, me) {
-                Ok(Finalized::Parked) => {
-                    PARKED_NET.add(1);
-                    LIVE.add(-1);
-                    ffi::Py_DECREF(tp.cast());
-                }
+            match tied::park_or_release(obj, o) {
+                Ok(Finalized::Parked) => ffi::Py_DECREF(tp.cast()),
                 Ok(Finalized::Released) => {
                     pool::free_wrapper_mem(o.cast());
                     ffi::Py_DECREF(tp.cast());
@@ -323,7 +300,7 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
             return;
         }
         if bound {
-            let _ = tie::unbind_for_last_release(&obj, me);
+            tied::unbind(&obj, o);
         }
         pool::free_wrapper_mem(o.cast());
         ffi::Py_DECREF(tp.cast());

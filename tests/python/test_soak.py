@@ -6,6 +6,11 @@ from models import Inner, Outer
 
 import tether
 
+# RSS may move this much without a leak (100k objects leaked would be over 8 MiB). Free-threaded
+# CPython's own allocator keeps more pages per thread (mimalloc heaps with delayed frees), so
+# its flat level after churn sits higher; it is still flat from round to round.
+RSS_SLACK = (2 << 20) if tether._native.FREE_THREADED else (1 << 20)
+
 
 def rss_bytes():
     """Resident bytes after a full collection and `tether.trim()` (which also asks mimalloc to
@@ -30,7 +35,7 @@ def test_a_million_revive_cycles_keep_memory_flat():
     assert id(a.x) == first
     gc.collect()
     growth = rss_bytes() - base_rss
-    assert growth < 1 << 20, f"RSS grew by {growth} bytes"
+    assert growth < RSS_SLACK, f"RSS grew by {growth} bytes"
     s = tether.stats()
     for key in ("native_objects", "parked_wrappers", "live_wrappers"):
         assert s[key] == base_stats[key], key
@@ -54,7 +59,7 @@ def test_churn_of_100k_objects_returns_to_baseline():
     # the wrapper pool does not drift upwards from round to round
     assert tether.stats()["pool"]["bytes_held"] <= base_pool + (256 << 10)
     growth = rss_bytes() - base_rss
-    assert growth < 1 << 20, f"RSS grew by {growth} bytes"
+    assert growth < RSS_SLACK, f"RSS grew by {growth} bytes"
     s = tether.stats()
     for key in ("native_objects", "parked_wrappers", "live_wrappers"):
         assert s[key] == base_stats[key], key
