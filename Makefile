@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 STAMP := $(VENV)/.tether-deps
 
-.PHONY: demo test test-matrix rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-matrix bench-dropin profile clean
+.PHONY: demo test test-matrix test-ft rust-test py-test ext lint fmt check miri miri-runtime loom loom-broken asan asan-py fuzz bench bench-py bench-matrix bench-dropin profile clean
 
 ## make demo: build the extension (release) into a venv, then show identity, a measured
 ## comparison and memory figures.
@@ -16,11 +16,19 @@ demo: ext
 ## make test: every Rust test (unit, integration, doc), then pytest against a release build.
 test: rust-test py-test
 
-## make test-matrix: the pytest suite against a wheel of tether on CPython 3.11 (python3) and on
-## each of MATRIX_PYTHONS, each wheel installed into a clean venv and tested from outside the
-## source tree (tests/matrix.sh; interpreters that are missing are skipped and reported).
+## make test-matrix: the pytest suite against a wheel of tether on CPython 3.11 (python3), on
+## each of MATRIX_PYTHONS, and on a free-threaded 3.13t (built once from Debian's sources into a
+## per-user cache: tests/ft_python.sh), each wheel installed into a clean venv and tested from
+## outside the source tree, and `pip install ./python` into another (tests/matrix.sh;
+## interpreters that are missing are skipped and reported).
 test-matrix:
-	$(SHELL) tests/matrix.sh python3 $(MATRIX_PYTHONS)
+	ft=$$($(SHELL) tests/ft_python.sh) && $(SHELL) tests/matrix.sh python3 $(MATRIX_PYTHONS) "$$ft"
+
+## make test-ft: the free-threaded build alone: 3.13t (built or reused), its wheel in a clean
+## venv, the whole pytest suite there, including tests/python/test_free_threading.py's stress
+## runs (8 and 16 threads), with the GIL still off after import.
+test-ft:
+	ft=$$($(SHELL) tests/ft_python.sh) && $(SHELL) tests/matrix.sh "$$ft"
 
 rust-test:
 	$(CARGO) test --workspace --exclude tether-py --all-targets
@@ -54,7 +62,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make check: lint, tests, and the slow checkers (Miri with the System inner allocator).
-check: lint test miri miri-runtime loom asan asan-py fuzz
+check: lint test test-matrix test-ft miri miri-runtime loom loom-broken asan asan-py fuzz
 
 # Miri runs tether-alloc on the System inner allocator, with strict provenance. Stacked Borrows
 # (Miri's default model) checks the unit tests and every integration test but the GlobalAlloc
