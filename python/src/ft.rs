@@ -23,6 +23,10 @@
 //! references" ([`mark_shared_lookups`]) before the tie word can name it, so a live wrapper's
 //! shared word is never 0 and its death always goes through the merge.
 //!
+//! `runtime/tests/loom.rs` models this rule with the real tie lock (`host_try_incref_races_the_
+//! last_release`, `host_resurrection_races_a_finder`), and `make loom-broken` shows the models
+//! catch a plain increment (`host_incref_any`).
+//!
 //! Invariants:
 //! 1. [`try_incref`] is called only on memory that is a wrapper (live or dying), never on
 //!    freed or reused memory: callers hold the object's tie lock, under which a wrapper the

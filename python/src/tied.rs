@@ -76,7 +76,7 @@ pub unsafe fn find(obj: &ObjAny) -> Option<*mut ffi::PyObject> {
 }
 
 /// Whether `obj`'s canonical wrapper is `w`.
-#[inline]
+#[inline(always)]
 pub fn is_bound_to(obj: &ObjAny, w: *mut ffi::PyObject) -> bool {
     #[cfg(not(Py_GIL_DISABLED))]
     return tie::lookup(obj) == Some(wrapper_ptr(w));
@@ -91,6 +91,7 @@ pub fn is_bound_to(obj: &ObjAny, w: *mut ffi::PyObject) -> bool {
 ///
 /// # Safety
 /// `w` is a live wrapper holding a reference to `obj`.
+#[inline]
 pub unsafe fn bind(obj: &ObjAny, w: *mut ffi::PyObject) -> Result<(), TieState> {
     // SAFETY: `w` is live (caller); before it can be published (ft invariant 2).
     unsafe { ft::mark_shared_lookups(w) };
@@ -102,6 +103,7 @@ pub unsafe fn bind(obj: &ObjAny, w: *mut ffi::PyObject) -> Result<(), TieState> 
 
 /// (b: w) → (a), if `w` is `obj`'s canonical wrapper (a move, or a death that must not park).
 /// Returns whether it was.
+#[inline]
 pub fn unbind(obj: &ObjAny, w: *mut ffi::PyObject) -> bool {
     #[cfg(not(Py_GIL_DISABLED))]
     return tie::unbind_for_last_release(obj, wrapper_ptr(w)).is_ok();
@@ -118,6 +120,7 @@ pub fn unbind(obj: &ObjAny, w: *mut ffi::PyObject) -> bool {
 ///
 /// # Safety
 /// `w` is a dying wrapper whose reference `obj` was; its memory is in its cached form.
+#[inline]
 pub unsafe fn park_or_release(
     obj: ObjAny,
     w: *mut ffi::PyObject,
@@ -139,6 +142,7 @@ pub unsafe fn park_or_release(
 /// # Safety
 /// `w` was just revived by this thread (nobody else references it); `cls` is `obj`'s class
 /// and the class `w` last had.
+#[inline(always)]
 unsafe fn init_revived(w: *mut ffi::PyObject, cls: *mut ffi::PyTypeObject, obj: ObjAny) {
     // SAFETY: PyObject_Init makes the block a live instance of `cls` (refcount one, owned by
     // this thread); it takes over our strong reference to the object.
@@ -158,6 +162,7 @@ unsafe fn init_revived(w: *mut ffi::PyObject, cls: *mut ffi::PyTypeObject, obj: 
 ///
 /// # Safety
 /// The thread is attached (GIL builds: holds the GIL); `cls` is `obj`'s live tether class.
+#[inline]
 pub unsafe fn revive_or_bind(
     obj: ObjAny,
     cls: *mut ffi::PyTypeObject,

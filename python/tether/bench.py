@@ -1,7 +1,8 @@
 """tether against a pure-Python ``__slots__`` class: time per operation and memory per object.
 
 Run ``python -m tether.bench`` (``--quick`` for a shorter run, ``--json FILE`` to save the
-figures, ``--scaling`` to add the sweep over 10^3..10^6 live pairs). Nothing is asserted: the
+figures, ``--scaling`` to add the sweep over 10^3..10^6 live pairs, ``--threads`` to add 1 and
+2 threads doing field reads, writes and construct + drop). Nothing is asserted: the
 targets (issue 11) are printed beside the figures with a pass/miss mark.
 
 Three variants of one node class with two fields, ``v`` (an int) and ``child`` (an optional
@@ -290,6 +291,8 @@ def machine() -> dict:
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
         "tether": tether.__version__,
+        "free_threaded": tether._native.FREE_THREADED,
+        "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -452,11 +455,110 @@ def format_scaling(rows: list) -> str:
     return "\n".join(out)
 
 
+THREAD_CASES = (
+    ("read", "a.v", True),
+    ("held", "a.child", True),
+    ("revive", "a.child", True),
+    ("write", "a.v = 5", False),
+    ("construct", "Node(1)", False),
+)
+"""(case key, statement, whether the threads also run it on one shared object)."""
+
+
+def _threaded_wall_ns(loops: list, number: int) -> float:
+    """Wall-clock ns for every loop in ``loops`` to run ``number`` operations, one thread each,
+    released together by a barrier."""
+    barrier = threading.Barrier(len(loops) + 1)
+    done: list = []
+
+    def body(loop):
+        barrier.wait()
+        loop(number)
+        done.append(time.perf_counter_ns())
+
+    ts = [threading.Thread(target=body, args=(lp,)) for lp in loops]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter_ns()
+    for t in ts:
+        t.join()
+    return max(done) - t0
+
+
+def thread_scaling(number: int = 300_000, repeat: int = 5, counts=(1, 2)) -> list:
+    """Field reads, writes and construct + drop on 1 and 2 threads (the cores here), for
+    ``__slots__`` and tether: each thread runs ``number`` operations on its own objects, and for
+    reads also all on one shared object. The figure is wall-clock ns for the whole run divided by
+    ``number`` (so perfect scaling keeps it flat as threads are added) and the speedup over one
+    thread (threads x one-thread time / this time). Under a GIL the threads take turns; on a
+    free-threaded build they run at once."""
+    rows = []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for key, stmt, shared in THREAD_CASES:
+            for variant in ("slots", "tether"):
+                for sharing in ("own", "shared") if shared else ("own",):
+                    cls: Any = SlotsNode if variant == "slots" else Node
+
+                    def make_loop(a):
+                        env: dict = {}
+                        exec(f"def loop(n, a, Node):\n    for _ in range(n):\n        {stmt}\n", env)
+                        held = a.child if key == "held" else None
+                        return lambda n, f=env["loop"], a=a, h=held: f(n, a, cls)
+
+                    one = cls(1, cls(2))
+                    by_threads = {}
+                    for k in counts:
+                        loops = [make_loop(one if sharing == "shared" else cls(1, cls(2))) for _ in range(k)]
+                        for lp in loops:
+                            lp(1_000)  # warm-up
+                        by_threads[k] = statistics.median(
+                            _threaded_wall_ns(loops, number) for _ in range(repeat)
+                        ) / number
+                    base = by_threads[counts[0]]
+                    rows.append(
+                        {
+                            "case": key,
+                            "variant": variant,
+                            "objects": sharing,
+                            **{f"ns_{k}_threads": round(v, 1) for k, v in by_threads.items()},
+                            **{
+                                f"speedup_{k}_threads": round(k * base / v, 2)
+                                for k, v in by_threads.items()
+                                if k != counts[0]
+                            },
+                        }
+                    )
+    finally:
+        if was_enabled:
+            gc.enable()
+    return rows
+
+
+def format_thread_scaling(rows: list) -> str:
+    """A plain-text table of :func:`thread_scaling`'s rows."""
+    out = [
+        f"{'case':<10} {'variant':<9} {'objects':<7} {'1 thread ns':>12} {'2 threads ns':>13} {'speedup':>8}",
+        "-" * 64,
+    ]
+    for r in rows:
+        out.append(
+            f"{r['case']:<10} {VARIANT_NAMES[r['variant']]:<9} {r['objects']:<7} "
+            f"{r['ns_1_threads']:>12.1f} {r['ns_2_threads']:>13.1f} {r['speedup_2_threads']:>7.2f}x"
+        )
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer operations and repeats")
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--scaling", action="store_true", help="also sweep 1e3..1e6 live pairs")
+    ap.add_argument(
+        "--threads", action="store_true", help="also time 1 and 2 threads (free-threaded builds)"
+    )
     args = ap.parse_args(argv)
     result = run(quick=args.quick)
     print(format_table(result))
@@ -464,6 +566,11 @@ def main(argv=None) -> int:
         result["scaling"] = scaling()
         print("\no.child over N live pairs (ns per read, wall clock, one sweep over all):")
         print(format_scaling(result["scaling"]))
+    if args.threads:
+        result["threads"] = thread_scaling(number=100_000 if args.quick else 300_000)
+        gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+        print(f"\n1 and 2 threads (GIL {'on' if gil else 'off'}; wall-clock ns per operation):")
+        print(format_thread_scaling(result["threads"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -28,7 +28,9 @@
 //! * `serial_check_then_act`: the serialized `tie::serial::park_or_release` does the same,
 //!   trusting the host's lock for the count as well as for the tie word;
 //! * `locked_no_exclusion`: `tie::locked::lock` takes no lock (a snapshot of the word, stored
-//!   back on unlock), so two host threads can both act on one state.
+//!   back on unlock), so two host threads can both act on one state;
+//! * `host_incref_any` (in `tests/loom.rs`' model of tether-py's free-threaded reference rule):
+//!   a finder takes a reference to a wrapper whatever its count, resurrecting a dying one.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};

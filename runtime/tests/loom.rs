@@ -590,3 +590,203 @@ fn locked_death_races_revive_and_native_drop() {
         assert_eq!(alloc_stats().live_blocks, base);
     });
 }
+
+// ------------------------------------- the free-threaded host's reference rule (a model)
+
+/// A model of tether-py's free-threaded reference rule (`python/src/ft.rs`), against the tie
+/// lock of `tie::locked` (real code). The host object is a CPython 3.13t object reduced to its
+/// shared count word in the merged form (the count in the high bits, flag 3 = merged: every
+/// thread counts there), which is the form a tied wrapper's count takes once it has been shared
+/// (and always during a finalizer, `ft::resurrect`). `HostObj::cell` stands for the object's
+/// memory: its dealloc writes it, users read it, and loom reports any read not ordered before
+/// the write.
+mod host_rule {
+    use super::*;
+    use loom::sync::atomic::AtomicIsize;
+
+    pub const SHIFT: u32 = 2;
+    pub const MERGED: isize = 3;
+    pub const ONE: isize = (1 << SHIFT) | MERGED;
+
+    pub struct HostObj {
+        pub shared: AtomicIsize,
+        pub cell: UnsafeCell<u64>,
+        pub deallocs: AtomicUsize,
+    }
+
+    impl HostObj {
+        pub fn new() -> Box<HostObj> {
+            Box::new(HostObj {
+                shared: AtomicIsize::new(ONE),
+                cell: UnsafeCell::new(1),
+                deallocs: AtomicUsize::new(0),
+            })
+        }
+        /// What a user of the object does: read its memory.
+        pub fn use_it(&self) {
+            // SAFETY: loom tracks the access.
+            assert_eq!(self.cell.with(|p| unsafe { *p }), 1, "used after dealloc");
+        }
+        /// The object's dealloc: write its memory.
+        pub fn dealloc(&self) {
+            // SAFETY: loom tracks the access; it must not race with a use.
+            self.cell.with_mut(|p| unsafe { *p = 0 });
+            self.deallocs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `ft::try_incref`, shared-count path.
+    pub fn try_incref(o: &HostObj) -> bool {
+        #[cfg(tether_loom_broken = "host_incref_any")]
+        {
+            // Deliberately wrong: a plain Py_INCREF of whatever the word names.
+            o.shared.fetch_add(1 << SHIFT, Ordering::Relaxed);
+            return true;
+        }
+        #[allow(unreachable_code)]
+        let mut cur = o.shared.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 || cur == MERGED {
+                return false;
+            }
+            match o.shared.compare_exchange(
+                cur,
+                cur + (1 << SHIFT),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// CPython's `Py_DECREF` of a merged object: true when it reached merged zero (the caller
+    /// then runs the dealloc). Release/Acquire: uses before the dealloc, as for any count.
+    pub fn decref(o: &HostObj) -> bool {
+        let prev = o.shared.fetch_sub(1 << SHIFT, Ordering::Release);
+        if prev == ONE {
+            loom::sync::atomic::fence(Ordering::Acquire);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `ft::resurrect` then `ft::end_resurrection` around a finalizer that does nothing:
+    /// true when the object is dead again.
+    pub fn finalize(o: &HostObj) -> bool {
+        o.shared.store(ONE, Ordering::Release);
+        let mut cur = o.shared.load(Ordering::Relaxed);
+        loop {
+            let new = if cur == ONE {
+                MERGED
+            } else {
+                cur - (1 << SHIFT)
+            };
+            match o
+                .shared
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return new == MERGED,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// A finder takes a reference to the bound wrapper (under the tie lock) while its last other
+/// reference goes on another thread, whose dealloc parks it (under the lock). Either the finder
+/// got in first (then its own release runs the dealloc later), or it is refused and finds the
+/// memory parked: never a use of the wrapper after its dealloc, never two deallocs.
+/// `make loom-broken` checks that a plain increment (`host_incref_any`) is caught.
+#[test]
+fn host_try_incref_races_the_last_release() {
+    use host_rule::*;
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let host = HostObj::new();
+        let w = P(NonNull::from(&*host).cast());
+        locked_bind(&obj, w.0).unwrap();
+        let finder_ref = obj.clone();
+        let dealloc = move |o: &HostObj, tied: &ObjAny, w: P| {
+            o.dealloc();
+            let mut t = tie::locked::lock(tied);
+            if t.state() == TieState::Bound(w.0) {
+                t.unbind(w.0).unwrap(); // (a real host parks here; unbinding suffices)
+            }
+        };
+        let h = P(w.0);
+        let finder = thread::spawn(move || {
+            // SAFETY: the host object outlives the model iteration (joined below).
+            let o = unsafe { &*h.0.as_ptr().cast::<HostObj>() };
+            let t = tie::locked::lock(&finder_ref);
+            let got = matches!(t.state(), TieState::Bound(p) if p == h.0) && try_incref(o);
+            drop(t);
+            if got {
+                o.use_it();
+                if decref(o) {
+                    dealloc(o, &finder_ref, h);
+                }
+            }
+            drop(finder_ref);
+        });
+        // The last other reference goes: its dealloc, if it reached zero.
+        if decref(&host) {
+            dealloc(&host, &obj, w);
+        }
+        finder.join().unwrap();
+        assert_eq!(host.deallocs.load(Ordering::Relaxed), 1, "one dealloc");
+        drop(obj);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// A finalizer runs (the free-threaded resurrection) while a finder takes a reference: the end
+/// of the resurrection either sees the finder's reference (resurrected: the finder's release
+/// runs the next dealloc) or the finder is refused. One final dealloc, no use after it.
+#[test]
+fn host_resurrection_races_a_finder() {
+    use host_rule::*;
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let host = HostObj::new();
+        host.shared.store(MERGED, Ordering::Relaxed); // its count just reached zero
+        let w = P(NonNull::from(&*host).cast());
+        locked_bind(&obj, w.0).unwrap();
+        let finder_ref = obj.clone();
+        let h = P(w.0);
+        let finder = thread::spawn(move || {
+            // SAFETY: the host object outlives the model iteration (joined below).
+            let o = unsafe { &*h.0.as_ptr().cast::<HostObj>() };
+            let t = tie::locked::lock(&finder_ref);
+            let got = try_incref(o);
+            drop(t);
+            if got {
+                o.use_it();
+                if decref(o) {
+                    o.dealloc(); // the second dealloc, after the resurrection
+                }
+            }
+            drop(finder_ref);
+        });
+        if finalize(&host) {
+            host.dealloc(); // dead again: the dealloc goes on
+        }
+        finder.join().unwrap();
+        assert_eq!(
+            host.deallocs.load(Ordering::Relaxed),
+            1,
+            "one final dealloc"
+        );
+        tie::locked::lock(&obj).unbind(w.0).unwrap();
+        drop(obj);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
