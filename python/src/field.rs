@@ -300,6 +300,10 @@ pub fn new_descr<'py>(py: Python<'py>, def: &'static FieldDef) -> PyResult<Bound
             return Err(PyErr::fetch(py));
         }
         (*d.cast::<FieldDescr>()).def = def;
+        // Free-threaded builds: every access takes a reference to the descriptor; immortal, it
+        // is not a cache line that all threads reading the field fight over. It lives as long
+        // as its leaked field definition anyway.
+        crate::ft::make_immortal(d);
         Ok(Bound::from_owned_ptr(py, d))
     }
 }

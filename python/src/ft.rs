@@ -141,6 +141,21 @@ mod imp {
         }
     }
 
+    /// See [`super::make_immortal`].
+    ///
+    /// # Safety
+    /// As there.
+    pub unsafe fn make_immortal(o: *mut ffi::PyObject) {
+        // SAFETY: `o` is live and not yet shared (caller): CPython's immortal form (an unowned
+        // object whose local count is the immortal marker) makes every later incref and decref
+        // a no-op.
+        unsafe {
+            AtomicUsize::from_ptr(core::ptr::addr_of_mut!((*o).ob_tid)).store(0, Relaxed);
+            (*o).ob_ref_local.store(u32::MAX, Relaxed);
+            (*o).ob_ref_shared.store(0, Relaxed);
+        }
+    }
+
     /// See the module docs.
     ///
     /// # Safety
@@ -220,6 +235,24 @@ pub unsafe fn resurrect(o: *mut ffi::PyObject) {
 pub unsafe fn end_resurrection(o: *mut ffi::PyObject) -> bool {
     // SAFETY: forwarded.
     unsafe { imp::end_resurrection(o) }
+}
+
+/// Makes `o` immortal on free-threaded builds (nothing on GIL builds): its count is never
+/// changed again, so threads that use it at once do not contend on its count's cache line.
+/// For field descriptors, which every attribute access takes a reference to and which, like
+/// their field definitions, live as long as the process anyway.
+///
+/// # Safety
+/// `o` is a live object that no other thread has seen yet; it is never freed after this.
+#[inline]
+pub unsafe fn make_immortal(o: *mut ffi::PyObject) {
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: forwarded.
+    unsafe {
+        imp::make_immortal(o)
+    };
+    #[cfg(not(Py_GIL_DISABLED))]
+    let _ = o;
 }
 
 /// Runs `f` inside the critical section of `o` (`Py_BEGIN_CRITICAL_SECTION`) on free-threaded

@@ -465,18 +465,21 @@ THREAD_CASES = (
 """(case key, statement, whether the threads also run it on one shared object)."""
 
 
-def _threaded_wall_ns(loops: list, number: int) -> float:
-    """Wall-clock ns for every loop in ``loops`` to run ``number`` operations, one thread each,
-    released together by a barrier."""
-    barrier = threading.Barrier(len(loops) + 1)
+def _threaded_wall_ns(makers: list, number: int) -> float:
+    """Wall-clock ns for ``len(makers)`` threads to run ``number`` operations each. Each thread
+    first calls its maker for its loop (so the objects it works on are made on that thread, as
+    data a thread owns would be), warms it up, then all are released together by a barrier."""
+    barrier = threading.Barrier(len(makers) + 1)
     done: list = []
 
-    def body(loop):
+    def body(make):
+        loop = make()
+        loop(1_000)  # warm-up
         barrier.wait()
         loop(number)
         done.append(time.perf_counter_ns())
 
-    ts = [threading.Thread(target=body, args=(lp,)) for lp in loops]
+    ts = [threading.Thread(target=body, args=(m,)) for m in makers]
     for t in ts:
         t.start()
     barrier.wait()
@@ -488,11 +491,11 @@ def _threaded_wall_ns(loops: list, number: int) -> float:
 
 def thread_scaling(number: int = 300_000, repeat: int = 5, counts=(1, 2)) -> list:
     """Field reads, writes and construct + drop on 1 and 2 threads (the cores here), for
-    ``__slots__`` and tether: each thread runs ``number`` operations on its own objects, and for
-    reads also all on one shared object. The figure is wall-clock ns for the whole run divided by
-    ``number`` (so perfect scaling keeps it flat as threads are added) and the speedup over one
-    thread (threads x one-thread time / this time). Under a GIL the threads take turns; on a
-    free-threaded build they run at once."""
+    ``__slots__`` and tether: each thread runs ``number`` operations on objects it made itself
+    ("own"), and for reads also all threads on one object made by the main thread ("shared").
+    The figure is wall-clock ns for the whole run divided by ``number`` (so perfect scaling keeps
+    it flat as threads are added) and the speedup over one thread (threads x one-thread time /
+    this time). Under a GIL the threads take turns; on a free-threaded build they run at once."""
     rows = []
     was_enabled = gc.isenabled()
     gc.disable()
@@ -501,21 +504,21 @@ def thread_scaling(number: int = 300_000, repeat: int = 5, counts=(1, 2)) -> lis
             for variant in ("slots", "tether"):
                 for sharing in ("own", "shared") if shared else ("own",):
                     cls: Any = SlotsNode if variant == "slots" else Node
-
-                    def make_loop(a):
-                        env: dict = {}
-                        exec(f"def loop(n, a, Node):\n    for _ in range(n):\n        {stmt}\n", env)
-                        held = a.child if key == "held" else None
-                        return lambda n, f=env["loop"], a=a, h=held: f(n, a, cls)
-
+                    env: dict = {}
+                    exec(f"def loop(n, a, Node):\n    for _ in range(n):\n        {stmt}\n", env)
+                    body = env["loop"]
                     one = cls(1, cls(2))
+
+                    def make(a=None, body=body, cls=cls):
+                        a = cls(1, cls(2)) if a is None else a
+                        held = a.child if key == "held" else None
+                        return lambda n, a=a, h=held: body(n, a, cls)
+
+                    maker = (lambda: make(one)) if sharing == "shared" else make
                     by_threads = {}
                     for k in counts:
-                        loops = [make_loop(one if sharing == "shared" else cls(1, cls(2))) for _ in range(k)]
-                        for lp in loops:
-                            lp(1_000)  # warm-up
                         by_threads[k] = statistics.median(
-                            _threaded_wall_ns(loops, number) for _ in range(repeat)
+                            _threaded_wall_ns([maker] * k, number) for _ in range(repeat)
                         ) / number
                     base = by_threads[counts[0]]
                     rows.append(
