@@ -18,6 +18,9 @@ use pyo3::Borrowed;
 use tether_runtime::types::{is_subtype, FieldAccess, FieldKind, SlotAt, SlotRepr, ANY_OBJECT};
 use tether_runtime::{ObjAny, RecordBuilder, Value};
 
+mod constraint;
+pub use constraint::{Alt, Constraint, Forward};
+
 /// One field of a tether class.
 #[derive(Debug)]
 pub struct FieldDef {
@@ -37,73 +40,15 @@ pub struct FieldDef {
     pub frozen: bool,
     /// For a field naming a class defined after its own: which class, checked on the way in.
     pub forward: Option<Forward>,
+    /// An enum, `Literal[...]` or union field: what it accepts, checked on the way in (the
+    /// native kind is a value slot).
+    pub constraint: Option<Constraint>,
+    /// Declared `Final[...]`: never assigned after construction (`frozen` is then set too).
+    pub is_final: bool,
     /// `tether.field(default_factory=...)` was given: the factory itself is kept in the class's
     /// `__tether_factories__` dict (owned by the class, so a factory that refers to classes does
     /// not make them immortal through this leaked definition).
     pub has_factory: bool,
-}
-
-/// A field's reference to a class that did not exist when the field was declared (`b: "B"`
-/// with `B` defined further down). Natively the field holds any object (a `Value` slot); values
-/// are checked against the named class, looked up the first time one is converted.
-#[derive(Debug)]
-pub struct Forward {
-    name: String,
-    /// Where the class statement ran, then the class's module.
-    globals: Vec<Py<PyDict>>,
-    resolved: std::sync::OnceLock<u32>,
-}
-
-impl Forward {
-    /// A reference to `name`, to be looked up in `globals` (in order).
-    pub fn new(name: String, globals: Vec<Py<PyDict>>) -> Forward {
-        Forward {
-            name,
-            globals,
-            resolved: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The named class's runtime type index (looked up once, then kept).
-    fn type_index(&self, py: Python<'_>) -> PyResult<u32> {
-        if let Some(&t) = self.resolved.get() {
-            return Ok(t);
-        }
-        let found = self
-            .globals
-            .iter()
-            .find_map(|g| g.bind(py).get_item(&self.name).ok().flatten());
-        let t = found
-            .as_ref()
-            .and_then(|c| c.cast::<pyo3::types::PyType>().ok())
-            // SAFETY: a live type object; GIL held.
-            .and_then(|tp| unsafe { class_info(tp.as_ptr().cast()) })
-            .map(|info| info.type_index)
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "the annotation '{}' names no tether class (yet)",
-                    self.name
-                ))
-            })?;
-        Ok(*self.resolved.get_or_init(|| t))
-    }
-
-    /// Checks a converted value: `None` or an object of the named class (or a subclass).
-    pub fn check(&self, py: Python<'_>, v: &Value) -> PyResult<()> {
-        let Value::Object(o) = v else {
-            return Ok(()); // None (the kind's check allowed it)
-        };
-        let t = self.type_index(py)?;
-        if o.type_index() == t || o.is_instance(t) {
-            Ok(())
-        } else {
-            Err(PyTypeError::new_err(format!(
-                "expected {}, got {}",
-                self.name,
-                crate::convert::object_type_name(o)
-            )))
-        }
-    }
 }
 
 impl FieldDef {
@@ -127,7 +72,15 @@ impl FieldDef {
         what: impl FnOnce() -> String,
     ) -> PyResult<Value> {
         let py = value.py();
-        from_py_kind(value, &self.kind, moves)
+        let converted = match &self.constraint {
+            // An optional constrained field takes None as it is.
+            Some(_) if value.is_none() && matches!(self.kind, FieldKind::Optional(_)) => {
+                Ok(Value::None)
+            }
+            Some(c) => c.convert(value, self.owner, moves),
+            None => from_py_kind(value, &self.kind, moves),
+        };
+        converted
             .and_then(|v| match &self.forward {
                 Some(f) => f.check(py, &v).map(|()| v),
                 None => Ok(v),
@@ -184,8 +137,13 @@ impl FieldDef {
 
 /// Prefixes a TypeError's message with where it happened.
 pub fn annotate(py: Python<'_>, e: PyErr, what: &str) -> PyErr {
+    use pyo3::exceptions::{PyOverflowError, PyValueError};
     if e.is_instance_of::<PyTypeError>(py) {
         PyTypeError::new_err(format!("{what}: {}", e.value(py)))
+    } else if e.is_instance_of::<PyOverflowError>(py) {
+        PyOverflowError::new_err(format!("{what}: {}", e.value(py)))
+    } else if e.get_type(py).is(py.get_type::<PyValueError>()) {
+        PyValueError::new_err(format!("{what}: {}", e.value(py)))
     } else {
         e
     }

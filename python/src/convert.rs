@@ -137,7 +137,8 @@ pub fn object_type_name(obj: &ObjAny) -> String {
     }
 }
 
-fn kind_name(kind: &FieldKind) -> String {
+/// A kind's name as Python users write it (a tether class by its class name).
+pub fn kind_name(kind: &FieldKind) -> String {
     match kind {
         FieldKind::Int => "int".into(),
         FieldKind::Float => "float".into(),
@@ -157,6 +158,22 @@ fn kind_name(kind: &FieldKind) -> String {
 
 fn type_error(expected: &FieldKind, got: &str) -> PyErr {
     PyTypeError::new_err(format!("expected {}, got {got}", kind_name(expected)))
+}
+
+/// The error for a `str` that UTF-8 cannot encode (it holds a lone surrogate, e.g. from
+/// `os.fsdecode` of undecodable bytes): where it is, and what to do.
+#[cold]
+fn surrogate_error(s: &Bound<'_, PyString>) -> PyErr {
+    let at = s.as_any().try_iter().ok().and_then(|chars| {
+        chars
+            .map_while(Result::ok)
+            .position(|c| c.extract::<String>().is_err())
+    });
+    let at = at.map_or_else(String::new, |i| format!(" at index {i}"));
+    pyo3::exceptions::PyValueError::new_err(format!(
+        "str with a lone surrogate{at} cannot be stored (native strings are UTF-8): encode it \
+         first, e.g. s.encode('utf-8', 'surrogateescape'), and use a bytes field"
+    ))
 }
 
 fn py_type_name(o: &Bound<'_, PyAny>) -> String {
@@ -202,7 +219,11 @@ pub fn from_py_kind<'py>(
             Err(_) => Err(type_error(kind, &py_type_name(o))),
         },
         FieldKind::Str => match o.cast::<PyString>() {
-            Ok(s) => Ok(Value::Str(Arc::from(s.to_str()?))),
+            Ok(s) => match s.to_str() {
+                Ok(text) => Ok(Value::Str(Arc::from(text))),
+                // Native strings are UTF-8, which has no encoding for a lone surrogate.
+                Err(_) => Err(surrogate_error(s)),
+            },
             Err(_) => Err(type_error(kind, &py_type_name(o))),
         },
         FieldKind::Bytes => match o.cast::<PyBytes>() {

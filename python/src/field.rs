@@ -132,10 +132,11 @@ unsafe extern "C" fn descr_set(
                 return Err(not_a_wrapper(def));
             }
             if def.frozen {
-                return Err(FrozenInstanceError::new_err(format!(
-                    "cannot assign to field '{}' of a frozen class",
-                    def.name
-                )));
+                return Err(FrozenInstanceError::new_err(if def.is_final {
+                    format!("cannot assign to field '{}': it is Final", def.name)
+                } else {
+                    format!("cannot assign to field '{}' of a frozen class", def.name)
+                }));
             }
             if let Some(at) = def.at {
                 if write_scalar(o, def, at, value)? {

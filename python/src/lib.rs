@@ -15,9 +15,9 @@
 //! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
 //! | 5 | `convert` | values both ways, all-or-nothing moves |
-//! | 6 | `class`, `function` | field definitions and class info; native functions |
+//! | 6 | `class`, `function` | field definitions and class info (`class/constraint.rs`: enum, literal, union and forward checks); native functions |
 //! | 7 | `field`, `base` | descriptors; `_Base`'s slots (construct, repr, pickle) |
-//! | 8 | `meta` | the metaclass (`meta/annotations.rs`, `meta/declare.rs`) |
+//! | 8 | `meta` | the metaclass (`meta/kinds.rs`, `meta/annotations.rs`, `meta/declare.rs`) |
 //! | 9 | `testing` | `tether.testing`, written the way an extension author would |
 //!
 //! One source, two builds, chosen at compile time by PyO3's `Py_GIL_DISABLED` cfg: on GIL

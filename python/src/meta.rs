@@ -17,6 +17,7 @@
 //!    extra slot and the class in the runtime's type registry.
 
 mod annotations;
+mod kinds;
 pub use annotations::_set_field_spec_type;
 mod declare;
 
@@ -28,11 +29,12 @@ use crate::pool;
 use crate::pytypes::{OffsetMember, BASE_TYPE, CLASS_INFO_OFFSET, META_TYPE, WRAPPER_SIZE};
 use crate::trap::trap;
 use crate::wrapper;
-use annotations::{check_slots, ROOT_INDEX};
+use annotations::check_slots;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 use declare::{declare_native, declare_record, tether_parent};
+use kinds::ROOT_INDEX;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;

@@ -2,7 +2,8 @@
 //! runtime registration of the record type (parent's fields, then the class's own), the leaked
 //! [`FieldDef`]s; or the info of a Rust-defined type's class.
 
-use super::annotations::{own_fields, replace_self, runtime_kind};
+use super::annotations::own_fields;
+use super::kinds::{replace_self, runtime_kind};
 use crate::class::{ClassInfo, FieldDef, Forward};
 use crate::pytypes::BASE_TYPE;
 use core::ptr;
@@ -117,11 +118,13 @@ pub fn declare_record(
             kind: replace_self(f.kind, type_index),
             default: f.default,
             forward: f.forward.map(|(name, globals)| Forward::new(name, globals)),
+            constraint: f.constraint,
+            is_final: f.is_final,
             has_factory: f.default_factory.is_some(),
             access: FieldAccess::Inline(base + j),
             at: layout.and_then(|l| l.slots.get(base + j).copied()),
             owner: type_index,
-            frozen,
+            frozen: frozen || f.is_final,
         }));
         fields.push(def);
         new_defs.push(def);
@@ -152,6 +155,8 @@ pub fn declare_native(
             access: f.access.clone(),
             at: None,
             forward: None,
+            constraint: None,
+            is_final: false,
             has_factory: false,
             owner: type_index,
             frozen: ti.frozen,
