@@ -19,7 +19,9 @@ use tether_runtime::types::{is_subtype, FieldAccess, FieldKind, SlotAt, SlotRepr
 use tether_runtime::{ObjAny, RecordBuilder, Value};
 
 mod constraint;
+pub mod elements;
 pub use constraint::{Alt, Constraint, Forward};
+pub use elements::{ElemDraft, Nested, NestedDraft};
 
 /// One field of a tether class.
 #[derive(Debug)]
@@ -45,6 +47,9 @@ pub struct FieldDef {
     pub constraint: Option<Constraint>,
     /// Declared `Final[...]`: never assigned after construction (`frozen` is then set too).
     pub is_final: bool,
+    /// A `list[...]` or `dict[...]` field: the container kind (the native kind is the
+    /// container's object kind).
+    pub container: Option<Nested>,
     /// `tether.field(default_factory=...)` was given: the factory itself is kept in the class's
     /// `__tether_factories__` dict (owned by the class, so a factory that refers to classes does
     /// not make them immortal through this leaked definition).
@@ -72,13 +77,13 @@ impl FieldDef {
         what: impl FnOnce() -> String,
     ) -> PyResult<Value> {
         let py = value.py();
-        let converted = match &self.constraint {
-            // An optional constrained field takes None as it is.
-            Some(_) if value.is_none() && matches!(self.kind, FieldKind::Optional(_)) => {
-                Ok(Value::None)
-            }
-            Some(c) => c.convert(value, self.owner, moves),
-            None => from_py_kind(value, &self.kind, moves),
+        let optional_none = value.is_none() && matches!(self.kind, FieldKind::Optional(_));
+        let converted = match (&self.container, &self.constraint) {
+            // An optional constrained or container field takes None as it is.
+            (Some(_), _) | (_, Some(_)) if optional_none => Ok(Value::None),
+            (Some(n), _) => n.convert(value, moves).map(Value::Object),
+            (None, Some(c)) => c.convert(value, self.owner, moves),
+            (None, None) => from_py_kind(value, &self.kind, moves),
         };
         converted
             .and_then(|v| match &self.forward {

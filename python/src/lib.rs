@@ -16,7 +16,7 @@
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
 //! | 5 | `convert` | values both ways, all-or-nothing moves |
 //! | 6 | `class`, `function` | field definitions and class info (`class/constraint.rs`: enum, literal, union and forward checks); native functions |
-//! | 7 | `field`, `base` | descriptors; `_Base`'s slots (construct, repr, pickle) |
+//! | 7 | `field`, `base`, `containers` | descriptors; `_Base`'s slots (construct, repr, pickle); `tether.List`/`tether.Dict` primitives |
 //! | 8 | `meta` | the metaclass (`meta/kinds.rs`, `meta/annotations.rs`, `meta/declare.rs`) |
 //! | 9 | `testing` | `tether.testing`, written the way an extension author would |
 //!
@@ -29,6 +29,7 @@ mod base;
 mod carriers;
 mod class;
 mod classes;
+mod containers;
 mod convert;
 mod errors;
 mod field;
@@ -236,6 +237,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("_reconstruct", &recon)?;
     let _ = base::RECONSTRUCTOR.set(py, recon.into_any().unbind());
     tying_from_env(py)?;
+    containers::init(m, &root)?;
     testing::init(m, &root)?;
     #[cfg(feature = "dhat-heap")]
     profiling::init(m)?;

@@ -34,7 +34,41 @@ use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 use declare::{declare_native, declare_record, tether_parent};
+pub use kinds::replace_self as replace_placeholders;
 use kinds::ROOT_INDEX;
+
+/// The scope of a `tether.List[...]`/`tether.Dict[...]` written outside a class body: the
+/// running frame's globals, for string element types.
+fn standalone_globals(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
+    // SAFETY: attached; a borrowed reference or null.
+    let g = unsafe { ffi::PyEval_GetGlobals() };
+    Ok(if g.is_null() {
+        vec![PyDict::new(py)]
+    } else {
+        // SAFETY: a live dict borrowed from the running frame; the Bound takes a reference.
+        vec![unsafe { Bound::from_borrowed_ptr(py, g) }.cast_into::<PyDict>()?]
+    })
+}
+
+/// The element draft of `tether.List[ann]` (or a dict's value type).
+pub fn standalone_elem(
+    py: Python<'_>,
+    ann: &Bound<'_, PyAny>,
+) -> PyResult<crate::class::ElemDraft> {
+    let globals = standalone_globals(py)?;
+    let scope = kinds::Scope::new(py, "", &globals, &PyDict::new(py), false)?;
+    kinds::elem_draft(py, ann, &scope)
+}
+
+/// The key kind of `tether.Dict[ann, ...]`.
+pub fn standalone_key(
+    py: Python<'_>,
+    ann: &Bound<'_, PyAny>,
+) -> PyResult<tether_runtime::types::FieldKind> {
+    let globals = standalone_globals(py)?;
+    let scope = kinds::Scope::new(py, "", &globals, &PyDict::new(py), false)?;
+    kinds::dict_key_kind(py, ann, &scope)
+}
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;

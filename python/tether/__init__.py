@@ -23,6 +23,7 @@ import gc as _gc
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from . import _native
+from ._containers import Dict, List
 from ._native import (
     Function,
     FrozenInstanceError,
@@ -42,6 +43,8 @@ from ._native import (
 )
 
 __all__ = [
+    "Dict",
+    "List",
     "Field",
     "MISSING",
     "asdict",

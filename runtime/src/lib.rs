@@ -61,7 +61,8 @@
 //! floor or above (upper floors may add methods to lower types, as `types` does for the object
 //! handles). This crate root only declares the modules and re-exports their public items.
 //!
-//! * 6: [`demo`], the example `TreeNode` type. Uses the public API only.
+//! * 6: [`demo`], the example `TreeNode` type; [`containers`], the native `List` and `Map`.
+//!   Use the public API only.
 //! * 5: `function`, `Function`'s type, its constructors, the global functions, and the
 //!   conversions of objects into [`Value`]. Uses types, value, object, error.
 //! * 4: [`types`], the registry, [`Object`], records, reflection, the macros. Uses object,
@@ -79,6 +80,7 @@
 
 #![warn(missing_docs)]
 
+pub mod containers;
 pub mod demo;
 mod error;
 mod function;

@@ -128,6 +128,8 @@ pub struct OwnField {
     pub constraint: Option<Constraint>,
     /// Declared `Final[...]`.
     pub is_final: bool,
+    /// A `list[...]` or `dict[...]` field.
+    pub container: Option<crate::class::NestedDraft>,
 }
 
 /// Reads the class body's annotations into fields (without registering anything).
@@ -218,6 +220,7 @@ pub fn own_fields(
             forward,
             constraint,
             is_final,
+            container,
         } = extra;
         let mut default_factory = None;
         let given = match ns.get_item(&name)? {
@@ -249,7 +252,15 @@ pub fn own_fields(
                 refuse_mutable_default(py, &v, class_name, &name)?;
                 let check = pre_registration_kind(&kind);
                 let mut moves = Moves::new();
+                if container.is_some() && !v.is_none() {
+                    return Err(PyTypeError::new_err(format!(
+                        "field '{name}' of {class_name}: a container field's default must be \
+                         None (with an Optional annotation); for an empty container use \
+                         tether.field(default_factory=list) (or dict)"
+                    )));
+                }
                 let d = match &constraint {
+                    _ if container.is_some() => Ok(tether_runtime::Value::None),
                     Some(_) if v.is_none() && matches!(kind, FieldKind::Optional(_)) => {
                         Ok(tether_runtime::Value::None)
                     }
@@ -270,6 +281,7 @@ pub fn own_fields(
             default_factory,
             constraint,
             is_final,
+            container,
         });
     }
     Ok(out)

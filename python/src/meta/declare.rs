@@ -113,6 +113,13 @@ pub fn declare_record(
     let mut fields: Vec<&'static FieldDef> = parent.map(|p| p.fields.clone()).unwrap_or_default();
     let mut new_defs = Vec::new();
     for (j, f) in own.into_iter().enumerate() {
+        let container = f.container.map(|c| {
+            let root = Box::leak(Box::new(crate::class::elements::SpecRoot::Field(
+                type_index,
+                f.name.clone(),
+            )));
+            c.finish(type_index, replace_self, root, 1)
+        });
         let def: &'static FieldDef = Box::leak(Box::new(FieldDef {
             name: f.name,
             kind: replace_self(f.kind, type_index),
@@ -120,6 +127,7 @@ pub fn declare_record(
             forward: f.forward.map(|(name, globals)| Forward::new(name, globals)),
             constraint: f.constraint,
             is_final: f.is_final,
+            container,
             has_factory: f.default_factory.is_some(),
             access: FieldAccess::Inline(base + j),
             at: layout.and_then(|l| l.slots.get(base + j).copied()),
@@ -157,6 +165,7 @@ pub fn declare_native(
             forward: None,
             constraint: None,
             is_final: false,
+            container: None,
             has_factory: false,
             owner: type_index,
             frozen: ti.frozen,

@@ -4,7 +4,7 @@
 //! and for classes defined later. Owns [`ROOT_INDEX`] (what `tether.Object` as an annotation
 //! means).
 
-use crate::class::{Alt, Constraint, Forward};
+use crate::class::{Alt, Constraint, ElemDraft, Forward, NestedDraft};
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use pyo3::exceptions::PyTypeError;
@@ -133,6 +133,8 @@ pub struct Extra {
     pub constraint: Option<Constraint>,
     /// `Final[...]`.
     pub is_final: bool,
+    /// `list[...]` or `dict[...]`: the container kind (the native kind is its object kind).
+    pub container: Option<NestedDraft>,
 }
 
 /// Resolves one annotation into a field kind and what it says beyond it (`extra`).
@@ -219,6 +221,41 @@ pub fn resolve_kind<'py>(
         extra.is_final = true;
         return resolve_kind(py, &args.get_item(0)?, scope, extra);
     }
+    // list[T] (typing.List[T], tether.List[T]) and dict[K, V] (typing.Dict, tether.Dict).
+    let is_list = origin.is(&builtins.getattr("list")?) || is_container_class(&origin, true);
+    let is_dict = origin.is(&builtins.getattr("dict")?) || is_container_class(&origin, false);
+    if is_list || is_dict {
+        let want = if is_list { 1 } else { 2 };
+        if args.len() != want {
+            return Err(PyTypeError::new_err(format!(
+                "{} needs {} (e.g. {})",
+                ann.repr()?,
+                if is_list {
+                    "an element type"
+                } else {
+                    "a key and a value type"
+                },
+                if is_list {
+                    "list[int]"
+                } else {
+                    "dict[str, int]"
+                }
+            )));
+        }
+        let container = if is_list {
+            NestedDraft::List(Box::new(elem_draft(py, &args.get_item(0)?, scope)?))
+        } else {
+            let key = dict_key_kind(py, &args.get_item(0)?, scope)?;
+            NestedDraft::Dict(key, Box::new(elem_draft(py, &args.get_item(1)?, scope)?))
+        };
+        extra.container = Some(container);
+        let t = if is_list {
+            crate::class::elements::list_type()
+        } else {
+            crate::class::elements::map_type()
+        };
+        return Ok(FieldKind::Object(t));
+    }
     if origin.is(&typing.getattr("Literal")?) {
         extra.constraint = Some(Constraint::Literal(
             args.iter().map(|a| a.unbind()).collect(),
@@ -278,6 +315,72 @@ pub fn resolve_kind<'py>(
     )))
 }
 
+/// Whether `origin` is tether's own `List` (or `Dict`) class.
+fn is_container_class(origin: &Bound<'_, PyAny>, list: bool) -> bool {
+    let t = if list {
+        crate::class::elements::list_type()
+    } else {
+        crate::class::elements::map_type()
+    };
+    crate::classes::class_for(t).is_ok_and(|c| core::ptr::eq(c.cast(), origin.as_ptr()))
+}
+
+/// A dict key annotation: `str`, `int`, `bytes` or a tether class (keys by identity).
+pub fn dict_key_kind<'py>(
+    py: Python<'py>,
+    ann: &Bound<'py, PyAny>,
+    scope: &Scope<'_, 'py>,
+) -> PyResult<FieldKind> {
+    let mut extra = Extra::default();
+    let key = resolve_kind(py, ann, scope, &mut extra)?;
+    match key {
+        FieldKind::Str | FieldKind::Int | FieldKind::Bytes
+            if extra.constraint.is_none() && extra.container.is_none() =>
+        {
+            Ok(key)
+        }
+        FieldKind::Object(t) if extra.container.is_none() && t != FORWARD_KIND => Ok(key),
+        _ => Err(PyTypeError::new_err(format!(
+            "dict keys must be str, int, bytes or a tether class (by identity), got {}",
+            ann.repr()?
+        ))),
+    }
+}
+
+/// An element (or dict value) annotation as a draft spec.
+pub fn elem_draft<'py>(
+    py: Python<'py>,
+    ann: &Bound<'py, PyAny>,
+    scope: &Scope<'_, 'py>,
+) -> PyResult<ElemDraft> {
+    let mut extra = Extra::default();
+    let kind = resolve_kind(py, ann, scope, &mut extra)?;
+    if extra.is_final {
+        return Err(PyTypeError::new_err("Final[...] cannot be an element type"));
+    }
+    if matches!(kind, FieldKind::Weak(_)) {
+        return Err(PyTypeError::new_err(
+            "tether.Weak[...] cannot be an element type (elements are strong references)",
+        ));
+    }
+    let display = match ann.cast::<PyType>() {
+        Ok(t) => t.qualname()?.to_string(),
+        Err(_) => ann.repr()?.to_string().replace("typing.", ""),
+    };
+    Ok(ElemDraft {
+        kind,
+        constraint: extra.constraint,
+        forward: extra.forward.map(|n| {
+            (
+                n,
+                scope.globals.iter().map(|g| g.clone().unbind()).collect(),
+            )
+        }),
+        nested: extra.container,
+        display,
+    })
+}
+
 /// One alternative of a union annotation.
 fn union_alt<'py>(
     py: Python<'py>,
@@ -290,6 +393,13 @@ fn union_alt<'py>(
         return Err(PyTypeError::new_err(
             "Final[...] cannot be one alternative of a union",
         ));
+    }
+    if extra.container.is_some() {
+        return Err(PyTypeError::new_err(format!(
+            "{} cannot be one alternative of a union (a container field is one container \
+             kind; Optional[...] of it works)",
+            ann.repr()?
+        )));
     }
     Ok(match (kind, extra.constraint, extra.forward) {
         (FieldKind::Object(FORWARD_KIND), _, Some(name)) => Alt::Forward(Forward::new(

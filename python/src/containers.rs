@@ -1,0 +1,831 @@
+//! Floor 7: `tether.List` and `tether.Dict`, the Python side of the runtime's native containers
+//! (`tether_runtime::containers`). The classes are tether classes of the runtime's `List` and
+//! `Map` types, so each container has one canonical wrapper, parked and revived like any
+//! object's, and its elements are converted and handed out like fields (objects through their
+//! canonical wrappers). The Python methods are in `tether/_containers.py`, over the primitives
+//! here; indexing, `len` and iteration are C slots ([`install_fast_slots`]).
+//!
+//! Every primitive takes a counted reference to the native container first (Python code may
+//! run while arguments are converted), converts everything that goes in before changing
+//! anything (an `extend` with one bad item inserts none), and drops what comes out after the
+//! container's lock is gone.
+
+use crate::class::elements::{
+    convert_entries, convert_items, index_error, list_spec, map_key, map_spec, new_list, new_map,
+    ElemSpec, Nested, SpecRoot,
+};
+use crate::convert::{to_py_owned, Moves};
+use crate::errors::to_pyerr;
+use crate::native;
+use crate::pytypes::is_wrapper;
+use crate::trap::trap;
+use pyo3::exceptions::{PyIndexError, PyKeyError, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use tether_runtime::containers::{List, Map, MapKey};
+use tether_runtime::types::FieldKind;
+use tether_runtime::{ObjAny, Value};
+
+/// A container kind, as `tether.List[T]` and `tether.Dict[K, V]` carry it.
+#[pyclass(frozen, module = "tether._native", name = "_Spec")]
+pub struct Spec(&'static ElemSpec, Option<FieldKind>);
+
+#[pymethods]
+impl Spec {
+    /// Pickled as where it was declared: a class's field (by the class, which pickles by
+    /// reference) or the annotation of `tether.List[...]`, and how deep.
+    fn __reduce__(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyTuple>)> {
+        let native = py.import("tether._native")?;
+        let depth = self.0.depth;
+        Ok(match self.0.root {
+            SpecRoot::Field(owner, name) => {
+                let cls = crate::classes::class_for(*owner)?;
+                // SAFETY: a registered class is live; a new reference for the tuple.
+                let cls = unsafe { Bound::from_borrowed_ptr(py, cls.cast()) };
+                (
+                    native.getattr("_field_spec")?.unbind(),
+                    PyTuple::new(
+                        py,
+                        [
+                            cls,
+                            name.into_pyobject(py)?.into_any(),
+                            depth.into_pyobject(py)?.into_any(),
+                        ],
+                    )?
+                    .unbind(),
+                )
+            }
+            SpecRoot::List(e) => {
+                let top = native.getattr("_list_spec")?.call1((e.bind(py),))?;
+                (
+                    native.getattr("_spec_at")?.unbind(),
+                    PyTuple::new(py, [top, depth.into_pyobject(py)?.into_any()])?.unbind(),
+                )
+            }
+            SpecRoot::Dict(k, v) => {
+                let top = native
+                    .getattr("_dict_spec")?
+                    .call1((k.bind(py), v.bind(py)))?;
+                (
+                    native.getattr("_spec_at")?.unbind(),
+                    PyTuple::new(py, [top, depth.into_pyobject(py)?.into_any()])?.unbind(),
+                )
+            }
+            SpecRoot::Native => {
+                return Err(PyTypeError::new_err(
+                    "a container made by Rust code has no declared kind to pickle by",
+                ))
+            }
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.1 {
+            None => format!("tether.List[{}]", self.0.display),
+            Some(k) => format!(
+                "tether.Dict[{}, {}]",
+                crate::convert::kind_name(k),
+                self.0.display
+            ),
+        }
+    }
+}
+
+/// Standalone specs, one per annotation seen (by identity of the annotation objects), so
+/// `tether.List[Node]` written twice makes lists of one kind, and nothing leaks per call.
+static STANDALONE: std::sync::Mutex<Vec<Interned>> = std::sync::Mutex::new(Vec::new());
+
+/// One interned standalone spec: the annotations' addresses (key or 0, element), the spec and
+/// its key kind.
+type Interned = (usize, usize, &'static ElemSpec, Option<FieldKind>);
+
+fn standalone(
+    py: Python<'_>,
+    key: Option<&Bound<'_, PyAny>>,
+    elem: &Bound<'_, PyAny>,
+) -> PyResult<Spec> {
+    let id = (
+        key.map_or(0, |k| k.as_ptr() as usize),
+        elem.as_ptr() as usize,
+    );
+    let found = STANDALONE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(k, e, _, _)| (*k, *e) == id)
+        .map(|(_, _, s, k)| Spec(s, k.clone()));
+    if let Some(s) = found {
+        return Ok(s);
+    }
+    // Outside the lock: resolving runs Python code.
+    let k = key
+        .map(|k| crate::meta::standalone_key(py, k))
+        .transpose()?;
+    let draft = crate::meta::standalone_elem(py, elem)?;
+    let root: &'static SpecRoot = Box::leak(Box::new(match key {
+        Some(k) => SpecRoot::Dict(k.clone().unbind(), elem.clone().unbind()),
+        None => SpecRoot::List(elem.clone().unbind()),
+    }));
+    let spec = draft.finish(
+        tether_runtime::types::ANY_OBJECT,
+        crate::meta::replace_placeholders,
+        root,
+        1,
+    );
+    // The annotation objects stay alive in `root`, so their addresses stay theirs.
+    let mut all = STANDALONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, s, k)) = all.iter().find(|(k, e, _, _)| (*k, *e) == id) {
+        return Ok(Spec(s, k.clone()));
+    }
+    all.push((id.0, id.1, spec, k.clone()));
+    Ok(Spec(spec, k))
+}
+
+/// `_native._list_spec(elem)`: the spec of `tether.List[elem]`.
+#[pyfunction]
+fn _list_spec(py: Python<'_>, elem: &Bound<'_, PyAny>) -> PyResult<Spec> {
+    standalone(py, None, elem)
+}
+
+/// `_native._dict_spec(key, value)`: the spec of `tether.Dict[key, value]`.
+#[pyfunction]
+fn _dict_spec(py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<Spec> {
+    standalone(py, Some(key), value)
+}
+
+/// `_native._field_spec(cls, name, depth)`: the spec `depth` levels into field `name` of
+/// `cls` (how a pickled container finds its kind again).
+#[pyfunction]
+fn _field_spec(cls: &Bound<'_, pyo3::types::PyType>, name: &str, depth: u32) -> PyResult<Spec> {
+    // SAFETY: `cls` is a live type object; GIL held.
+    let info = unsafe { crate::class::info_of(cls.as_ptr().cast()) }?;
+    let def = info
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| PyTypeError::new_err(format!("{} has no field '{name}'", info.name)))?;
+    let top = def
+        .container
+        .as_ref()
+        .ok_or_else(|| PyTypeError::new_err(format!("field '{name}' is not a container")))?;
+    descend(top, depth)
+}
+
+fn descend(top: &Nested, depth: u32) -> PyResult<Spec> {
+    let mut n = top;
+    for _ in 1..depth {
+        let elem = match n {
+            Nested::List(e) | Nested::Dict(_, e) => e,
+        };
+        n = elem
+            .nested
+            .as_ref()
+            .ok_or_else(|| PyTypeError::new_err("no container at that depth"))?;
+    }
+    Ok(match n {
+        Nested::List(e) => Spec(e, None),
+        Nested::Dict(k, e) => Spec(e, Some(k.clone())),
+    })
+}
+
+/// `_native._spec_at(spec, depth)`: the spec `depth` levels into a standalone spec.
+#[pyfunction]
+fn _spec_at(spec: &Spec, depth: u32) -> PyResult<Spec> {
+    let top = match &spec.1 {
+        None => Nested::List(spec.0),
+        Some(k) => Nested::Dict(k.clone(), spec.0),
+    };
+    descend(&top, depth)
+}
+
+fn wrap(py: Python<'_>, obj: ObjAny) -> PyResult<Py<PyAny>> {
+    let p = to_py_owned(py, Value::Object(obj), true)?;
+    // SAFETY: a new reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, p) }.unbind())
+}
+
+fn out(py: Python<'_>, v: Value) -> PyResult<Py<PyAny>> {
+    let p = to_py_owned(py, v, true)?;
+    // SAFETY: a new reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, p) }.unbind())
+}
+
+/// `_native._list_new(spec, items)`: a new `tether.List` of `items`.
+#[pyfunction]
+fn _list_new(py: Python<'_>, spec: &Spec, items: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let mut moves = Moves::new();
+    let l = new_list(spec.0, items, &mut moves)?;
+    moves.commit()?;
+    wrap(py, l.into_any())
+}
+
+/// `_native._dict_new(spec, items)`: a new `tether.Dict` of `items`.
+#[pyfunction]
+fn _dict_new(py: Python<'_>, spec: &Spec, items: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let key = spec
+        .1
+        .as_ref()
+        .ok_or_else(|| PyTypeError::new_err("not a dict spec"))?;
+    let mut moves = Moves::new();
+    let m = new_map(key, spec.0, items, &mut moves)?;
+    moves.commit()?;
+    wrap(py, m.into_any())
+}
+
+/// The native object behind container wrapper `o` (counted).
+fn native_of(o: &Bound<'_, PyAny>) -> PyResult<ObjAny> {
+    // SAFETY: `o` is live; GIL held.
+    if !unsafe { is_wrapper(o.as_ptr()) } {
+        return Err(PyTypeError::new_err("not a tether container"));
+    }
+    // SAFETY: a wrapper, kept alive by `o`.
+    unsafe { native::counted(o.as_ptr()) }
+}
+
+/// The native list behind `o`, held by `obj`.
+fn with_list<R>(
+    o: &Bound<'_, PyAny>,
+    f: impl FnOnce(&List, &ObjAny) -> PyResult<R>,
+) -> PyResult<R> {
+    let obj = native_of(o)?;
+    let l = obj
+        .downcast_ref::<List>()
+        .ok_or_else(|| PyTypeError::new_err("not a tether.List"))?;
+    f(l, &obj)
+}
+
+fn with_map<R>(o: &Bound<'_, PyAny>, f: impl FnOnce(&Map) -> PyResult<R>) -> PyResult<R> {
+    let obj = native_of(o)?;
+    let m = obj
+        .downcast_ref::<Map>()
+        .ok_or_else(|| PyTypeError::new_err("not a tether.Dict"))?;
+    f(m)
+}
+
+/// A Python index into a sequence of `len`: negative from the end; out of range is an error.
+fn index(i: isize, len: usize) -> PyResult<usize> {
+    let n = len as isize;
+    let j = if i < 0 { i + n } else { i };
+    if (0..n).contains(&j) {
+        Ok(j as usize)
+    } else {
+        Err(PyIndexError::new_err("list index out of range"))
+    }
+}
+
+/// The positions a slice `(start, stop, step)` (already `slice.indices(len)`) selects.
+fn positions(start: isize, stop: isize, step: isize) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut i = start;
+    while (step > 0 && i < stop) || (step < 0 && i > stop) {
+        v.push(i as usize);
+        i += step;
+    }
+    v
+}
+
+fn convert_one<'py>(
+    l: &List,
+    v: &Bound<'py, PyAny>,
+    moves: &mut Moves<'py>,
+    i: usize,
+) -> PyResult<Value> {
+    let spec = list_spec(l);
+    spec.convert(v, moves)
+        .map_err(|e| index_error(v.py(), e, "tether.List", spec, i))
+}
+
+#[pyfunction]
+fn _list_len(l: &Bound<'_, PyAny>) -> PyResult<usize> {
+    with_list(l, |l, _| Ok(l.len()))
+}
+
+#[pyfunction]
+fn _list_get(py: Python<'_>, l: &Bound<'_, PyAny>, i: isize) -> PyResult<Py<PyAny>> {
+    let v = with_list(l, |l, _| {
+        let j = index(i, l.len())?;
+        l.get(j)
+            .ok_or_else(|| PyIndexError::new_err("list index out of range"))
+    })?;
+    out(py, v)
+}
+
+/// `_list_slice(l, start, stop, step)`: a new list of the same kind sharing the elements.
+#[pyfunction]
+fn _list_slice(
+    py: Python<'_>,
+    l: &Bound<'_, PyAny>,
+    start: isize,
+    stop: isize,
+    step: isize,
+) -> PyResult<Py<PyAny>> {
+    let made = with_list(l, |l, _| {
+        let all = l.snapshot();
+        let picked: Vec<Value> = positions(start, stop, step)
+            .into_iter()
+            .filter_map(|i| all.get(i).cloned())
+            .collect();
+        drop(all);
+        let n = List::from_values(l.elem().clone(), picked).map_err(|e| to_pyerr(py, e))?;
+        n.set_host_tag(l.host_tag());
+        tether_runtime::ObjRef::try_new(n)
+            .map_err(|_| pyo3::exceptions::PyMemoryError::new_err("out of memory"))
+    })?;
+    wrap(py, made.into_any())
+}
+
+#[pyfunction]
+fn _list_set(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    let old = with_list(l, |list, _| {
+        let j = index(i, list.len())?;
+        let mut moves = Moves::new();
+        let value = convert_one(list, v, &mut moves, j)?;
+        moves.check()?;
+        let j = index(i, list.len())?; // the conversion may have run Python code
+        let old = list.set(j, value).map_err(|e| to_pyerr(v.py(), e))?;
+        moves.commit()?;
+        Ok(old)
+    })?;
+    drop(old); // may run Python code: after everything
+    Ok(())
+}
+
+/// `_list_set_slice(l, start, stop, step, items)`: slice assignment (`step` 1: any length).
+#[pyfunction]
+fn _list_set_slice(
+    l: &Bound<'_, PyAny>,
+    start: isize,
+    stop: isize,
+    step: isize,
+    items: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let old = with_list(l, |list, _| {
+        let mut moves = Moves::new();
+        let values = convert_items(list_spec(list), items, &mut moves, "tether.List")?;
+        moves.check()?;
+        let old = if step == 1 {
+            list.splice(
+                start.max(0) as usize,
+                stop.max(start).max(0) as usize,
+                values,
+            )
+        } else {
+            list.set_many(&positions(start, stop, step), values)
+        }
+        .map_err(|e| to_pyerr(l.py(), e))?;
+        moves.commit()?;
+        Ok(old)
+    })?;
+    drop(old);
+    Ok(())
+}
+
+#[pyfunction]
+fn _list_del(l: &Bound<'_, PyAny>, i: isize) -> PyResult<()> {
+    let old = with_list(l, |list, _| {
+        let j = index(i, list.len())?;
+        list.remove(j)
+            .ok_or_else(|| PyIndexError::new_err("list index out of range"))
+    })?;
+    drop(old);
+    Ok(())
+}
+
+#[pyfunction]
+fn _list_del_slice(l: &Bound<'_, PyAny>, start: isize, stop: isize, step: isize) -> PyResult<()> {
+    let old = with_list(l, |list, _| {
+        Ok(list.remove_many(&positions(start, stop, step)))
+    })?;
+    drop(old);
+    Ok(())
+}
+
+#[pyfunction]
+fn _list_insert(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    with_list(l, |list, _| {
+        let n = list.len() as isize;
+        let at = if i < 0 { (i + n).max(0) } else { i.min(n) } as usize;
+        let mut moves = Moves::new();
+        let value = convert_one(list, v, &mut moves, at)?;
+        moves.check()?;
+        list.insert(at, value).map_err(|e| to_pyerr(v.py(), e))?;
+        moves.commit()
+    })
+}
+
+#[pyfunction]
+fn _list_append(l: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    with_list(l, |list, _| {
+        let mut moves = Moves::new();
+        let value = convert_one(list, v, &mut moves, list.len())?;
+        moves.check()?;
+        list.push(value).map_err(|e| to_pyerr(v.py(), e))?;
+        moves.commit()
+    })
+}
+
+#[pyfunction]
+fn _list_extend(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
+    with_list(l, |list, _| {
+        let mut moves = Moves::new();
+        // A list extended by itself: iterate a snapshot (Python's list does the same).
+        let items = if items.is(l) {
+            PyList::new(l.py(), _list_items(l.py(), l)?)?.into_any()
+        } else {
+            items.clone()
+        };
+        let values = convert_items(list_spec(list), &items, &mut moves, "tether.List")?;
+        moves.check()?;
+        list.extend(values).map_err(|e| to_pyerr(l.py(), e))?;
+        moves.commit()
+    })
+}
+
+/// `_list_items(l)`: the elements as a Python list (objects through their canonical wrappers).
+#[pyfunction]
+fn _list_items(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
+    let all = with_list(l, |list, _| Ok(list.snapshot()))?;
+    all.into_iter().map(|v| out(py, v)).collect()
+}
+
+/// `_list_replace(l, items)`: every element replaced by `items` (all converted first).
+#[pyfunction]
+fn _list_replace(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
+    let old = with_list(l, |list, _| {
+        let mut moves = Moves::new();
+        let values = convert_items(list_spec(list), items, &mut moves, "tether.List")?;
+        moves.check()?;
+        let old = list.replace_all(values).map_err(|e| to_pyerr(l.py(), e))?;
+        moves.commit()?;
+        Ok(old)
+    })?;
+    drop(old);
+    Ok(())
+}
+
+#[pyfunction]
+fn _list_reverse(l: &Bound<'_, PyAny>) -> PyResult<()> {
+    with_list(l, |list, _| {
+        list.reverse();
+        Ok(())
+    })
+}
+
+/// `_list_spec_of(l)`: the list's kind (what `copy()` and slices make).
+#[pyfunction]
+fn _list_spec_of(l: &Bound<'_, PyAny>) -> PyResult<Spec> {
+    with_list(l, |list, _| Ok(Spec(list_spec(list), None)))
+}
+
+/// `_dict_spec_of(d)`.
+#[pyfunction]
+fn _dict_spec_of(d: &Bound<'_, PyAny>) -> PyResult<Spec> {
+    with_map(d, |m| {
+        let (k, v) = map_spec(m);
+        Ok(Spec(v, Some(k.clone())))
+    })
+}
+
+fn key_of<'py>(m: &Map, k: &Bound<'py, PyAny>, moves: &mut Moves<'py>) -> PyResult<MapKey> {
+    map_key(m.key_kind(), k, moves)
+}
+
+fn key_error(k: &Bound<'_, PyAny>) -> PyErr {
+    PyKeyError::new_err(k.clone().unbind())
+}
+
+#[pyfunction]
+fn _dict_len(d: &Bound<'_, PyAny>) -> PyResult<usize> {
+    with_map(d, |m| Ok(m.len()))
+}
+
+#[pyfunction]
+fn _dict_get(py: Python<'_>, d: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let v = with_map(d, |m| {
+        let mut moves = Moves::new();
+        // A key of the wrong kind is simply absent (as a dict lookup of an unhashable... no:
+        // of another type).
+        let key = key_of(m, k, &mut moves).map_err(|_| key_error(k))?;
+        m.get(&key).ok_or_else(|| key_error(k))
+    })?;
+    out(py, v)
+}
+
+#[pyfunction]
+fn _dict_contains(d: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>) -> PyResult<bool> {
+    with_map(d, |m| {
+        let mut moves = Moves::new();
+        Ok(key_of(m, k, &mut moves).is_ok_and(|key| m.get(&key).is_some()))
+    })
+}
+
+#[pyfunction]
+fn _dict_set(d: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+    let old = with_map(d, |m| {
+        let mut moves = Moves::new();
+        let (kk, spec) = map_spec(m);
+        let what = format!(
+            "tether.Dict[{}, {}]",
+            crate::convert::kind_name(kk),
+            spec.display
+        );
+        let shown = k.repr().map_or_else(|_| "?".into(), |r| r.to_string());
+        let key = key_of(m, k, &mut moves)
+            .map_err(|e| crate::class::annotate(d.py(), e, &format!("{what} key {shown}")))?;
+        let value = spec
+            .convert(v, &mut moves)
+            .map_err(|e| crate::class::annotate(d.py(), e, &format!("{what} key {shown}")))?;
+        moves.check()?;
+        let old = m.insert(key, value).map_err(|e| to_pyerr(d.py(), e))?;
+        moves.commit()?;
+        Ok(old)
+    })?;
+    drop(old);
+    Ok(())
+}
+
+#[pyfunction]
+fn _dict_del(d: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>) -> PyResult<()> {
+    let old = with_map(d, |m| {
+        let mut moves = Moves::new();
+        let key = key_of(m, k, &mut moves).map_err(|_| key_error(k))?;
+        m.remove(&key).ok_or_else(|| key_error(k))
+    })?;
+    drop(old);
+    Ok(())
+}
+
+/// `_dict_items(d)`: `(key, value)` pairs in insertion order.
+#[pyfunction]
+fn _dict_items(py: Python<'_>, d: &Bound<'_, PyAny>) -> PyResult<Vec<(Py<PyAny>, Py<PyAny>)>> {
+    let all = with_map(d, |m| Ok(m.snapshot()))?;
+    all.into_iter()
+        .map(|(k, v)| Ok((out(py, k.to_value())?, out(py, v)?)))
+        .collect()
+}
+
+/// `_dict_update(d, items)`: every entry converted first; all or nothing.
+#[pyfunction]
+fn _dict_update(d: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
+    let old = with_map(d, |m| {
+        let mut moves = Moves::new();
+        let (k, v) = map_spec(m);
+        let entries = convert_entries(k, v, items, &mut moves)?;
+        moves.check()?;
+        let old = m.update(entries).map_err(|e| to_pyerr(d.py(), e))?;
+        moves.commit()?;
+        Ok(old)
+    })?;
+    drop(old);
+    Ok(())
+}
+
+#[pyfunction]
+fn _dict_popitem(py: Python<'_>, d: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let (k, v) = with_map(d, |m| {
+        m.pop_last()
+            .ok_or_else(|| PyKeyError::new_err("popitem(): dictionary is empty"))
+    })?;
+    Ok((out(py, k.to_value())?, out(py, v)?))
+}
+
+#[pyfunction]
+fn _dict_clear(d: &Bound<'_, PyAny>) -> PyResult<()> {
+    let old = with_map(d, |m| Ok(m.clear()))?;
+    drop(old);
+    Ok(())
+}
+
+/// The iterator of a `tether.List`: by index, like a Python list's (it sees appends and
+/// removals made while it runs, and never fails because of them).
+#[pyclass(module = "tether._native", name = "_ListIterator")]
+pub struct ListIter {
+    list: Py<PyAny>,
+    next: usize,
+}
+
+#[pymethods]
+impl ListIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let l = self.list.bind(py);
+        let v = with_list(l, |list, _| Ok(list.get(self.next)))?;
+        match v {
+            Some(v) => {
+                self.next += 1;
+                out(py, v).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The key iterator of a `tether.Dict`: raises `RuntimeError` if keys are added or removed
+/// while it runs, as a dict's does.
+#[pyclass(module = "tether._native", name = "_DictIterator")]
+pub struct DictIter {
+    dict: Py<PyAny>,
+    next: usize,
+    version: u64,
+    /// 0: keys, 1: values, 2: items.
+    what: u8,
+}
+
+#[pymethods]
+impl DictIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let d = self.dict.bind(py);
+        let version = self.version;
+        let e = with_map(d, |m| {
+            if m.version() != version {
+                return Err(PyRuntimeError::new_err(
+                    "dictionary changed size during iteration",
+                ));
+            }
+            Ok(m.entry_at(self.next))
+        })?;
+        let Some((k, v)) = e else { return Ok(None) };
+        self.next += 1;
+        Ok(Some(match self.what {
+            0 => out(py, k.to_value())?,
+            1 => out(py, v)?,
+            _ => PyTuple::new(py, [out(py, k.to_value())?, out(py, v)?])?
+                .into_any()
+                .unbind(),
+        }))
+    }
+}
+
+/// `_list_iter(l)`: `l.__iter__()` (the `tp_iter` slot makes the same).
+#[pyfunction]
+fn _list_iter(l: &Bound<'_, PyAny>) -> PyResult<ListIter> {
+    with_list(l, |_, _| Ok(()))?;
+    Ok(ListIter {
+        list: l.clone().unbind(),
+        next: 0,
+    })
+}
+
+/// `_dict_iter(d, what)`: keys (0), values (1) or items (2).
+#[pyfunction]
+fn _dict_iter(d: &Bound<'_, PyAny>, what: u8) -> PyResult<DictIter> {
+    let version = with_map(d, |m| Ok(m.version()))?;
+    Ok(DictIter {
+        dict: d.clone().unbind(),
+        next: 0,
+        version,
+        what,
+    })
+}
+
+unsafe extern "C" fn list_length(o: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: CPython slot: attached, `o` a live object of the List class.
+    unsafe {
+        trap(-1, |py| {
+            let o = Bound::from_borrowed_ptr(py, o);
+            Ok(_list_len(&o)? as ffi::Py_ssize_t)
+        })
+    }
+}
+
+unsafe extern "C" fn list_subscript(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython slot: attached, `o` a live List, `key` live.
+    unsafe {
+        trap(core::ptr::null_mut(), |py| {
+            let key = Bound::from_borrowed_ptr(py, key);
+            if let Ok(i) = key.extract::<isize>() {
+                // The hot path: one element, its canonical wrapper, no Python frame.
+                let o = Bound::from_borrowed_ptr(py, o);
+                return Ok(_list_get(py, &o, i)?.into_ptr());
+            }
+            let o = Bound::from_borrowed_ptr(py, o);
+            Ok(o.call_method1("_getslice", (key,))?.into_ptr())
+        })
+    }
+}
+
+unsafe extern "C" fn list_iter(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython slot: attached, `o` a live List.
+    unsafe {
+        trap(core::ptr::null_mut(), |py| {
+            let it = ListIter {
+                list: Bound::from_borrowed_ptr(py, o).unbind(),
+                next: 0,
+            };
+            Ok(Py::new(py, it)?.into_ptr())
+        })
+    }
+}
+
+/// `_native._install_fast_slots(List)`: `len`, indexing and iteration of `tether.List` as C
+/// slots, after the Python methods are in the class (setting a dunder attribute later would
+/// replace them again).
+#[pyfunction]
+fn _install_fast_slots(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    let tp = cls.as_ptr().cast::<ffi::PyTypeObject>();
+    let list_class = crate::classes::class_for(crate::class::elements::list_type())?;
+    if !core::ptr::eq(tp, list_class) {
+        return Err(PyTypeError::new_err(
+            "_install_fast_slots takes tether.List",
+        ));
+    }
+    // SAFETY: `tp` is the live heap type of tether.List: its mapping and sequence tables are
+    // its own (PyHeapTypeObject), and nothing iterates them concurrently at this point (the
+    // package's import).
+    unsafe {
+        let heap = tp.cast::<ffi::PyHeapTypeObject>();
+        (*heap).as_mapping.mp_length = Some(list_length);
+        (*heap).as_mapping.mp_subscript = Some(list_subscript);
+        (*heap).as_sequence.sq_length = Some(list_length);
+        (*tp).tp_iter = Some(list_iter);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
+/// Whether `o` is a `tether.List` or `tether.Dict` of some kind: the container kind's
+/// `repr`, for messages (`None` for anything else).
+#[pyfunction]
+fn _container_kind(o: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    // SAFETY: `o` is live; GIL held.
+    if !unsafe { is_wrapper(o.as_ptr()) } {
+        return Ok(None);
+    }
+    // SAFETY: a wrapper, kept alive by `o`.
+    let obj = unsafe { native::counted(o.as_ptr()) }?;
+    Ok(crate::class::elements::nested_of(&obj).map(|n: Nested| n.display()))
+}
+
+/// Creates the two classes and adds the primitives to the module.
+pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = m.py();
+    let list = crate::meta::create_native_class(
+        py,
+        root,
+        "List",
+        "tether",
+        crate::class::elements::list_type(),
+    )?;
+    m.add("List", list)?;
+    let dict = crate::meta::create_native_class(
+        py,
+        root,
+        "Dict",
+        "tether",
+        crate::class::elements::map_type(),
+    )?;
+    m.add("Dict", dict)?;
+    m.add_class::<Spec>()?;
+    m.add_class::<ListIter>()?;
+    m.add_class::<DictIter>()?;
+    for f in [
+        wrap_pyfunction!(_list_spec, m)?,
+        wrap_pyfunction!(_dict_spec, m)?,
+        wrap_pyfunction!(_field_spec, m)?,
+        wrap_pyfunction!(_spec_at, m)?,
+        wrap_pyfunction!(_list_new, m)?,
+        wrap_pyfunction!(_dict_new, m)?,
+        wrap_pyfunction!(_list_len, m)?,
+        wrap_pyfunction!(_list_get, m)?,
+        wrap_pyfunction!(_list_slice, m)?,
+        wrap_pyfunction!(_list_set, m)?,
+        wrap_pyfunction!(_list_set_slice, m)?,
+        wrap_pyfunction!(_list_del, m)?,
+        wrap_pyfunction!(_list_del_slice, m)?,
+        wrap_pyfunction!(_list_insert, m)?,
+        wrap_pyfunction!(_list_append, m)?,
+        wrap_pyfunction!(_list_extend, m)?,
+        wrap_pyfunction!(_list_items, m)?,
+        wrap_pyfunction!(_list_replace, m)?,
+        wrap_pyfunction!(_list_reverse, m)?,
+        wrap_pyfunction!(_list_spec_of, m)?,
+        wrap_pyfunction!(_dict_spec_of, m)?,
+        wrap_pyfunction!(_dict_len, m)?,
+        wrap_pyfunction!(_dict_get, m)?,
+        wrap_pyfunction!(_dict_contains, m)?,
+        wrap_pyfunction!(_dict_set, m)?,
+        wrap_pyfunction!(_dict_del, m)?,
+        wrap_pyfunction!(_dict_items, m)?,
+        wrap_pyfunction!(_dict_update, m)?,
+        wrap_pyfunction!(_dict_popitem, m)?,
+        wrap_pyfunction!(_dict_clear, m)?,
+        wrap_pyfunction!(_dict_iter, m)?,
+        wrap_pyfunction!(_list_iter, m)?,
+        wrap_pyfunction!(_install_fast_slots, m)?,
+        wrap_pyfunction!(_container_kind, m)?,
+    ] {
+        m.add_function(f)?;
+    }
+    Ok(())
+}
