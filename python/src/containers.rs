@@ -56,6 +56,14 @@ impl Spec {
                     .unbind(),
                 )
             }
+            SpecRoot::List(e) if depth == 1 => (
+                native.getattr("_list_spec")?.unbind(),
+                PyTuple::new(py, [e.bind(py)])?.unbind(),
+            ),
+            SpecRoot::Dict(k, v) if depth == 1 => (
+                native.getattr("_dict_spec")?.unbind(),
+                PyTuple::new(py, [k.bind(py), v.bind(py)])?.unbind(),
+            ),
             SpecRoot::List(e) => {
                 let top = native.getattr("_list_spec")?.call1((e.bind(py),))?;
                 (
@@ -362,7 +370,13 @@ fn _list_set_slice(
 ) -> PyResult<()> {
     let old = with_list(l, |list, _| {
         let mut moves = Moves::new();
-        let values = convert_items(list_spec(list), items, &mut moves, "tether.List")?;
+        let values = convert_items(
+            list_spec(list),
+            items,
+            &mut moves,
+            "tether.List",
+            start.max(0) as usize,
+        )?;
         moves.check()?;
         let old = if step == 1 {
             list.splice(
@@ -435,7 +449,13 @@ fn _list_extend(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> 
         } else {
             items.clone()
         };
-        let values = convert_items(list_spec(list), &items, &mut moves, "tether.List")?;
+        let values = convert_items(
+            list_spec(list),
+            &items,
+            &mut moves,
+            "tether.List",
+            list.len(),
+        )?;
         moves.check()?;
         list.extend(values).map_err(|e| to_pyerr(l.py(), e))?;
         moves.commit()
@@ -454,7 +474,7 @@ fn _list_items(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>>
 fn _list_replace(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
     let old = with_list(l, |list, _| {
         let mut moves = Moves::new();
-        let values = convert_items(list_spec(list), items, &mut moves, "tether.List")?;
+        let values = convert_items(list_spec(list), items, &mut moves, "tether.List", 0)?;
         moves.check()?;
         let old = list.replace_all(values).map_err(|e| to_pyerr(l.py(), e))?;
         moves.commit()?;

@@ -80,6 +80,19 @@ impl ElemSpec {
         if let Some(n) = &self.nested {
             return n.convert(value, moves).map(Value::Object);
         }
+        // SAFETY: `value` is live; GIL held; a wrapper has the wrapper layout.
+        if unsafe {
+            is_wrapper(value.as_ptr())
+                && native::is_empty(value.as_ptr())
+                && !crate::wrapper::was_moved_out(value.as_ptr())
+        } {
+            return Err(PyTypeError::new_err(
+                "this object is not initialized yet: it is being restored (unpickled or \
+                 deep-copied) and reaches itself through a container, which cannot hold an \
+                 object before it exists; break the cycle (or hold the object in a typed field) \
+                 before pickling or copying",
+            ));
+        }
         let v = match &self.constraint {
             Some(c) => c.convert(value, self.owner, moves)?,
             None => from_py_kind(value, &self.kind, moves)?,
@@ -221,19 +234,21 @@ pub fn new_list<'py>(
     items: &Bound<'py, PyAny>,
     moves: &mut Moves<'py>,
 ) -> PyResult<ObjRef<List>> {
-    let values = convert_items(elem, items, moves, "tether.List")?;
+    let values = convert_items(elem, items, moves, "tether.List", 0)?;
     let l = List::from_values(elem.kind.clone(), values)
         .map_err(|e| crate::errors::to_pyerr(items.py(), e))?;
     l.set_host_tag(core::ptr::from_ref(elem).cast_mut().cast::<c_void>());
     ObjRef::try_new(l).map_err(|_| pyo3::exceptions::PyMemoryError::new_err("out of memory"))
 }
 
-/// Every element of `items`, converted for `elem` (the error names the index).
+/// Every element of `items`, converted for `elem`; the error names the index the element would
+/// have taken (`offset` + its position).
 pub fn convert_items<'py>(
     elem: &ElemSpec,
     items: &Bound<'py, PyAny>,
     moves: &mut Moves<'py>,
     what: &str,
+    offset: usize,
 ) -> PyResult<Vec<Value>> {
     if items.is_instance_of::<PyString>()
         || items.is_instance_of::<PyBytes>()
@@ -261,7 +276,7 @@ pub fn convert_items<'py>(
         let item = item?;
         out.push(
             elem.convert(&item, moves)
-                .map_err(|e| index_error(item.py(), e, what, elem, i))?,
+                .map_err(|e| index_error(item.py(), e, what, elem, offset + i))?,
         );
     }
     Ok(out)
