@@ -214,6 +214,44 @@ fn make_tree(args: &[Value]) -> Result<Value, Error> {
     ))
 }
 
+/// `make_list(n)`: what a Rust extension author writes to hand Python a container: a native
+/// `List` of `n` `TreeNode`s (values 0..n) and, as a second object, a `Map` from their values
+/// to them, returned as a two-element list.
+fn make_list(args: &[Value]) -> Result<Value, Error> {
+    use tether_runtime::containers::{List, Map, MapKey};
+    let n = one_arg("make_list", args)?.as_int()?;
+    if !(0..=1_000_000).contains(&n) {
+        return Err(Error::Value(format!(
+            "make_list takes 0..=1000000, got {n}"
+        )));
+    }
+    let kind = FieldKind::Object(TreeNode::type_index());
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| build_tree(1).map(|t| (i, t)))
+        .map(|t| t.map(|(_, t)| Value::Object(t.into_any())))
+        .collect::<Option<_>>()
+        .ok_or(Error::Alloc)?;
+    let map = Map::new(FieldKind::Int, kind.clone());
+    map.update(
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (MapKey::Int(i as i64), v.clone()))
+            .collect(),
+    )?;
+    let list = List::from_values(kind, nodes)?;
+    let pair = List::from_values(
+        FieldKind::Any,
+        vec![
+            Value::Object(ObjRef::try_new(list).map_err(|_| Error::Alloc)?.into_any()),
+            Value::Object(ObjRef::try_new(map).map_err(|_| Error::Alloc)?.into_any()),
+        ],
+    )?;
+    Ok(Value::Object(
+        ObjRef::try_new(pair).map_err(|_| Error::Alloc)?.into_any(),
+    ))
+}
+
 /// Registers the functions and creates the `TreeNode` class.
 pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = m.py();
@@ -224,6 +262,7 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         ("tether.testing.use_count", Function::tied(use_count)),
         ("tether.testing.discard", Function::tied(discard)),
         ("tether.testing.make_tree", Function::tied(make_tree)),
+        ("tether.testing.make_list", Function::tied(make_list)),
         ("tether.testing.alloc_blob", Function::tied(alloc_blob)),
         ("tether.testing.start_writer", Function::tied(start_writer)),
         ("tether.testing.start_reader", Function::tied(start_reader)),

@@ -16,6 +16,8 @@ way an extension author would) and looked up here from the runtime's global regi
 - ``join(worker)``: waits for a worker whose ``done`` is true and raises what it raised.
 - ``make_tree(depth)``: a complete binary tree of the Rust-defined ``TreeNode`` type
   (fields ``left``, ``right``, ``value``), built natively and wrapped lazily.
+- ``make_list(n)``: ``[tether.List[TreeNode], tether.Dict[int, TreeNode]]`` built by Rust code
+  (the runtime's ``containers::List``/``Map``): ``n`` nodes, and a map from their index to them.
 """
 
 from . import _native
@@ -26,6 +28,7 @@ call = _native.get_global("tether.testing.call")
 use_count = _native.get_global("tether.testing.use_count")
 discard = _native.get_global("tether.testing.discard")
 make_tree = _native.get_global("tether.testing.make_tree")
+make_list = _native.get_global("tether.testing.make_list")
 alloc_blob = _native.get_global("tether.testing.alloc_blob")
 start_writer = _native.get_global("tether.testing.start_writer")
 start_reader = _native.get_global("tether.testing.start_reader")
@@ -47,6 +50,7 @@ __all__ = [
     "use_count",
     "discard",
     "make_tree",
+    "make_list",
     "alloc_blob",
     "TreeNode",
     "Blob",

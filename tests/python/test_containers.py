@@ -361,6 +361,27 @@ def test_one_container_wrapper_for_every_thread():
     assert all(seen) and len(seen) == 8000
 
 
+# --- containers made by Rust code -----------------------------------------------------------
+
+
+def test_containers_built_natively_keep_the_identity_of_their_elements():
+    from tether import testing
+
+    nodes, by_index = testing.make_list(5)
+    assert isinstance(nodes, tether.List) and isinstance(by_index, tether.Dict)
+    assert len(nodes) == 5 and [n.value for n in nodes] == [0] * 5
+    assert nodes[2] is nodes[2] is by_index[2]  # one wrapper per native node, both ways
+    first = id(nodes[3])
+    junk = [testing.make_tree(0) for _ in range(64)]
+    assert id(nodes[3]) == first
+    nodes.append(testing.make_tree(0))  # the element kind is TreeNode, natively
+    with pytest.raises(TypeError, match="expected TreeNode, got int"):
+        nodes.append(1)
+    with pytest.raises(TypeError, match="made by Rust code"):
+        pickle.dumps(nodes)
+    del junk
+
+
 # --- the stateful model ---------------------------------------------------------------------
 
 

@@ -29,6 +29,21 @@ class P(tether.Object, frozen=True, eq=True):
     x: float
 
 
+class Tree(tether.Object):
+    name: str
+    children: list["Tree"] = tether.field(default_factory=list)
+    attrs: dict[str, int] = tether.field(default_factory=dict)
+    parent: tether.Weak["Tree"] = None
+
+
+t = Tree("root")
+t.children.append(Tree("c", parent=t))
+first: Tree = t.children[0]
+t.attrs["depth"] = 1
+kids: tether.List[Inner] = tether.List[Inner]([Inner(1)])
+counts = tether.Dict[str, int]({"a": 1})
+n: int = counts["a"] + kids[0].val + len(first.children)
+up: Optional[Tree] = first.parent
 o = Outer(Inner(1), name="n")
 v: int = o.x.val
 s: str = o.name
@@ -58,6 +73,8 @@ Inner("x")
 Inner()
 Outer(Inner(1), nope=3)
 P(1.0).x = 2.0
+tether.List[Inner]([Inner(1)]).append(5)
+tether.Dict[str, int]({"a": 1})["b"] = "two"
 """
 
 EXPECTED_BAD = [
@@ -65,6 +82,8 @@ EXPECTED_BAD = [
     'bad.py:18: error: Missing positional argument "val" in call to "Inner"  [call-arg]',
     'bad.py:19: error: Unexpected keyword argument "nope" for "Outer"  [call-arg]',
     'bad.py:20: error: Property "x" defined in "P" is read-only  [misc]',
+    'bad.py:21: error: Argument 1 to "append" of "MutableSequence" has incompatible type "int"; expected "Inner"  [arg-type]',
+    'bad.py:22: error: Incompatible types in assignment (expression has type "str", target has type "int")  [assignment]',
 ]
 
 
