@@ -336,9 +336,14 @@ class _DictMethods:
 
 
 def _install():
+    # tether.List's __getitem__, __len__, __iter__ and append are C methods and slots
+    # (_install_fast_slots): set here as Python functions, the interpreter would call those.
+    fast = {"__getitem__", "__len__", "__iter__", "append"}
     for cls, methods in ((List, _ListMethods), (Dict, _DictMethods)):
         for name, value in vars(methods).items():
             if name in ("__slots__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
+                continue
+            if cls is List and name in fast:
                 continue
             setattr(cls, name, value)
         cls.__doc__ = methods.__doc__

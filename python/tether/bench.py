@@ -2,7 +2,8 @@
 
 Run ``python -m tether.bench`` (``--quick`` for a shorter run, ``--json FILE`` to save the
 figures, ``--scaling`` to add the sweep over 10^3..10^6 live pairs, ``--threads`` to add 1 and
-2 threads doing field reads, writes and construct + drop). Nothing is asserted: the
+2 threads doing field reads, writes and construct + drop, ``--containers`` for element access,
+iteration and appends of ``list[Node]`` fields). Nothing is asserted: the
 targets (issue 11) are printed beside the figures with a pass/miss mark.
 
 Three variants of one node class with two fields, ``v`` (an int) and ``child`` (an optional
@@ -455,6 +456,86 @@ def format_scaling(rows: list) -> str:
     return "\n".join(out)
 
 
+class Parent(tether.Object):
+    children: list[Node]
+
+
+class SlotsParent:
+    __slots__ = ("children",)
+
+    def __init__(self, children):
+        self.children = children
+
+
+CONTAINER_CASES = (
+    # (key, label, statement, per-statement element count)
+    ("elem_held", "a.children[5], the element's wrapper held elsewhere", "a.children[5]", 1),
+    ("elem_revive", "a.children[5], no wrapper of the element alive", "a.children[5]", 1),
+    ("iterate", "for c in a.children (100 elements; per element)", "for c in a.children: pass", 100),
+    ("append", "l.append(x) (a list of 10^6; per append)", None, 1),
+)
+
+
+def container_cases(number: int = 100_000, repeat: int = 9) -> list:
+    """Element access and iteration of a ``list[Node]`` field against a ``__slots__`` parent
+    holding a Python list of ``__slots__`` nodes, and appending 10^6 elements to a
+    ``tether.List[Node]`` against a list. CPU time of this thread, gc off, median of
+    ``repeat``; ns per element (the loop included)."""
+    rows = []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for key, label, stmt, per in CONTAINER_CASES:
+            figures = {}
+            for variant in ("slots", "tether"):
+                if key == "append":
+                    x = SlotsNode(1) if variant == "slots" else Node(1)
+                    n = 1_000_000
+
+                    def run(x=x, variant=variant, n=n):
+                        lst = [] if variant == "slots" else tether.List[Node]([])
+                        append = lst.append
+                        for _ in range(n):
+                            append(x)
+
+                    samples = [_time_ns(lambda _n, run=run: run(), 0) / n for _ in range(max(3, repeat // 3))]
+                else:
+                    if variant == "slots":
+                        a: Any = SlotsParent([SlotsNode(i) for i in range(100)])
+                    else:
+                        a = Parent([Node(i) for i in range(100)])
+                    held = a.children[5] if key == "elem_held" else None
+                    env: dict = {}
+                    exec(f"def loop(n, a):\n    for _ in range(n):\n        {stmt}\n", env)
+                    loop = env["loop"]
+                    count = number // per
+                    loop(1_000 // per + 1, a)  # warm-up
+                    samples = [_time_ns(lambda n, loop=loop, a=a: loop(n, a), count) / (count * per) for _ in range(repeat)]
+                    del held
+                figures[variant] = statistics.median(samples)
+            rows.append(
+                {
+                    "case": key,
+                    "label": label,
+                    "slots_ns": round(figures["slots"], 1),
+                    "tether_ns": round(figures["tether"], 1),
+                    "ratio": round(figures["tether"] / figures["slots"], 2),
+                }
+            )
+    finally:
+        if was_enabled:
+            gc.enable()
+    return rows
+
+
+def format_container_cases(rows: list) -> str:
+    """A plain-text table of :func:`container_cases`' rows."""
+    out = [f"{'containers: ns per element':<56} {'__slots__':>9} {'tether':>8} {'ratio':>6}", "-" * 82]
+    for r in rows:
+        out.append(f"{r['label']:<56} {r['slots_ns']:>9.1f} {r['tether_ns']:>8.1f} {r['ratio']:>5.2f}x")
+    return "\n".join(out)
+
+
 THREAD_CASES = (
     ("read", "a.v", True),
     ("held", "a.child", True),
@@ -562,6 +643,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--threads", action="store_true", help="also time 1 and 2 threads (free-threaded builds)"
     )
+    ap.add_argument(
+        "--containers", action="store_true", help="also time list[Node] fields and tether.List"
+    )
     args = ap.parse_args(argv)
     result = run(quick=args.quick)
     print(format_table(result))
@@ -569,6 +653,10 @@ def main(argv=None) -> int:
         result["scaling"] = scaling()
         print("\no.child over N live pairs (ns per read, wall clock, one sweep over all):")
         print(format_scaling(result["scaling"]))
+    if args.containers:
+        result["containers"] = container_cases(number=30_000 if args.quick else 100_000)
+        print()
+        print(format_container_cases(result["containers"]))
     if args.threads:
         result["threads"] = thread_scaling(number=100_000 if args.quick else 300_000)
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()

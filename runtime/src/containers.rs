@@ -126,6 +126,12 @@ impl List {
         f(lock(&self.items).get(i))
     }
 
+    /// Runs `f` on all elements under the lock (no copies). `f` must not run host code
+    /// (invariant 2).
+    pub fn with_items<R>(&self, f: impl FnOnce(&[Value]) -> R) -> R {
+        f(&lock(&self.items))
+    }
+
     /// Copies of all elements, in order.
     pub fn snapshot(&self) -> Vec<Value> {
         lock(&self.items).clone()
