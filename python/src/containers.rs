@@ -794,24 +794,26 @@ unsafe fn item_at(
     if !unsafe { is_wrapper(o) } {
         return Err(PyTypeError::new_err("not a tether.List"));
     }
-    // SAFETY: a live wrapper; no Python code runs while the view lives.
-    let view = unsafe { native::view(o) }?;
-    let l = view
-        .native()
-        .downcast_ref::<List>()
-        .ok_or_else(|| PyTypeError::new_err("not a tether.List"))?;
-    let got = l.with_items(|items| {
-        items.get(i).map(|v| match v {
-            // SAFETY: attached; the element is alive under the lock, and its wrapper found
-            // holds a reference of its own.
-            Value::Object(c) => match unsafe { crate::wrapper::bound_wrapper(c, true) } {
-                Some(w) => Got::Wrapper(w),
-                None => Got::Copy(Value::Object(c.clone())),
-            },
-            v => Got::Copy(v.clone()),
+    // The view's scope ends before the conversion below, which may run Python code.
+    let got = {
+        // SAFETY: a live wrapper; no Python code runs while the view lives.
+        let view = unsafe { native::view(o) }?;
+        let l = view
+            .native()
+            .downcast_ref::<List>()
+            .ok_or_else(|| PyTypeError::new_err("not a tether.List"))?;
+        l.with_items(|items| {
+            items.get(i).map(|v| match v {
+                // SAFETY: attached; the element is alive under the lock, and its wrapper found
+                // holds a reference of its own.
+                Value::Object(c) => match unsafe { crate::wrapper::bound_wrapper(c, true) } {
+                    Some(w) => Got::Wrapper(w),
+                    None => Got::Copy(Value::Object(c.clone())),
+                },
+                v => Got::Copy(v.clone()),
+            })
         })
-    });
-    drop(view);
+    };
     match got {
         None => Ok(None),
         Some(Got::Wrapper(w)) => Ok(Some(w)),
