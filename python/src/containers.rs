@@ -484,6 +484,75 @@ fn _list_replace(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()>
     Ok(())
 }
 
+/// `_list_pop(l, i)`: removes and returns element `i` (from the end if negative), in one step.
+#[pyfunction]
+fn _list_pop(py: Python<'_>, l: &Bound<'_, PyAny>, i: isize) -> PyResult<Py<PyAny>> {
+    let v = with_list(l, |list, _| {
+        if list.is_empty() {
+            return Err(PyIndexError::new_err("pop from empty list"));
+        }
+        list.pop(i)
+            .ok_or_else(|| PyIndexError::new_err("pop index out of range"))
+    })?;
+    out(py, v)
+}
+
+/// `_list_remove_at(l, i, expected)`: removes element `i` if it is still `expected` (the
+/// Python side found it by equality, which runs Python code and so cannot happen under the
+/// list's lock); returns whether it did.
+#[pyfunction]
+fn _list_remove_at(l: &Bound<'_, PyAny>, i: usize, expected: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let old = with_list(l, |list, _| {
+        let spec = list_spec(list);
+        let mut moves = Moves::new();
+        let Ok(v) = spec.convert(expected, &mut moves) else {
+            return Ok(None);
+        };
+        Ok(list.remove_if(i, &v))
+    })?;
+    let done = old.is_some();
+    drop(old);
+    Ok(done)
+}
+
+/// `_list_snapshot(l)`: `(elements, version)`, for a sort or repeat written back with
+/// [`_list_replace_if`].
+#[pyfunction]
+fn _list_snapshot(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<(Vec<Py<PyAny>>, u64)> {
+    let (all, version) = with_list(l, |list, _| Ok(list.snapshot_versioned()))?;
+    Ok((
+        all.into_iter()
+            .map(|v| out(py, v))
+            .collect::<PyResult<_>>()?,
+        version,
+    ))
+}
+
+/// `_list_replace_if(l, version, items)`: every element replaced by `items` if the list did not
+/// change since `version`; returns whether it was.
+#[pyfunction]
+fn _list_replace_if(
+    l: &Bound<'_, PyAny>,
+    version: u64,
+    items: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let old = with_list(l, |list, _| {
+        let mut moves = Moves::new();
+        let values = convert_items(list_spec(list), items, &mut moves, "tether.List", 0)?;
+        moves.check()?;
+        let old = list
+            .replace_if(version, values)
+            .map_err(|e| to_pyerr(l.py(), e))?;
+        if old.is_some() {
+            moves.commit()?;
+        }
+        Ok(old)
+    })?;
+    let done = old.is_some();
+    drop(old);
+    Ok(done)
+}
+
 #[pyfunction]
 fn _list_reverse(l: &Bound<'_, PyAny>) -> PyResult<()> {
     with_list(l, |list, _| {
@@ -563,6 +632,77 @@ fn _dict_set(d: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -
     })?;
     drop(old);
     Ok(())
+}
+
+/// `_dict_pop(d, key, default)`: removes `key` and returns its value, in one step; `default`
+/// if absent (`missing` as the default: raise `KeyError`).
+#[pyfunction]
+fn _dict_pop(
+    py: Python<'_>,
+    d: &Bound<'_, PyAny>,
+    k: &Bound<'_, PyAny>,
+    default: &Bound<'_, PyAny>,
+    missing: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let found = with_map(d, |m| {
+        let mut moves = Moves::new();
+        Ok(key_of(m, k, &mut moves).ok().and_then(|key| m.remove(&key)))
+    })?;
+    match found {
+        Some((_, v)) => out(py, v),
+        None if default.is(missing) => Err(key_error(k)),
+        None => Ok(default.clone().unbind()),
+    }
+}
+
+/// `_dict_get_or(d, key, default)`: the value for `key`, or `default`, in one step.
+#[pyfunction]
+fn _dict_get_or(
+    py: Python<'_>,
+    d: &Bound<'_, PyAny>,
+    k: &Bound<'_, PyAny>,
+    default: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let found = with_map(d, |m| {
+        let mut moves = Moves::new();
+        Ok(key_of(m, k, &mut moves).ok().and_then(|key| m.get(&key)))
+    })?;
+    match found {
+        Some(v) => out(py, v),
+        None => Ok(default.clone().unbind()),
+    }
+}
+
+/// `_dict_setdefault(d, key, default)`: Python's `setdefault`, in one step.
+#[pyfunction]
+fn _dict_setdefault(
+    py: Python<'_>,
+    d: &Bound<'_, PyAny>,
+    k: &Bound<'_, PyAny>,
+    default: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let v = with_map(d, |m| {
+        let mut moves = Moves::new();
+        let (kk, spec) = map_spec(m);
+        let what = format!(
+            "tether.Dict[{}, {}]",
+            crate::convert::kind_name(kk),
+            spec.display
+        );
+        let shown = k.repr().map_or_else(|_| "?".into(), |r| r.to_string());
+        let key = key_of(m, k, &mut moves)
+            .map_err(|e| crate::class::annotate(d.py(), e, &format!("{what} key {shown}")))?;
+        let value = spec
+            .convert(default, &mut moves)
+            .map_err(|e| crate::class::annotate(d.py(), e, &format!("{what} key {shown}")))?;
+        moves.check()?;
+        let v = m
+            .get_or_insert(key, value)
+            .map_err(|e| to_pyerr(d.py(), e))?;
+        moves.commit()?;
+        Ok(v)
+    })?;
+    out(py, v)
 }
 
 #[pyfunction]
@@ -1051,6 +1191,13 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         wrap_pyfunction!(_list_items, m)?,
         wrap_pyfunction!(_list_replace, m)?,
         wrap_pyfunction!(_list_reverse, m)?,
+        wrap_pyfunction!(_list_pop, m)?,
+        wrap_pyfunction!(_list_remove_at, m)?,
+        wrap_pyfunction!(_list_snapshot, m)?,
+        wrap_pyfunction!(_list_replace_if, m)?,
+        wrap_pyfunction!(_dict_pop, m)?,
+        wrap_pyfunction!(_dict_get_or, m)?,
+        wrap_pyfunction!(_dict_setdefault, m)?,
         wrap_pyfunction!(_list_spec_of, m)?,
         wrap_pyfunction!(_dict_spec_of, m)?,
         wrap_pyfunction!(_dict_len, m)?,

@@ -133,19 +133,20 @@ class _ListMethods:
         _native._list_extend(self, items)
 
     def pop(self, i=-1):
-        n = _native._list_len(self)
-        if n == 0:
-            raise IndexError("pop from empty list")
-        v = _native._list_get(self, i)
-        _native._list_del(self, i)
-        return v
+        return _native._list_pop(self, i.__index__())
 
     def remove(self, value):
-        for i, x in enumerate(self):
-            if x is value or x == value:
-                _native._list_del(self, i)
+        while True:
+            items = _native._list_items(self)
+            for i, x in enumerate(items):
+                if x is value or x == value:
+                    break
+            else:
+                raise ValueError(f"{value!r} is not in list")
+            # Equality ran Python code: remove index i only if it still holds that element
+            # (another thread may have changed the list meanwhile), else look again.
+            if _native._list_remove_at(self, i, x):
                 return
-        raise ValueError(f"{value!r} is not in list")
 
     def index(self, value, start=0, stop=None):
         items = _native._list_items(self)
@@ -166,9 +167,10 @@ class _ListMethods:
         _native._list_reverse(self)
 
     def sort(self, *, key=None, reverse=False):
-        items = _native._list_items(self)
+        items, version = _native._list_snapshot(self)
         items.sort(key=key, reverse=reverse)  # raises before anything changes
-        _native._list_replace(self, items)
+        if not _native._list_replace_if(self, version, items):
+            raise ValueError("list modified during sort")
 
     def copy(self):
         return _native._list_slice(self, 0, _native._list_len(self), 1)
@@ -200,8 +202,10 @@ class _ListMethods:
     def __imul__(self, n):
         if not hasattr(n, "__index__"):
             return NotImplemented
-        _native._list_replace(self, _native._list_items(self) * n)
-        return self
+        while True:
+            items, version = _native._list_snapshot(self)
+            if _native._list_replace_if(self, version, items * n):
+                return self
 
     def __eq__(self, other):
         if isinstance(other, (list, List)):
@@ -275,22 +279,13 @@ class _DictMethods:
         return ItemsView(self)
 
     def get(self, key, default=None):
-        return _native._dict_get(self, key) if _native._dict_contains(self, key) else default
+        return _native._dict_get_or(self, key, default)
 
     def setdefault(self, key, default=None):
-        if _native._dict_contains(self, key):
-            return _native._dict_get(self, key)
-        _native._dict_set(self, key, default)
-        return _native._dict_get(self, key)
+        return _native._dict_setdefault(self, key, default)
 
     def pop(self, key, default=_MISSING):
-        if _native._dict_contains(self, key):
-            v = _native._dict_get(self, key)
-            _native._dict_del(self, key)
-            return v
-        if default is _MISSING:
-            raise KeyError(key)
-        return default
+        return _native._dict_pop(self, key, default, _MISSING)
 
     def popitem(self):
         return _native._dict_popitem(self)

@@ -64,6 +64,8 @@ fn check_all(kind: &FieldKind, values: &[Value]) -> Result<(), Error> {
 pub struct List {
     elem: FieldKind,
     host: AtomicPtr<c_void>,
+    /// Bumped by every change, under the lock (what a compare-and-replace checks).
+    version: AtomicU64,
     items: Mutex<Vec<Value>>,
 }
 
@@ -75,6 +77,7 @@ impl List {
         List {
             elem,
             host: AtomicPtr::new(core::ptr::null_mut()),
+            version: AtomicU64::new(0),
             items: Mutex::new(Vec::new()),
         }
     }
@@ -93,6 +96,58 @@ impl List {
     /// The element kind.
     pub fn elem(&self) -> &FieldKind {
         &self.elem
+    }
+
+    /// The elements, locked for a change (the version moves on).
+    fn change(&self) -> MutexGuard<'_, Vec<Value>> {
+        let g = lock(&self.items);
+        self.version.fetch_add(1, Ordering::Relaxed);
+        g
+    }
+
+    /// Copies of all elements and the version they are of (see [`replace_if`](Self::replace_if)).
+    pub fn snapshot_versioned(&self) -> (Vec<Value>, u64) {
+        let g = lock(&self.items);
+        (g.clone(), self.version.load(Ordering::Relaxed))
+    }
+
+    /// Replaces every element by `values` if nothing changed since `version` (a host's sort:
+    /// read, sort outside the lock, write back); returns the old elements, or `None` if the
+    /// list changed meanwhile (then nothing is done).
+    ///
+    /// # Errors
+    /// `Error::Type` naming the first value of the wrong kind.
+    pub fn replace_if(
+        &self,
+        version: u64,
+        values: Vec<Value>,
+    ) -> Result<Option<Vec<Value>>, Error> {
+        check_all(&self.elem, &values)?;
+        let mut g = lock(&self.items);
+        if self.version.load(Ordering::Relaxed) != version {
+            return Ok(None);
+        }
+        self.version.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(core::mem::replace(&mut *g, values)))
+    }
+
+    /// Removes and returns element `i`, counted from the end if negative (Python's `pop`).
+    pub fn pop(&self, i: isize) -> Option<Value> {
+        let mut items = self.change();
+        let n = items.len() as isize;
+        let j = if i < 0 { i + n } else { i };
+        (0..n).contains(&j).then(|| items.remove(j as usize))
+    }
+
+    /// Removes element `i` if it is still `expected` (the same object, or an equal value):
+    /// a host's `remove(x)` finds the index outside the lock, then removes it here.
+    pub fn remove_if(&self, i: usize, expected: &Value) -> Option<Value> {
+        let mut items = self.change();
+        let same = items.get(i).is_some_and(|v| match (v, expected) {
+            (Value::Object(a), Value::Object(b)) => a.as_ptr() == b.as_ptr(),
+            (a, b) => a == b,
+        });
+        same.then(|| items.remove(i))
     }
 
     /// The host's tag (null until set; invariant 3).
@@ -157,7 +212,7 @@ impl List {
     /// `Error::Type` for a value of the wrong kind, `Error::Value` for an index out of range.
     pub fn set(&self, i: usize, v: Value) -> Result<Value, Error> {
         self.elem.check(&v)?;
-        let mut items = lock(&self.items);
+        let mut items = self.change();
         match items.get_mut(i) {
             Some(slot) => Ok(core::mem::replace(slot, v)),
             None => Err(Error::Value(format!("list index {i} out of range"))),
@@ -170,7 +225,7 @@ impl List {
     /// `Error::Type` for a value of the wrong kind.
     pub fn insert(&self, i: usize, v: Value) -> Result<(), Error> {
         self.elem.check(&v)?;
-        let mut items = lock(&self.items);
+        let mut items = self.change();
         let i = i.min(items.len());
         items.insert(i, v);
         Ok(())
@@ -182,7 +237,7 @@ impl List {
     /// `Error::Type` for a value of the wrong kind.
     pub fn push(&self, v: Value) -> Result<(), Error> {
         self.elem.check(&v)?;
-        lock(&self.items).push(v);
+        self.change().push(v);
         Ok(())
     }
 
@@ -192,13 +247,13 @@ impl List {
     /// `Error::Type` naming the first value of the wrong kind.
     pub fn extend(&self, values: Vec<Value>) -> Result<(), Error> {
         check_all(&self.elem, &values)?;
-        lock(&self.items).extend(values);
+        self.change().extend(values);
         Ok(())
     }
 
     /// Removes and returns element `i`.
     pub fn remove(&self, i: usize) -> Option<Value> {
-        let mut items = lock(&self.items);
+        let mut items = self.change();
         (i < items.len()).then(|| items.remove(i))
     }
 
@@ -214,7 +269,7 @@ impl List {
         values: Vec<Value>,
     ) -> Result<Vec<Value>, Error> {
         check_all(&self.elem, &values)?;
-        let mut items = lock(&self.items);
+        let mut items = self.change();
         let end = end.min(items.len());
         let start = start.min(end);
         Ok(items.splice(start..end, values).collect())
@@ -235,7 +290,7 @@ impl List {
             )));
         }
         check_all(&self.elem, &values)?;
-        let mut items = lock(&self.items);
+        let mut items = self.change();
         if indexes.iter().any(|&i| i >= items.len()) {
             return Err(Error::Value("list index out of range".into()));
         }
@@ -248,7 +303,7 @@ impl List {
 
     /// Removes the elements at `indexes` (any order, each once); returns them.
     pub fn remove_many(&self, indexes: &[usize]) -> Vec<Value> {
-        let mut items = lock(&self.items);
+        let mut items = self.change();
         let mut sorted: Vec<usize> = indexes
             .iter()
             .copied()
@@ -265,12 +320,12 @@ impl List {
     /// `Error::Type` naming the first value of the wrong kind; nothing changes.
     pub fn replace_all(&self, values: Vec<Value>) -> Result<Vec<Value>, Error> {
         check_all(&self.elem, &values)?;
-        Ok(core::mem::replace(&mut *lock(&self.items), values))
+        Ok(core::mem::replace(&mut *self.change(), values))
     }
 
     /// Reverses the elements in place.
     pub fn reverse(&self) {
-        lock(&self.items).reverse();
+        self.change().reverse();
     }
 }
 
@@ -427,6 +482,23 @@ impl Map {
             self.bump();
         }
         Ok(old)
+    }
+
+    /// The value for `key`, inserting `value` first if the key is absent (Python's
+    /// `setdefault`, in one step).
+    ///
+    /// # Errors
+    /// `Error::Type` for a key or value of the wrong kind.
+    pub fn get_or_insert(&self, key: MapKey, value: Value) -> Result<Value, Error> {
+        key.check(&self.key)?;
+        self.value.check(&value)?;
+        let mut e = lock(&self.entries);
+        if let Some(v) = e.get(&key) {
+            return Ok(v.clone());
+        }
+        e.insert(key, value.clone());
+        self.bump();
+        Ok(value)
     }
 
     /// Sets every entry of `entries`, or none (all keys and values checked first); returns the

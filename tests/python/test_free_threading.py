@@ -242,3 +242,102 @@ def test_native_threads_kill_objects_that_python_threads_revive():
     rounds = 4_000 if FREE_THREADED else 2_000
     res = result_of(run_script(NATIVE_DEATHS, 8, rounds, timeout=300))
     assert res == {"errors": [], "native_objects": 0, "live_wrappers": 0, "parked_wrappers": 0}, res
+
+
+CONTAINERS = r"""
+import gc, json, random, sys, threading
+import tether
+from typing import Optional
+
+sys.setswitchinterval(1e-6)
+THREADS, OPS = int(sys.argv[1]), int(sys.argv[2])
+
+class Leaf(tether.Object):
+    v: int
+
+class Box(tether.Object):
+    fixed: list[Leaf]
+    churn: list[Leaf] = tether.field(default_factory=list)
+    table: dict[str, Leaf] = tether.field(default_factory=dict)
+
+gc.collect()
+base = tether.stats()
+box = Box([Leaf(i) for i in range(8)])
+ids = [id(x) for x in box.fixed]
+errors = []
+start = threading.Barrier(THREADS)
+
+def work(t):
+    rng = random.Random(t)
+    start.wait()
+    try:
+        for k in range(OPS):
+            r = rng.random()
+            i = rng.randrange(8)
+            if r < 0.3:
+                x = box.fixed[i]
+                if x is not box.fixed[i] or id(x) != ids[i]:
+                    errors.append("element identity")
+                    return
+                if box.fixed is not box.fixed:
+                    errors.append("container identity")
+                    return
+            elif r < 0.5:
+                box.churn.append(Leaf(k))
+            elif r < 0.6:
+                try:
+                    box.churn.pop(0)
+                except IndexError:
+                    pass  # another thread emptied it first
+            elif r < 0.7:
+                for x in box.churn:  # by index: sees the others' appends and pops
+                    x.v
+            elif r < 0.8:
+                box.table[str(i)] = Leaf(k)
+            elif r < 0.85:
+                box.table.pop(str(i), None)
+            elif r < 0.9:
+                try:
+                    for key in box.table:
+                        box.table.get(key)
+                except RuntimeError:
+                    pass  # the dict changed size while iterating: raised like a dict's
+            elif r < 0.95:
+                box.churn = [Leaf(k)]  # replace the whole container
+            else:
+                try:
+                    box.churn.extend([Leaf(k), "bad"])
+                except TypeError:
+                    pass  # all or nothing
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+
+ts = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+for th in ts:
+    th.start()
+for th in ts:
+    th.join()
+bad = [x for x in box.churn if not isinstance(x, Leaf)]
+del box, ts, th
+gc.collect()
+after = tether.stats()
+print("RESULT", json.dumps({
+    "errors": sorted(set(errors))[:5],
+    "bad_elements": len(bad),
+    **{k: after[k] - base[k] for k in ("native_objects", "live_wrappers", "parked_wrappers")},
+}))
+"""
+
+
+def test_threads_share_containers():
+    """8 threads on one object's lists and dict: element and container identity, appends,
+    pops, iteration during mutation, whole-container replacement and refused extends."""
+    ops = 10_000 if FREE_THREADED else 3_000
+    res = result_of(run_script(CONTAINERS, 8, ops, timeout=300))
+    assert res == {
+        "errors": [],
+        "bad_elements": 0,
+        "native_objects": 0,
+        "live_wrappers": 0,
+        "parked_wrappers": 0,
+    }, res
