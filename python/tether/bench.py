@@ -471,6 +471,7 @@ CONTAINER_CASES = (
     # (key, label, statement, per-statement element count)
     ("elem_held", "a.children[5], the element's wrapper held elsewhere", "a.children[5]", 1),
     ("elem_revive", "a.children[5], no wrapper of the element alive", "a.children[5]", 1),
+    ("list_held", "kids[5], kids = a.children held in a local", "a[5]", 1),
     ("iterate", "for c in a.children (100 elements; per element)", "for c in a.children: pass", 100),
     ("append", "l.append(x) (a list of 10^6; per append)", None, 1),
 )
@@ -504,7 +505,9 @@ def container_cases(number: int = 100_000, repeat: int = 9) -> list:
                         a: Any = SlotsParent([SlotsNode(i) for i in range(100)])
                     else:
                         a = Parent([Node(i) for i in range(100)])
-                    held = a.children[5] if key == "elem_held" else None
+                    held = a.children[5] if key in ("elem_held", "list_held") else None
+                    if key == "list_held":
+                        a = a.children
                     env: dict = {}
                     exec(f"def loop(n, a):\n    for _ in range(n):\n        {stmt}\n", env)
                     loop = env["loop"]
