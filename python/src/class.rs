@@ -95,6 +95,20 @@ impl FieldDef {
 }
 
 impl FieldDef {
+    /// Looks up the classes this field names by forward reference (see [`ClassInfo::resolve`]).
+    pub fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(f) = &self.forward {
+            f.resolve(py)?;
+        }
+        if let Some(c) = &self.constraint {
+            c.resolve(py)?;
+        }
+        if let Some(n) = &self.container {
+            n.resolve(py)?;
+        }
+        Ok(())
+    }
+
     /// Whether restoring this field from `value` waits for a second phase (see
     /// `crate::restore`): `value` is a tether object that is not initialized yet (unpickling or
     /// deep-copying a structure that reaches it again before its own state is set), and the
@@ -167,6 +181,9 @@ pub struct ClassInfo {
     pub constructible: bool,
     /// The class name, for messages.
     pub name: String,
+    /// Every forward reference of its fields (and their elements and unions) has been looked
+    /// up ([`ClassInfo::resolve`]).
+    pub resolved: core::sync::atomic::AtomicBool,
 }
 
 /// Where constructor-like arguments come from, for the messages.
@@ -177,6 +194,23 @@ enum Source {
 }
 
 impl ClassInfo {
+    /// Looks up every class its fields name that was defined after them (forward references,
+    /// in fields, union alternatives and container elements), once; a name that still names
+    /// no tether class raises `TypeError` naming the class, the field and the name. Runs at the
+    /// first construction, and from `tether.resolve()`.
+    pub fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        if self.resolved.load(Acquire) {
+            return Ok(());
+        }
+        for f in &self.fields {
+            f.resolve(py)
+                .map_err(|e| annotate(py, e, &format!("{}.{}", self.name, f.name)))?;
+        }
+        self.resolved.store(true, Release);
+        Ok(())
+    }
+
     /// All fields, inherited first.
     pub fn fields(&self) -> impl Iterator<Item = &'static FieldDef> + '_ {
         self.fields.iter().copied()
@@ -308,6 +342,7 @@ impl ClassInfo {
         kw: Option<&Bound<'py, PyDict>>,
         moves: &mut Moves<'py>,
     ) -> PyResult<ObjAny> {
+        self.resolve(cls.py())?;
         let positional: Vec<_> = args.iter_borrowed().collect();
         // A snapshot of the items: converting a value runs Python code, which may resize the
         // dict.
@@ -334,6 +369,7 @@ impl ClassInfo {
         kwnames: *mut ffi::PyObject,
         moves: &mut Moves<'py>,
     ) -> PyResult<ObjAny> {
+        self.resolve(py)?;
         let positional: &[*mut ffi::PyObject] = if nargs == 0 {
             &[]
         } else {

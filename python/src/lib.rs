@@ -120,6 +120,14 @@ fn _fields<'py>(
         .collect()
 }
 
+/// `_native._resolve(cls)`: looks up now the classes `cls`'s fields name by forward reference
+/// (`tether.resolve`).
+#[pyfunction]
+fn _resolve(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    // SAFETY: `cls` is a live type object; GIL held.
+    unsafe { class::info_of(cls.as_ptr().cast()) }?.resolve(cls.py())
+}
+
 /// `_native._check_live(obj)`: raises `MovedError` if tether object `obj` has no native object.
 #[pyfunction]
 fn _check_live(obj: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -231,6 +239,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_fields, m)?)?;
     m.add_function(wrap_pyfunction!(_check_live, m)?)?;
+    m.add_function(wrap_pyfunction!(_resolve, m)?)?;
     m.add_function(wrap_pyfunction!(meta::_set_class_hook, m)?)?;
     m.add_function(wrap_pyfunction!(meta::_set_field_spec_type, m)?)?;
     let recon = wrap_pyfunction!(base::_reconstruct, m)?;

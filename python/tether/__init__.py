@@ -52,6 +52,7 @@ __all__ = [
     "field",
     "fields",
     "replace",
+    "resolve",
     "Function",
     "FrozenInstanceError",
     "Moved",
@@ -140,6 +141,26 @@ class _FieldSpec:
     def __init__(self, default: Any, default_factory: Any) -> None:
         self.default = default
         self.default_factory = default_factory
+
+
+def resolve(*classes: type) -> None:
+    """Looks up now the classes that fields name by forward reference (a class defined later in
+    the module: ``child: Optional["Child"]``, in unions and container elements too), for the
+    given tether classes, or for every tether class defined so far. Without it this happens at
+    a class's first construction. A name that still names no tether class raises ``TypeError``
+    naming the class, the field and the name."""
+    if not classes:
+        seen: list[type] = []
+        stack = [Object]
+        while stack:
+            c = stack.pop()
+            for sub in c.__subclasses__():
+                if sub not in seen:
+                    seen.append(sub)
+                    stack.append(sub)
+        classes = tuple(seen)
+    for c in classes:
+        _native._resolve(c)
 
 
 def field(*, default: Any = MISSING, default_factory: Any = MISSING) -> Any:

@@ -240,13 +240,22 @@ def test_two_classes_refer_to_each_other(tmp_path, monkeypatch, future, child):
         sys.modules.pop("mutual_mod", None)
 
 
-def test_a_name_that_never_appears_is_reported_when_used():
+def test_a_name_that_never_appears_is_reported_at_first_construction_and_by_resolve():
+    """Resolution waits until first needed (the first construction, or tether.resolve()), then
+    a name that names no tether class is a TypeError naming the class, the field and the name;
+    once the class exists, everything works."""
     ns = {"tether": tether, "Optional": Optional}
     exec("class Q(tether.Object):\n    x: Optional['Nowhere'] = None\n", ns)
     q_cls = ns["Q"]
-    assert q_cls().x is None  # None needs no class
-    with pytest.raises(TypeError, match="the annotation 'Nowhere' names no tether class"):
-        q_cls(x=q_cls())
+    with pytest.raises(TypeError, match="Q.x: the annotation 'Nowhere' names no tether class"):
+        q_cls()
+    with pytest.raises(TypeError, match="Q.x: the annotation 'Nowhere' names no tether class"):
+        tether.resolve(q_cls)
+    exec("class Nowhere(tether.Object):\n    pass\n", ns)
+    tether.resolve(q_cls)
+    q = q_cls(x=ns["Nowhere"]())
+    assert isinstance(q.x, ns["Nowhere"])
+    tether.resolve()  # every class defined so far
 
 
 def test_a_metaclass_new_elsewhere_does_not_change_where_names_resolve(tmp_path, monkeypatch):

@@ -64,6 +64,11 @@ impl Forward {
         Ok(*self.resolved.get_or_init(|| t))
     }
 
+    /// Looks the named class up now (an error if the name names no tether class).
+    pub fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        self.type_index(py).map(|_| ())
+    }
+
     /// Checks a converted value: `None` or an object of the named class (or a subclass).
     pub fn check(&self, py: Python<'_>, v: &Value) -> PyResult<()> {
         let Value::Object(o) = v else {
@@ -273,6 +278,18 @@ impl Constraint {
             };
             PyTypeError::new_err(format!("expected {}, got {shown}", self.describe(py)))
         })
+    }
+
+    /// Looks up the classes its alternatives name by forward reference.
+    pub fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        if let Constraint::Union(alts) = self {
+            for a in alts {
+                if let Alt::Forward(f) = a {
+                    f.resolve(py)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The constraint as the annotation reads: `Color`, `Literal['a', 'b']`, `int | str | None`.

@@ -103,6 +103,20 @@ impl ElemSpec {
         Ok(v)
     }
 
+    /// Looks up the classes this element kind names by forward reference.
+    pub fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(f) = &self.forward {
+            f.resolve(py)?;
+        }
+        if let Some(c) = &self.constraint {
+            c.resolve(py)?;
+        }
+        if let Some(n) = &self.nested {
+            n.resolve(py)?;
+        }
+        Ok(())
+    }
+
     /// Whether `other` declares the same element kind (what sharing a container needs).
     pub fn same_as(&self, other: &ElemSpec) -> bool {
         core::ptr::eq(self, other)
@@ -122,6 +136,13 @@ impl Nested {
         match self {
             Nested::List(e) => format!("tether.List[{}]", e.display),
             Nested::Dict(k, v) => format!("tether.Dict[{}, {}]", kind_name(k), v.display),
+        }
+    }
+
+    /// Looks up the classes its element kinds name by forward reference.
+    pub fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        match self {
+            Nested::List(e) | Nested::Dict(_, e) => e.resolve(py),
         }
     }
 

@@ -138,6 +138,7 @@ pub fn declare_record(
         new_defs.push(def);
     }
     let info = ClassInfo {
+        resolved: core::sync::atomic::AtomicBool::new(false),
         type_index,
         fields,
         frozen,
@@ -173,6 +174,7 @@ pub fn declare_native(
         fields.push(def);
     }
     let info = ClassInfo {
+        resolved: core::sync::atomic::AtomicBool::new(false),
         type_index,
         fields: fields.clone(),
         frozen: ti.frozen,
