@@ -1,0 +1,354 @@
+//! `tether.List` in C: element reads with no count traffic for a live wrapper, the iterator
+//! type, and the slots and method descriptors that make `len`, indexing, iteration and
+//! `append` C calls.
+
+use super::list::{_list_append, _list_len};
+use super::with_list;
+use crate::convert::to_py_owned;
+use crate::native;
+use crate::pytypes::is_wrapper;
+use crate::trap::trap;
+use pyo3::exceptions::{PyIndexError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use tether_runtime::containers::List;
+use tether_runtime::Value;
+
+/// The iterator of a `tether.List`: by index, like a Python list's (it sees appends and
+/// removals made while it runs, and never fails because of them). A small C type: its
+/// `tp_iternext` is the whole cost of a `for` loop's step.
+#[repr(C)]
+pub(super) struct ListIter {
+    ob_base: ffi::PyObject,
+    /// A strong reference to the list wrapper.
+    list: *mut ffi::PyObject,
+    /// The next index (atomic: two threads may share one iterator on free-threaded builds).
+    next: core::sync::atomic::AtomicUsize,
+}
+
+pub(super) static LIST_ITER_TYPE: core::sync::atomic::AtomicPtr<ffi::PyTypeObject> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+pub(super) unsafe extern "C" fn list_iter_next(it: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython slot: attached, `it` a live ListIter.
+    unsafe {
+        trap(core::ptr::null_mut(), |py| {
+            let it = &*it.cast::<ListIter>();
+            let i = it.next.load(core::sync::atomic::Ordering::Relaxed);
+            match item_at(py, it.list, i)? {
+                Some(p) => {
+                    it.next.store(i + 1, core::sync::atomic::Ordering::Relaxed);
+                    Ok(p)
+                }
+                None => Ok(core::ptr::null_mut()), // exhausted: NULL with no exception set
+            }
+        })
+    }
+}
+
+pub(super) unsafe extern "C" fn list_iter_dealloc(it: *mut ffi::PyObject) {
+    // SAFETY: CPython slot: `it` is dying; it owns a reference to its list and to its type.
+    unsafe {
+        let tp = ffi::Py_TYPE(it);
+        ffi::Py_DECREF((*it.cast::<ListIter>()).list);
+        ffi::PyObject_Free(it.cast());
+        ffi::Py_DECREF(tp.cast());
+    }
+}
+
+/// A new iterator over the list wrapper `o`.
+///
+/// # Safety
+/// `o` is live; attached.
+pub(super) unsafe fn new_list_iter(
+    py: Python<'_>,
+    o: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let tp = LIST_ITER_TYPE.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: the type was made at module init; GenericAlloc gives a zeroed instance with a
+    // reference to its type.
+    unsafe {
+        let it = ffi::PyType_GenericAlloc(tp, 0);
+        if it.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::Py_INCREF(o);
+        (*it.cast::<ListIter>()).list = o;
+        Ok(it)
+    }
+}
+
+pub(super) fn create_list_iter_type(py: Python<'_>) -> PyResult<()> {
+    // SAFETY: the spec and slots are only read during this call.
+    let tp = unsafe {
+        let mut slots = [
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_iter,
+                pfunc: ffi::PyObject_SelfIter as *mut core::ffi::c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_iternext,
+                pfunc: list_iter_next as *mut core::ffi::c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_dealloc,
+                pfunc: list_iter_dealloc as *mut core::ffi::c_void,
+            },
+            ffi::PyType_Slot {
+                slot: 0,
+                pfunc: core::ptr::null_mut(),
+            },
+        ];
+        let mut spec = ffi::PyType_Spec {
+            name: c"tether._native._ListIterator".as_ptr(),
+            basicsize: core::mem::size_of::<ListIter>() as i32,
+            itemsize: 0,
+            flags: ffi::Py_TPFLAGS_DEFAULT as u32,
+            slots: slots.as_mut_ptr(),
+        };
+        ffi::PyType_FromSpec(&mut spec)
+    };
+    if tp.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    LIST_ITER_TYPE.store(tp.cast(), core::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+/// `_list_iter(l)`: `l.__iter__()` (the `tp_iter` slot makes the same).
+#[pyfunction]
+pub(super) fn _list_iter(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    with_list(l, |_, _| Ok(()))?;
+    // SAFETY: `l` is live; attached; a new reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, new_list_iter(py, l.as_ptr())?) }.unbind())
+}
+
+/// Element `i` (not negative) of the list behind wrapper `o` as a new reference, `None` past
+/// the end: an element's live wrapper with one `Py_INCREF` under the list's lock (no count
+/// traffic), else a copy, converted after the lock and the view are gone.
+///
+/// # Safety
+/// `o` is a live object; attached.
+pub(super) unsafe fn item_at(
+    py: Python<'_>,
+    o: *mut ffi::PyObject,
+    i: usize,
+) -> PyResult<Option<*mut ffi::PyObject>> {
+    enum Got {
+        Wrapper(*mut ffi::PyObject),
+        Copy(Value),
+    }
+    // SAFETY: `o` is live (caller).
+    if !unsafe { is_wrapper(o) } {
+        return Err(PyTypeError::new_err("not a tether.List"));
+    }
+    // The view's scope ends before the conversion below, which may run Python code.
+    let got = {
+        // SAFETY: a live wrapper; no Python code runs while the view lives.
+        let view = unsafe { native::view(o) }?;
+        let l = view
+            .native()
+            .downcast_ref::<List>()
+            .ok_or_else(|| PyTypeError::new_err("not a tether.List"))?;
+        l.with_items(|items| {
+            items.get(i).map(|v| match v {
+                // SAFETY: attached; the element is alive under the lock, and its wrapper found
+                // holds a reference of its own.
+                Value::Object(c) => match unsafe { crate::wrapper::bound_wrapper(c, true) } {
+                    Some(w) => Got::Wrapper(w),
+                    None => Got::Copy(Value::Object(c.clone())),
+                },
+                v => Got::Copy(v.clone()),
+            })
+        })
+    };
+    match got {
+        None => Ok(None),
+        Some(Got::Wrapper(w)) => Ok(Some(w)),
+        Some(Got::Copy(v)) => to_py_owned(py, v, true).map(Some),
+    }
+}
+
+/// `l[key]` for an int key, through [`item_at`].
+///
+/// # Safety
+/// As for [`item_at`].
+pub(super) unsafe fn get_index(
+    py: Python<'_>,
+    o: *mut ffi::PyObject,
+    key: &Bound<'_, PyAny>,
+) -> PyResult<*mut ffi::PyObject> {
+    let i: isize = key.extract()?;
+    let j = if i < 0 {
+        // SAFETY: as above (the length read is its own short lock).
+        let n = _list_len(unsafe { &Bound::from_borrowed_ptr(py, o) })? as isize;
+        if i + n < 0 {
+            return Err(PyIndexError::new_err("list index out of range"));
+        }
+        (i + n) as usize
+    } else {
+        i as usize
+    };
+    // SAFETY: forwarded.
+    unsafe { item_at(py, o, j) }?.ok_or_else(|| PyIndexError::new_err("list index out of range"))
+}
+
+pub(super) unsafe extern "C" fn list_length(o: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: CPython slot: attached, `o` a live object of the List class.
+    unsafe {
+        trap(-1, |py| {
+            let o = Bound::from_borrowed_ptr(py, o);
+            Ok(_list_len(&o)? as ffi::Py_ssize_t)
+        })
+    }
+}
+
+pub(super) unsafe extern "C" fn list_subscript(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython slot: attached, `o` a live List, `key` live.
+    unsafe {
+        trap(core::ptr::null_mut(), |py| {
+            let key = Bound::from_borrowed_ptr(py, key);
+            if key.is_instance_of::<pyo3::types::PyInt>()
+                || ffi::PyIndex_Check(key.as_ptr()) != 0
+                    && !key.is_instance_of::<pyo3::types::PySlice>()
+            {
+                return get_index(py, o, &key);
+            }
+            let o = Bound::from_borrowed_ptr(py, o);
+            Ok(o.call_method1("_getslice", (key,))?.into_ptr())
+        })
+    }
+}
+
+pub(super) unsafe extern "C" fn list_iter(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython slot: attached, `o` a live List.
+    unsafe { trap(core::ptr::null_mut(), |py| new_list_iter(py, o)) }
+}
+
+pub(super) unsafe extern "C" fn m_getitem(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of tether.List: `o` is the instance, `key` the argument.
+    unsafe { list_subscript(o, key) }
+}
+
+pub(super) unsafe extern "C" fn m_len(
+    o: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_NOARGS method of tether.List.
+    unsafe {
+        let n = list_length(o);
+        if n < 0 {
+            return core::ptr::null_mut();
+        }
+        ffi::PyLong_FromSsize_t(n)
+    }
+}
+
+pub(super) unsafe extern "C" fn m_iter(
+    o: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_NOARGS method of tether.List.
+    unsafe { list_iter(o) }
+}
+
+pub(super) unsafe extern "C" fn m_append(
+    o: *mut ffi::PyObject,
+    v: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of tether.List.
+    unsafe {
+        trap(core::ptr::null_mut(), |py| {
+            _list_append(
+                &Bound::from_borrowed_ptr(py, o),
+                &Bound::from_borrowed_ptr(py, v),
+            )?;
+            Ok(py.None().into_ptr())
+        })
+    }
+}
+
+/// `_native._install_fast_slots(List)`: `len`, indexing, iteration and `append` of
+/// `tether.List` in C: the slots, and method descriptors for `__getitem__`, `__len__`,
+/// `__iter__` and `append` written straight into the class dict (a Python `__getitem__` there
+/// would make the interpreter's specialization call it instead of the slot).
+#[pyfunction]
+pub(super) fn _install_fast_slots(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    let py = cls.py();
+    let tp = cls.as_ptr().cast::<ffi::PyTypeObject>();
+    let list_class = crate::classes::class_for(crate::class::elements::list_type())?;
+    if !core::ptr::eq(tp, list_class) {
+        return Err(PyTypeError::new_err(
+            "_install_fast_slots takes tether.List",
+        ));
+    }
+    let methods: [(
+        &'static core::ffi::CStr,
+        ffi::PyMethodDefPointer,
+        core::ffi::c_int,
+        &'static core::ffi::CStr,
+    ); 4] = [
+        (
+            c"__getitem__",
+            ffi::PyMethodDefPointer {
+                PyCFunction: m_getitem,
+            },
+            ffi::METH_O,
+            c"l[i] or l[a:b]",
+        ),
+        (
+            c"__len__",
+            ffi::PyMethodDefPointer { PyCFunction: m_len },
+            ffi::METH_NOARGS,
+            c"len(l)",
+        ),
+        (
+            c"__iter__",
+            ffi::PyMethodDefPointer {
+                PyCFunction: m_iter,
+            },
+            ffi::METH_NOARGS,
+            c"iter(l)",
+        ),
+        (
+            c"append",
+            ffi::PyMethodDefPointer {
+                PyCFunction: m_append,
+            },
+            ffi::METH_O,
+            c"Append one element (converted and checked).",
+        ),
+    ];
+    // SAFETY: `tp` is the live heap type of tether.List: its mapping and sequence tables are
+    // its own (PyHeapTypeObject), and nothing iterates them concurrently at this point (the
+    // package's import). The method definitions are leaked: descriptors point at them forever.
+    unsafe {
+        let dict = (*tp).tp_dict;
+        for (name, meth, flags, doc) in methods {
+            let def = Box::leak(Box::new(ffi::PyMethodDef {
+                ml_name: name.as_ptr(),
+                ml_meth: meth,
+                ml_flags: flags,
+                ml_doc: doc.as_ptr(),
+            }));
+            let d = ffi::PyDescr_NewMethod(tp, def);
+            if d.is_null() || ffi::PyDict_SetItemString(dict, name.as_ptr(), d) < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            ffi::Py_DECREF(d);
+        }
+        let heap = tp.cast::<ffi::PyHeapTypeObject>();
+        (*heap).as_mapping.mp_length = Some(list_length);
+        (*heap).as_mapping.mp_subscript = Some(list_subscript);
+        (*heap).as_sequence.sq_length = Some(list_length);
+        (*tp).tp_iter = Some(list_iter);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
