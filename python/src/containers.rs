@@ -1,4 +1,4 @@
-//! Floor 7: `tether.List` and `tether.Dict`, the Python side of the runtime's native containers
+//! Floor 9: `tether.List` and `tether.Dict`, the Python side of the runtime's native containers
 //! (`tether_runtime::containers`). The classes are tether classes of the runtime's `List` and
 //! `Map` types, so each container has one canonical wrapper, parked and revived like any
 //! object's, and its elements are converted and handed out like fields (objects through their

@@ -16,9 +16,9 @@
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
 //! | 5 | `convert` | values both ways, all-or-nothing moves |
 //! | 6 | `class`, `function` | field definitions and class info (`class/constraint.rs`: enum, literal, union and forward checks); native functions |
-//! | 7 | `field`, `base`, `containers` | descriptors; `_Base`'s slots (construct, repr, pickle); `tether.List`/`tether.Dict` primitives |
+//! | 7 | `field`, `base` | descriptors; `_Base`'s slots (construct, repr, pickle) |
 //! | 8 | `meta` | the metaclass (`meta/kinds.rs`, `meta/annotations.rs`, `meta/declare.rs`) |
-//! | 9 | `testing` | `tether.testing`, written the way an extension author would |
+//! | 9 | `containers`, `testing` | `tether.List`/`tether.Dict` (their classes are made by the metaclass); `tether.testing`, written the way an extension author would |
 //!
 //! One source, two builds, chosen at compile time by PyO3's `Py_GIL_DISABLED` cfg: on GIL
 //! builds everything runs with the GIL held and the hot paths use plain stores; on free-threaded

@@ -1,13 +1,13 @@
-//! Floor 7: the metaclass `tether.ObjectMeta`: turns a class body's annotations into native
-//! fields ([`annotations`]), registers the record type ([`declare`]), then builds and patches the
+//! Floor 8: the metaclass `tether.ObjectMeta`: turns a class body's annotations into native
+//! fields ([`annotations`], [`kinds`]), registers the record type ([`declare`]), then builds and patches the
 //! class.
 //!
 //! Class creation (`meta_new`):
 //! 1. find the tether parent among the bases (at most one with fields, or field lists that are
 //!    prefixes of each other: two unrelated field layouts would collide on slot indexes);
-//! 2. read `__annotations__`: each field's kind (`int`, `float`, `bool`, `str`, `bytes`,
-//!    `object`, `Optional[...]`, a tether class, or the class itself by name), its default
-//!    (taken out of the namespace) and clashes with methods;
+//! 2. read `__annotations__`: each field's kind ([`kinds`]: scalars, `object`/`Any`, tether
+//!    classes and the class itself, enums, literals, unions, containers, `Annotated`, `Final`),
+//!    its default (taken out of the namespace) and clashes with methods;
 //! 3. register a runtime record type (parent's fields + own) and put one descriptor per own field
 //!    into the namespace, with `__slots__ = ()` so instances get no `__dict__`;
 //! 4. let `type.__new__` build the class, then check and patch it before any instance exists:
@@ -37,38 +37,6 @@ use declare::{declare_native, declare_record, tether_parent};
 pub use kinds::replace_self as replace_placeholders;
 use kinds::ROOT_INDEX;
 
-/// The scope of a `tether.List[...]`/`tether.Dict[...]` written outside a class body: the
-/// running frame's globals, for string element types.
-fn standalone_globals(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
-    // SAFETY: attached; a borrowed reference or null.
-    let g = unsafe { ffi::PyEval_GetGlobals() };
-    Ok(if g.is_null() {
-        vec![PyDict::new(py)]
-    } else {
-        // SAFETY: a live dict borrowed from the running frame; the Bound takes a reference.
-        vec![unsafe { Bound::from_borrowed_ptr(py, g) }.cast_into::<PyDict>()?]
-    })
-}
-
-/// The element draft of `tether.List[ann]` (or a dict's value type).
-pub fn standalone_elem(
-    py: Python<'_>,
-    ann: &Bound<'_, PyAny>,
-) -> PyResult<crate::class::ElemDraft> {
-    let globals = standalone_globals(py)?;
-    let scope = kinds::Scope::new(py, "", &globals, &PyDict::new(py), false)?;
-    kinds::elem_draft(py, ann, &scope)
-}
-
-/// The key kind of `tether.Dict[ann, ...]`.
-pub fn standalone_key(
-    py: Python<'_>,
-    ann: &Bound<'_, PyAny>,
-) -> PyResult<tether_runtime::types::FieldKind> {
-    let globals = standalone_globals(py)?;
-    let scope = kinds::Scope::new(py, "", &globals, &PyDict::new(py), false)?;
-    kinds::dict_key_kind(py, ann, &scope)
-}
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -413,4 +381,37 @@ pub fn create_native_class<'py>(
     let cls = meta.call1((name, (root,), ns));
     PENDING_NATIVE.with(|p| p.set(NO_NATIVE)); // in case the call failed before meta_new
     cls
+}
+
+/// The scope of a `tether.List[...]`/`tether.Dict[...]` written outside a class body: the
+/// running frame's globals, for string element types.
+fn standalone_globals(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
+    // SAFETY: attached; a borrowed reference or null.
+    let g = unsafe { ffi::PyEval_GetGlobals() };
+    Ok(if g.is_null() {
+        vec![PyDict::new(py)]
+    } else {
+        // SAFETY: a live dict borrowed from the running frame; the Bound takes a reference.
+        vec![unsafe { Bound::from_borrowed_ptr(py, g) }.cast_into::<PyDict>()?]
+    })
+}
+
+/// The element draft of `tether.List[ann]` (or a dict's value type).
+pub fn standalone_elem(
+    py: Python<'_>,
+    ann: &Bound<'_, PyAny>,
+) -> PyResult<crate::class::ElemDraft> {
+    let globals = standalone_globals(py)?;
+    let scope = kinds::Scope::new(py, "", &globals, &PyDict::new(py), false)?;
+    kinds::elem_draft(py, ann, &scope)
+}
+
+/// The key kind of `tether.Dict[ann, ...]`.
+pub fn standalone_key(
+    py: Python<'_>,
+    ann: &Bound<'_, PyAny>,
+) -> PyResult<tether_runtime::types::FieldKind> {
+    let globals = standalone_globals(py)?;
+    let scope = kinds::Scope::new(py, "", &globals, &PyDict::new(py), false)?;
+    kinds::dict_key_kind(py, ann, &scope)
 }
