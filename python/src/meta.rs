@@ -41,7 +41,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 std::thread_local! {
     /// The Rust-defined runtime type the next class creation on this thread declares, set only
@@ -208,8 +208,12 @@ unsafe extern "C" fn meta_new(
                     )));
                 }
             }
+            // The metaclass derives from abc.ABCMeta (so `class S(tether.Object, abc.ABC)` has
+            // no metaclass conflict): the ABC state ABCMeta.__new__ would have set up, including
+            // `__abstractmethods__` (instantiating an abstract class is then refused).
+            py.import("_abc")?.getattr("_abc_init")?.call1((&cls,))?;
             if let Some(hook) = CLASS_HOOK.get(py) {
-                // Python-level finishing (abstract methods, eq=True): `tether._finish_class`.
+                // Python-level finishing (eq=True): `tether._finish_class`.
                 hook.call1(py, (&cls, eq, info.frozen))?;
             }
             Ok(cls.into_ptr())
@@ -316,6 +320,10 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
                 pfunc: VECTORCALL_MEMBER.as_slot_ptr(),
             },
             ffi::PyType_Slot {
+                slot: ffi::Py_tp_methods,
+                pfunc: meta_methods().cast(),
+            },
+            ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,
                 pfunc: c"The metaclass of tether classes: annotations become native fields."
                     .as_ptr() as *mut c_void,
@@ -334,7 +342,9 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
                 | ffi::Py_TPFLAGS_HAVE_VECTORCALL) as u32,
             slots: slots.as_mut_ptr(),
         };
-        let bases = PyTuple::new(py, [py.get_type::<PyType>()])?;
+        // abc.ABCMeta: a tether class may also be an ABC (its instance layout is `type`'s).
+        let abc_meta = py.import("abc")?.getattr("ABCMeta")?;
+        let bases = PyTuple::new(py, [abc_meta])?;
         ffi::PyType_FromSpecWithBases(&mut spec, bases.as_ptr())
     };
     if tp.is_null() {
@@ -342,6 +352,89 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     }
     META_TYPE.store(tp.cast(), Relaxed);
     Ok(tp.cast())
+}
+
+static ABC_INSTANCECHECK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static ABC_SUBCLASSCHECK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_abc`'s function `name`, looked up once.
+fn abc_fn<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(cell
+        .get_or_try_init(py, || py.import("_abc")?.getattr(name).map(Bound::unbind))?
+        .bind(py)
+        .clone())
+}
+
+/// `isinstance(x, C)` for a tether class `C`: a real instance answers at once (the common
+/// case, without ABCMeta's Python-level `__instancecheck__`); otherwise ABCMeta's rule decides
+/// (classes registered with `C.register`).
+unsafe extern "C" fn meta_instancecheck(
+    cls: *mut ffi::PyObject,
+    inst: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of the metaclass: `cls` is a tether class, `inst` any object.
+    unsafe {
+        trap(ptr::null_mut(), |py| {
+            if ffi::PyType_IsSubtype(ffi::Py_TYPE(inst), cls.cast()) != 0 {
+                return Ok(ffi::Py_NewRef(ffi::Py_True()));
+            }
+            let f = abc_fn(py, &ABC_INSTANCECHECK, "_abc_instancecheck")?;
+            Ok(f.call1((
+                Bound::from_borrowed_ptr(py, cls),
+                Bound::from_borrowed_ptr(py, inst),
+            ))?
+            .into_ptr())
+        })
+    }
+}
+
+/// `issubclass(D, C)`, as [`meta_instancecheck`].
+unsafe extern "C" fn meta_subclasscheck(
+    cls: *mut ffi::PyObject,
+    sub: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of the metaclass.
+    unsafe {
+        trap(ptr::null_mut(), |py| {
+            if ffi::PyType_Check(sub) != 0 && ffi::PyType_IsSubtype(sub.cast(), cls.cast()) != 0 {
+                return Ok(ffi::Py_NewRef(ffi::Py_True()));
+            }
+            let f = abc_fn(py, &ABC_SUBCLASSCHECK, "_abc_subclasscheck")?;
+            Ok(f.call1((
+                Bound::from_borrowed_ptr(py, cls),
+                Bound::from_borrowed_ptr(py, sub),
+            ))?
+            .into_ptr())
+        })
+    }
+}
+
+/// The metaclass's methods (leaked once: the type points at them for ever).
+fn meta_methods() -> *mut ffi::PyMethodDef {
+    let defs = Box::leak(Box::new([
+        ffi::PyMethodDef {
+            ml_name: c"__instancecheck__".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: meta_instancecheck,
+            },
+            ml_flags: ffi::METH_O,
+            ml_doc: c"isinstance(x, cls)".as_ptr(),
+        },
+        ffi::PyMethodDef {
+            ml_name: c"__subclasscheck__".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: meta_subclasscheck,
+            },
+            ml_flags: ffi::METH_O,
+            ml_doc: c"issubclass(sub, cls)".as_ptr(),
+        },
+        ffi::PyMethodDef::zeroed(),
+    ]));
+    defs.as_mut_ptr()
 }
 
 /// Creates `tether.Object`: the root class (no fields), by calling the metaclass.

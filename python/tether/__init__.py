@@ -294,15 +294,9 @@ def _fields_hash(self):
 
 
 def _finish_class(cls, eq, frozen):
-    """Called by the metaclass on every new tether class, after it is registered."""
-    # @abstractmethod, computed as ABCMeta does; instantiating an abstract class is refused.
-    abstract = {n for n, v in cls.__dict__.items() if getattr(v, "__isabstractmethod__", False)}
-    for base in cls.__bases__:
-        for n in getattr(base, "__abstractmethods__", ()):
-            if getattr(getattr(cls, n, None), "__isabstractmethod__", False):
-                abstract.add(n)
-    if abstract:
-        cls.__abstractmethods__ = frozenset(abstract)
+    """Called by the metaclass on every new tether class, after it is registered. (The metaclass
+    derives from abc.ABCMeta and has already set up the ABC state, ``__abstractmethods__``
+    included.)"""
     # eq=True: field-wise equality (objects of the same class), like dataclasses; a frozen class
     # also hashes by its fields, a mutable one becomes unhashable. Identity is the default.
     if eq:

@@ -1,5 +1,6 @@
 """Type stubs for tether's native core."""
 
+from abc import ABCMeta
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSequence
 from typing import Any, Callable, ClassVar, Literal, TypeVar, dataclass_transform, overload
 
@@ -8,7 +9,7 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 @dataclass_transform(eq_default=False, order_default=False, kw_only_default=False)
-class ObjectMeta(type):
+class ObjectMeta(ABCMeta):
     """Metaclass of tether classes: annotations become native fields (type checkers treat
     tether classes like dataclasses: constructor, defaults, ``frozen=True``, ``eq=True``)."""
 

@@ -269,3 +269,41 @@ def test_getsizeof_reports_the_native_object_too():
     moved = Leaf(2)
     tether.move(moved)
     assert sys.getsizeof(moved) == wrapper  # only the wrapper is left
+
+
+def test_abc_abc_as_a_base_abstract_methods_and_register():
+    """`class S(tether.Object, abc.ABC)` is no metaclass conflict (ObjectMeta derives from
+    ABCMeta): abstract classes refuse instantiation, concrete subclasses work, `register` makes
+    virtual subclasses, and isinstance of real instances stays a native check."""
+    import abc
+
+    class Shape(tether.Object, abc.ABC):
+        side: float
+
+        @abc.abstractmethod
+        def area(self): ...
+
+    with pytest.raises(TypeError, match="Can't instantiate abstract class Shape"):
+        Shape(1.0)
+
+    class Square(Shape):
+        def area(self):
+            return self.side**2
+
+    sq = Square(3.0)
+    assert sq.area() == 9.0
+    assert isinstance(sq, Shape) and issubclass(Square, Shape) and isinstance(sq, abc.ABC)
+    assert not isinstance(1, Shape) and not issubclass(int, Shape)
+
+    class Elsewhere:
+        pass
+
+    Shape.register(Elsewhere)
+    assert isinstance(Elsewhere(), Shape) and issubclass(Elsewhere, Shape)
+    assert isinstance(tether.Object, abc.ABCMeta) and issubclass(type(Shape), abc.ABCMeta)
+
+    class Half(Shape):  # still abstract: area is not defined
+        pass
+
+    with pytest.raises(TypeError, match="abstract method area"):
+        Half(1.0)

@@ -10,9 +10,25 @@ import pytest
 pytest.importorskip("mypy", reason="mypy is installed by `make test`'s venv")
 
 GOOD = """
+import abc
 from typing import Optional
 
 import tether
+
+
+class Shape(tether.Object, abc.ABC):
+    side: float
+
+    @abc.abstractmethod
+    def area(self) -> float: ...
+
+
+class Square(Shape):
+    def area(self) -> float:
+        return self.side**2
+
+
+print(Square(2.0).area())
 
 
 class Inner(tether.Object):
