@@ -15,6 +15,29 @@ import tether
 from tether import testing
 
 
+class Point(tether.Object, frozen=True, eq=True):
+    """Value equality and hashing from the fields (the eq=True protocol)."""
+
+    x: int
+    y: int
+
+
+class Account(tether.Object):
+    """A pickle hook: __getstate__ leaves the secret out."""
+
+    owner: str
+    secret: str = ""
+
+    def __getstate__(self):
+        return {"owner": self.owner}
+
+
+class Bag(tether.Object):
+    """A container field: its elements keep their identity like fields."""
+
+    items: list[Inner] = tether.field(default_factory=list)
+
+
 class TieMachine(RuleBasedStateMachine):
     """Holds Inner and Outer objects; the model records each one's expected values."""
 
@@ -97,6 +120,37 @@ class TieMachine(RuleBasedStateMachine):
         o2 = pickle.loads(pickle.dumps(o))
         assert o2.x.val == v and o2.name == name and o2.x is o2.x and o2.x is not o.x
 
+    @rule(x=st.integers(-5, 5), y=st.integers(-5, 5))
+    def frozen_eq_values(self, x, y):
+        p = Point(x, y)
+        q = pickle.loads(pickle.dumps(p))
+        assert q == p and hash(q) == hash(p) and q is not p
+        assert (Point(x, y + 1) == p) is False
+        assert len({p, q, Point(x, y)}) == 1
+
+    @rule(owner=st.text(max_size=4), secret=st.text(max_size=4))
+    def pickle_hook_leaves_the_secret_out(self, owner, secret):
+        a = Account(owner, secret)
+        b = pickle.loads(pickle.dumps(a))
+        assert b.owner == owner and b.secret == ""
+
+    @precondition(lambda self: self.inners)
+    @rule(i=st.integers(0, 1000), twice=st.booleans())
+    def bag_holds_inners(self, i, twice):
+        if not hasattr(self, "bag"):
+            self.bag = Bag()
+        x, v = self.inners[i % len(self.inners)]
+        self.bag.items.append(x)
+        if twice:
+            self.bag.items.append(x)
+        assert self.bag.items[-1] is x and self.bag.items[-1].val == v
+        copy = pickle.loads(pickle.dumps(self.bag))
+        if twice:
+            assert copy.items[-1] is copy.items[-2]
+        assert [y.val for y in copy.items] == [y.val for y in self.bag.items]
+        if len(self.bag.items) > 6:
+            self.bag.items.clear()
+
     @precondition(lambda self: self.outers)
     @rule(i=st.integers(0, 1000))
     def weakref_to_child(self, i):
@@ -147,6 +201,8 @@ class TieMachine(RuleBasedStateMachine):
             assert o.x.val == v
 
     def teardown(self):
+        if hasattr(self, "bag"):
+            del self.bag
         self.inners.clear()
         self.outers.clear()
         self.moved.clear()
