@@ -98,7 +98,8 @@ impl List {
         &self.elem
     }
 
-    /// The elements, locked for a change (the version moves on).
+    /// The elements, locked for a change (the version moves on; Relaxed: the version is only
+    /// read and written under the lock, which orders it).
     fn change(&self) -> MutexGuard<'_, Vec<Value>> {
         let g = lock(&self.items);
         self.version.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +151,8 @@ impl List {
         same.then(|| items.remove(i))
     }
 
-    /// The host's tag (null until set; invariant 3).
+    /// The host's tag (null until set; invariant 3). Acquire: pairs with the Release in
+    /// [`set_host_tag`](Self::set_host_tag), so what the tag points to is visible.
     pub fn host_tag(&self) -> *mut c_void {
         self.host.load(Ordering::Acquire)
     }
@@ -420,23 +422,26 @@ impl Map {
         &self.value
     }
 
-    /// The host's tag (invariant 3).
+    /// The host's tag (invariant 3). Acquire, as for [`List::host_tag`].
     pub fn host_tag(&self) -> *mut c_void {
         self.host.load(Ordering::Acquire)
     }
 
-    /// Sets the host's tag (invariant 3).
+    /// Sets the host's tag (invariant 3). Release, as for [`List::set_host_tag`].
     pub fn set_host_tag(&self, tag: *mut c_void) {
         self.host.store(tag, Ordering::Release);
     }
 
     /// A counter that changes whenever keys are added or removed.
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
+        // Relaxed: it is bumped under the map's lock, which orders the change itself; a reader
+        // only compares values to notice changes (an iterator's check), and one that reads a
+        // stale value notices at its next step.
+        self.version.load(Ordering::Relaxed)
     }
 
     fn bump(&self) {
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.version.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The number of entries.
