@@ -333,12 +333,15 @@ class _DictMethods:
 def _install():
     # tether.List's __getitem__, __len__, __iter__ and append are C methods and slots
     # (_install_fast_slots): set here as Python functions, the interpreter would call those.
-    fast = {"__getitem__", "__len__", "__iter__", "append"}
+    fast = {
+        List: {"__getitem__", "__len__", "__iter__", "append"},
+        Dict: {"__getitem__", "__len__", "__contains__", "__setitem__", "__delitem__"},
+    }
     for cls, methods in ((List, _ListMethods), (Dict, _DictMethods)):
         for name, value in vars(methods).items():
             if name in ("__slots__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
                 continue
-            if cls is List and name in fast:
+            if name in fast[cls]:
                 continue
             setattr(cls, name, value)
         cls.__doc__ = methods.__doc__
@@ -353,6 +356,7 @@ def _install():
     MutableSequence.register(List)
     MutableMapping.register(Dict)
     _native._install_fast_slots(List)
+    _native._install_fast_slots(Dict)
 
 
 _install()

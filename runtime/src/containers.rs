@@ -360,17 +360,73 @@ impl Eq for MapKey {}
 
 impl Hash for MapKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        core::mem::discriminant(self).hash(h);
-        match self {
-            MapKey::Str(s) => s.hash(h),
-            MapKey::Int(i) => i.hash(h),
-            MapKey::Bytes(b) => b.hash(h),
-            MapKey::Object(o) => o.as_ptr().hash(h),
+        self.as_ref().hash(h);
+    }
+}
+
+/// A borrowed [`MapKey`], for lookups that allocate nothing (a `str` key is looked up by its
+/// text, not copied into an `Arc` first).
+#[derive(Debug, Clone, Copy)]
+pub enum MapKeyRef<'a> {
+    /// A `str` key.
+    Str(&'a str),
+    /// An `int` key.
+    Int(i64),
+    /// A `bytes` key.
+    Bytes(&'a [u8]),
+    /// An object key, by identity.
+    Object(*const ()),
+}
+
+impl Hash for MapKeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // One tag byte and the content, the same for a key and its borrowed form.
+        match *self {
+            MapKeyRef::Str(s) => {
+                0u8.hash(h);
+                s.hash(h);
+            }
+            MapKeyRef::Int(i) => {
+                1u8.hash(h);
+                i.hash(h);
+            }
+            MapKeyRef::Bytes(b) => {
+                2u8.hash(h);
+                b.hash(h);
+            }
+            MapKeyRef::Object(p) => {
+                3u8.hash(h);
+                p.hash(h);
+            }
+        }
+    }
+}
+
+impl indexmap::Equivalent<MapKey> for MapKeyRef<'_> {
+    fn equivalent(&self, key: &MapKey) -> bool {
+        match (*self, key) {
+            (MapKeyRef::Str(a), MapKey::Str(b)) => a == &**b,
+            (MapKeyRef::Int(a), MapKey::Int(b)) => a == *b,
+            (MapKeyRef::Bytes(a), MapKey::Bytes(b)) => a == &**b,
+            (MapKeyRef::Object(a), MapKey::Object(b)) => {
+                a == b.as_ptr().as_ptr().cast_const().cast()
+            }
+            _ => false,
         }
     }
 }
 
 impl MapKey {
+    /// The borrowed form of the key.
+    pub fn as_ref(&self) -> MapKeyRef<'_> {
+        match self {
+            MapKey::Str(s) => MapKeyRef::Str(s),
+            MapKey::Int(i) => MapKeyRef::Int(*i),
+            MapKey::Bytes(b) => MapKeyRef::Bytes(b),
+            MapKey::Object(o) => MapKeyRef::Object(o.as_ptr().as_ptr().cast_const().cast()),
+        }
+    }
+
     /// The key as a value (an object key as a new strong reference).
     pub fn to_value(&self) -> Value {
         match self {
@@ -456,7 +512,17 @@ impl Map {
 
     /// A copy of the value for `key`.
     pub fn get(&self, key: &MapKey) -> Option<Value> {
-        lock(&self.entries).get(key).cloned()
+        self.get_ref(key.as_ref())
+    }
+
+    /// A copy of the value for the borrowed `key` (no allocation for the lookup).
+    pub fn get_ref(&self, key: MapKeyRef<'_>) -> Option<Value> {
+        lock(&self.entries).get(&key).cloned()
+    }
+
+    /// Whether the borrowed `key` is present.
+    pub fn contains_ref(&self, key: MapKeyRef<'_>) -> bool {
+        lock(&self.entries).contains_key(&key)
     }
 
     /// The entry at position `i` in insertion order (copies).

@@ -3,7 +3,7 @@
 //! small stack.
 
 use std::thread;
-use tether_runtime::containers::{List, Map, MapKey};
+use tether_runtime::containers::{List, Map, MapKey, MapKeyRef};
 use tether_runtime::{alloc_stats, FieldKind, ObjRef, Object, Value, ANY_OBJECT};
 
 /// The tests share the allocator's counters: one at a time.
@@ -90,6 +90,13 @@ fn map_keys_by_value_and_objects_by_identity_in_insertion_order() {
         ])
         .is_err());
     assert!(s.is_empty(), "a failed update inserts nothing");
+    // Borrowed lookups hash and compare like the owned keys.
+    s.insert(MapKey::Str("key".into()), Value::Int(7)).unwrap();
+    assert_eq!(s.get_ref(MapKeyRef::Str("key")), Some(Value::Int(7)));
+    assert!(s.contains_ref(MapKeyRef::Str("key")) && !s.contains_ref(MapKeyRef::Str("kez")));
+    assert!(!s.contains_ref(MapKeyRef::Int(7)));
+    let by_ptr = MapKeyRef::Object(a.as_ptr().as_ptr().cast_const().cast());
+    assert_eq!(m.get_ref(by_ptr), Some(Value::Int(1)));
     assert!(m.remove(&MapKey::Object(a.clone())).is_some());
     assert_eq!(m.pop_last().map(|(_, v)| v), Some(Value::Int(3)));
     assert!(m.clear().is_empty());

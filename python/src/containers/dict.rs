@@ -9,7 +9,8 @@ use crate::errors::to_pyerr;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use tether_runtime::containers::{Map, MapKey};
+use tether_runtime::containers::{Map, MapKey, MapKeyRef};
+use tether_runtime::types::FieldKind;
 
 /// `_native._dict_new(spec, items)`: a new `tether.Dict` of `items`.
 #[pyfunction]
@@ -59,6 +60,40 @@ fn convert_entry<'py>(
     Ok((key, value))
 }
 
+/// Runs `f` on `k` borrowed as a key of `m`'s kind (no copy of a `str` or `bytes` key), or
+/// `None` if `k` cannot be one. Runs no Python code.
+fn with_key_ref<R>(m: &Map, k: &Bound<'_, PyAny>, f: impl FnOnce(MapKeyRef<'_>) -> R) -> Option<R> {
+    use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
+    match m.key_kind() {
+        FieldKind::Str => {
+            // A str with a lone surrogate has no UTF-8 form: it cannot be a key.
+            let s = k.cast::<PyString>().ok()?.to_str().ok()?;
+            Some(f(MapKeyRef::Str(s)))
+        }
+        FieldKind::Int if k.is_instance_of::<PyInt>() && !k.is_instance_of::<PyBool>() => {
+            Some(f(MapKeyRef::Int(k.extract::<i64>().ok()?)))
+        }
+        FieldKind::Bytes => Some(f(MapKeyRef::Bytes(k.cast::<PyBytes>().ok()?.as_bytes()))),
+        FieldKind::Object(_) => {
+            // SAFETY: `k` is live; GIL held.
+            if !unsafe { crate::pytypes::is_wrapper(k.as_ptr()) } {
+                return None;
+            }
+            // SAFETY: a wrapper, kept alive by `k`; only its address is used.
+            let obj = unsafe { crate::native::counted(k.as_ptr()) }.ok()?;
+            Some(f(MapKeyRef::Object(
+                obj.as_ptr().as_ptr().cast_const().cast(),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The value for `k` in `m` (a copy), if `k` is a key there.
+fn lookup(m: &Map, k: &Bound<'_, PyAny>) -> Option<tether_runtime::Value> {
+    with_key_ref(m, k, |key| m.get_ref(key)).flatten()
+}
+
 pub(super) fn key_error(k: &Bound<'_, PyAny>) -> PyErr {
     PyKeyError::new_err(k.clone().unbind())
 }
@@ -74,21 +109,15 @@ pub(super) fn _dict_get(
     d: &Bound<'_, PyAny>,
     k: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let v = with_map(d, |m| {
-        let mut moves = Moves::new();
-        // A key of the wrong kind is simply absent (as a dict lookup of an unhashable... no:
-        // of another type).
-        let key = key_of(m, k, &mut moves).map_err(|_| key_error(k))?;
-        m.get(&key).ok_or_else(|| key_error(k))
-    })?;
+    // A key of another kind is simply absent.
+    let v = with_map(d, |m| lookup(m, k).ok_or_else(|| key_error(k)))?;
     out(py, v)
 }
 
 #[pyfunction]
 pub(super) fn _dict_contains(d: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>) -> PyResult<bool> {
     with_map(d, |m| {
-        let mut moves = Moves::new();
-        Ok(key_of(m, k, &mut moves).is_ok_and(|key| m.get(&key).is_some()))
+        Ok(with_key_ref(m, k, |key| m.contains_ref(key)).unwrap_or(false))
     })
 }
 
@@ -139,11 +168,7 @@ pub(super) fn _dict_get_or(
     k: &Bound<'_, PyAny>,
     default: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let found = with_map(d, |m| {
-        let mut moves = Moves::new();
-        Ok(key_of(m, k, &mut moves).ok().and_then(|key| m.get(&key)))
-    })?;
-    match found {
+    match with_map(d, |m| Ok(lookup(m, k)))? {
         Some(v) => out(py, v),
         None => Ok(default.clone().unbind()),
     }

@@ -2,6 +2,7 @@
 //! type, and the slots and method descriptors that make `len`, indexing, iteration and
 //! `append` C calls.
 
+use super::dict::{_dict_contains, _dict_del, _dict_get, _dict_len, _dict_set};
 use super::list::{_list_append, _list_len};
 use super::with_list;
 use crate::convert::to_py_owned;
@@ -274,63 +275,28 @@ pub(super) unsafe extern "C" fn m_append(
     }
 }
 
-/// `_native._install_fast_slots(List)`: `len`, indexing, iteration and `append` of
-/// `tether.List` in C: the slots, and method descriptors for `__getitem__`, `__len__`,
-/// `__iter__` and `append` written straight into the class dict (a Python `__getitem__` there
-/// would make the interpreter's specialization call it instead of the slot).
-#[pyfunction]
-pub(super) fn _install_fast_slots(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
-    let py = cls.py();
-    let tp = cls.as_ptr().cast::<ffi::PyTypeObject>();
-    let list_class = crate::classes::class_for(crate::class::elements::list_type())?;
-    if !core::ptr::eq(tp, list_class) {
-        return Err(PyTypeError::new_err(
-            "_install_fast_slots takes tether.List",
-        ));
-    }
-    let methods: [(
-        &'static core::ffi::CStr,
-        ffi::PyMethodDefPointer,
-        core::ffi::c_int,
-        &'static core::ffi::CStr,
-    ); 4] = [
-        (
-            c"__getitem__",
-            ffi::PyMethodDefPointer {
-                PyCFunction: m_getitem,
-            },
-            ffi::METH_O,
-            c"l[i] or l[a:b]",
-        ),
-        (
-            c"__len__",
-            ffi::PyMethodDefPointer { PyCFunction: m_len },
-            ffi::METH_NOARGS,
-            c"len(l)",
-        ),
-        (
-            c"__iter__",
-            ffi::PyMethodDefPointer {
-                PyCFunction: m_iter,
-            },
-            ffi::METH_NOARGS,
-            c"iter(l)",
-        ),
-        (
-            c"append",
-            ffi::PyMethodDefPointer {
-                PyCFunction: m_append,
-            },
-            ffi::METH_O,
-            c"Append one element (converted and checked).",
-        ),
-    ];
-    // SAFETY: `tp` is the live heap type of tether.List: its mapping and sequence tables are
-    // its own (PyHeapTypeObject), and nothing iterates them concurrently at this point (the
-    // package's import). The method definitions are leaked: descriptors point at them forever.
+type MethodRow = (
+    &'static core::ffi::CStr,
+    ffi::PyMethodDefPointer,
+    core::ffi::c_int,
+    &'static core::ffi::CStr,
+);
+
+/// Writes C method descriptors for `methods` straight into `tp`'s dict (not through
+/// `setattr`, which would install the generic slot wrappers).
+///
+/// # Safety
+/// `tp` is a live heap type nobody else uses concurrently (the package's import).
+unsafe fn add_methods(
+    py: Python<'_>,
+    tp: *mut ffi::PyTypeObject,
+    methods: &[MethodRow],
+) -> PyResult<()> {
+    // SAFETY: as the caller promises; the definitions are leaked, as descriptors point at them
+    // for ever.
     unsafe {
         let dict = (*tp).tp_dict;
-        for (name, meth, flags, doc) in methods {
+        for &(name, meth, flags, doc) in methods {
             let def = Box::leak(Box::new(ffi::PyMethodDef {
                 ml_name: name.as_ptr(),
                 ml_meth: meth,
@@ -343,11 +309,210 @@ pub(super) fn _install_fast_slots(cls: &Bound<'_, pyo3::types::PyType>) -> PyRes
             }
             ffi::Py_DECREF(d);
         }
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn dict_length(o: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: CPython slot: attached, `o` a live object of the Dict class.
+    unsafe {
+        trap(-1, |py| {
+            Ok(_dict_len(&Bound::from_borrowed_ptr(py, o))? as ffi::Py_ssize_t)
+        })
+    }
+}
+
+unsafe extern "C" fn dict_subscript(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython slot: attached, `o` a live Dict, `key` live.
+    unsafe {
+        trap(core::ptr::null_mut(), |py| {
+            let (o, k) = (
+                Bound::from_borrowed_ptr(py, o),
+                Bound::from_borrowed_ptr(py, key),
+            );
+            Ok(_dict_get(py, &o, &k)?.into_ptr())
+        })
+    }
+}
+
+unsafe extern "C" fn dict_ass_subscript(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> core::ffi::c_int {
+    // SAFETY: CPython slot: attached, `o` a live Dict, `key` live, `value` live or null (delete).
+    unsafe {
+        trap(-1, |py| {
+            let (o, k) = (
+                Bound::from_borrowed_ptr(py, o),
+                Bound::from_borrowed_ptr(py, key),
+            );
+            if value.is_null() {
+                _dict_del(&o, &k)?;
+            } else {
+                _dict_set(&o, &k, &Bound::from_borrowed_ptr(py, value))?;
+            }
+            Ok(0)
+        })
+    }
+}
+
+unsafe extern "C" fn dict_contains(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> core::ffi::c_int {
+    // SAFETY: CPython slot: attached, `o` a live Dict, `key` live.
+    unsafe {
+        trap(-1, |py| {
+            let (o, k) = (
+                Bound::from_borrowed_ptr(py, o),
+                Bound::from_borrowed_ptr(py, key),
+            );
+            Ok(core::ffi::c_int::from(_dict_contains(&o, &k)?))
+        })
+    }
+}
+
+unsafe extern "C" fn md_getitem(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of tether.Dict.
+    unsafe { dict_subscript(o, key) }
+}
+
+unsafe extern "C" fn md_len(o: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: a METH_NOARGS method of tether.Dict.
+    unsafe {
+        let n = dict_length(o);
+        if n < 0 {
+            return core::ptr::null_mut();
+        }
+        ffi::PyLong_FromSsize_t(n)
+    }
+}
+
+unsafe extern "C" fn md_contains(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of tether.Dict.
+    unsafe {
+        match dict_contains(o, key) {
+            r if r < 0 => core::ptr::null_mut(),
+            0 => ffi::Py_NewRef(ffi::Py_False()),
+            _ => ffi::Py_NewRef(ffi::Py_True()),
+        }
+    }
+}
+
+unsafe extern "C" fn md_delitem(
+    o: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O method of tether.Dict.
+    unsafe {
+        if dict_ass_subscript(o, key, core::ptr::null_mut()) < 0 {
+            return core::ptr::null_mut();
+        }
+        ffi::Py_NewRef(ffi::Py_None())
+    }
+}
+
+unsafe extern "C" fn md_setitem(
+    o: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: a METH_FASTCALL method of tether.Dict: `args` holds `nargs` live objects.
+    unsafe {
+        if nargs != 2 {
+            return trap(core::ptr::null_mut(), |_| {
+                Err(PyTypeError::new_err(format!(
+                    "__setitem__ expected 2 arguments, got {nargs}"
+                )))
+            });
+        }
+        if dict_ass_subscript(o, *args, *args.add(1)) < 0 {
+            return core::ptr::null_mut();
+        }
+        ffi::Py_NewRef(ffi::Py_None())
+    }
+}
+
+/// `_native._install_fast_slots(cls)` for `tether.List` and `tether.Dict`: `len`, indexing,
+/// membership, iteration and `append` (for the list) as C slots, and C method descriptors for
+/// them written straight into the class dict (a Python `__getitem__` there would make the
+/// interpreter's specialization call it instead of the slot). Run after the Python methods are
+/// in the class: setting a dunder attribute later would replace the slots again.
+#[pyfunction]
+pub(super) fn _install_fast_slots(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    let py = cls.py();
+    let tp = cls.as_ptr().cast::<ffi::PyTypeObject>();
+    let is = |t: u32| crate::classes::class_for(t).is_ok_and(|c| core::ptr::eq(c, tp));
+    let list = is(crate::class::elements::list_type());
+    if !list && !is(crate::class::elements::map_type()) {
+        return Err(PyTypeError::new_err(
+            "_install_fast_slots takes tether.List or tether.Dict",
+        ));
+    }
+    let m =
+        |f: unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject| {
+            ffi::PyMethodDefPointer { PyCFunction: f }
+        };
+    // SAFETY: `tp` is the live heap type of tether.List or tether.Dict: its mapping and
+    // sequence tables are its own (PyHeapTypeObject), and nothing uses them concurrently at
+    // this point (the package's import).
+    unsafe {
         let heap = tp.cast::<ffi::PyHeapTypeObject>();
-        (*heap).as_mapping.mp_length = Some(list_length);
-        (*heap).as_mapping.mp_subscript = Some(list_subscript);
-        (*heap).as_sequence.sq_length = Some(list_length);
-        (*tp).tp_iter = Some(list_iter);
+        if list {
+            add_methods(
+                py,
+                tp,
+                &[
+                    (c"__getitem__", m(m_getitem), ffi::METH_O, c"l[i] or l[a:b]"),
+                    (c"__len__", m(m_len), ffi::METH_NOARGS, c"len(l)"),
+                    (c"__iter__", m(m_iter), ffi::METH_NOARGS, c"iter(l)"),
+                    (
+                        c"append",
+                        m(m_append),
+                        ffi::METH_O,
+                        c"Append one element (converted and checked).",
+                    ),
+                ],
+            )?;
+            (*heap).as_mapping.mp_length = Some(list_length);
+            (*heap).as_mapping.mp_subscript = Some(list_subscript);
+            (*heap).as_sequence.sq_length = Some(list_length);
+            (*tp).tp_iter = Some(list_iter);
+        } else {
+            add_methods(
+                py,
+                tp,
+                &[
+                    (c"__getitem__", m(md_getitem), ffi::METH_O, c"d[key]"),
+                    (c"__len__", m(md_len), ffi::METH_NOARGS, c"len(d)"),
+                    (c"__contains__", m(md_contains), ffi::METH_O, c"key in d"),
+                    (c"__delitem__", m(md_delitem), ffi::METH_O, c"del d[key]"),
+                    (
+                        c"__setitem__",
+                        ffi::PyMethodDefPointer {
+                            PyCFunctionFast: md_setitem,
+                        },
+                        ffi::METH_FASTCALL,
+                        c"d[key] = value (converted and checked)",
+                    ),
+                ],
+            )?;
+            (*heap).as_mapping.mp_length = Some(dict_length);
+            (*heap).as_mapping.mp_subscript = Some(dict_subscript);
+            (*heap).as_mapping.mp_ass_subscript = Some(dict_ass_subscript);
+            (*heap).as_sequence.sq_length = Some(dict_length);
+            (*heap).as_sequence.sq_contains = Some(dict_contains);
+        }
         ffi::PyType_Modified(tp);
     }
     Ok(())
