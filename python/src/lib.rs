@@ -10,8 +10,8 @@
 //! | floor | modules | owns |
 //! |---|---|---|
 //! | 0 | `trap`, `pytypes`, `pyhandle`, `ft` | the slot boundary; raw layouts and type objects; Python objects held natively; the free-threaded header rules |
-//! | 1 | `errors`, `pool`, `classes`, `tied` | exceptions; wrapper memory; which class a type index has, classes kept alive; the tie transitions per build |
-//! | 2 | `native` | the uncounted view and counted handles: the one way to a wrapper's native object |
+//! | 1 | `errors`, `pool`, `classes` | exceptions; wrapper memory; which class a type index has, classes kept alive |
+//! | 2 | `native`, `tied` | the uncounted view and counted handles: the one way to a wrapper's native object; the tie transitions per build |
 //! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
 //! | 5 | `convert` | values both ways, all-or-nothing moves |

@@ -1,4 +1,4 @@
-//! Floor 1: the tie machine as the wrapper life cycle uses it, one API for both builds.
+//! Floor 2: the tie machine as the wrapper life cycle uses it, one API for both builds.
 //!
 //! * GIL builds use `tether_runtime::tie::serial`: plain loads and stores, serialized by the
 //!   GIL (its module docs hold the argument). A wrapper the tie word names is alive, because its
