@@ -12,7 +12,7 @@
 //! container's lock is gone.
 
 use crate::class::elements::Nested;
-use crate::convert::to_py_owned;
+use crate::convert::{to_py_owned, Moves};
 use crate::native;
 use crate::pytypes::is_wrapper;
 use pyo3::exceptions::PyTypeError;
@@ -40,6 +40,28 @@ pub(super) fn out(py: Python<'_>, v: Value) -> PyResult<Py<PyAny>> {
     let p = to_py_owned(py, v, true)?;
     // SAFETY: a new reference.
     Ok(unsafe { Bound::from_owned_ptr(py, p) }.unbind())
+}
+
+/// The all-or-nothing shape of every change to a container: `prepare` converts what goes in
+/// (it may run Python code, and it peeks at `tether.move()` tokens), the tokens are checked,
+/// `apply` makes the one native change (which may still refuse: then no token is consumed),
+/// and only then are the tokens consumed. What the change took out comes back, for the caller
+/// to drop once the container's borrow is gone (dropping it may run Python code).
+pub(super) fn all_or_nothing<'py, P, R>(
+    prepare: impl FnOnce(&mut Moves<'py>) -> PyResult<P>,
+    apply: impl FnOnce(P) -> PyResult<R>,
+) -> PyResult<R> {
+    let mut moves = Moves::new();
+    let prepared = prepare(&mut moves)?;
+    moves.check()?;
+    let out = apply(prepared)?;
+    moves.commit()?;
+    Ok(out)
+}
+
+/// A runtime result as a Python one.
+pub(super) fn rt<T>(py: Python<'_>, r: Result<T, tether_runtime::Error>) -> PyResult<T> {
+    r.map_err(|e| crate::errors::to_pyerr(py, e))
 }
 
 /// The native object behind container wrapper `o` (counted).

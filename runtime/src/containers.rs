@@ -556,20 +556,20 @@ impl Map {
     }
 
     /// The value for `key`, inserting `value` first if the key is absent (Python's
-    /// `setdefault`, in one step).
+    /// `setdefault`, in one step), and whether it did.
     ///
     /// # Errors
     /// `Error::Type` for a key or value of the wrong kind.
-    pub fn get_or_insert(&self, key: MapKey, value: Value) -> Result<Value, Error> {
+    pub fn get_or_insert(&self, key: MapKey, value: Value) -> Result<(Value, bool), Error> {
         key.check(&self.key)?;
         self.value.check(&value)?;
         let mut e = lock(&self.entries);
         if let Some(v) = e.get(&key) {
-            return Ok(v.clone());
+            return Ok((v.clone(), false));
         }
         e.insert(key, value.clone());
         self.bump();
-        Ok(value)
+        Ok((value, true))
     }
 
     /// Sets every entry of `entries`, or none (all keys and values checked first); returns the

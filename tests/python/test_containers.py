@@ -482,3 +482,21 @@ class ListAndDictMachine(RuleBasedStateMachine):
 
 TestListAndDict = ListAndDictMachine.TestCase
 TestListAndDict.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_move_tokens_are_consumed_only_by_a_change_that_happens():
+    """A tether.move() token goes into a container only if the change happens: a refused
+    extend, a setdefault that finds its key, and a sort that loses its race keep the token's
+    object for the next use."""
+    a, b = Node("a"), Node("b")
+    d = tether.Dict[str, Node]({"a": a})
+    t = tether.move(b)
+    assert d.setdefault("a", t) is a  # the key is there: the token is not used
+    d["b"] = t  # ... so it still carries its object
+    assert d["b"].name == "b"
+    l = tether.List[Node]([])
+    t2 = tether.move(d["b"])
+    with pytest.raises(TypeError):
+        l.extend([t2, 5])
+    l.append(t2)
+    assert l[0].name == "b"

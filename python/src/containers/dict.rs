@@ -2,10 +2,9 @@
 //! removed while they run).
 
 use super::spec::Spec;
-use super::{out, with_map, wrap};
+use super::{all_or_nothing, out, rt, with_map, wrap};
 use crate::class::elements::{convert_entries, map_key, map_spec, new_map};
 use crate::convert::Moves;
-use crate::errors::to_pyerr;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -128,12 +127,10 @@ pub(super) fn _dict_set(
     v: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let old = with_map(d, |m| {
-        let mut moves = Moves::new();
-        let (key, value) = convert_entry(m, k, v, &mut moves)?;
-        moves.check()?;
-        let old = m.insert(key, value).map_err(|e| to_pyerr(d.py(), e))?;
-        moves.commit()?;
-        Ok(old)
+        all_or_nothing(
+            |moves| convert_entry(m, k, v, moves),
+            |(key, value)| rt(d.py(), m.insert(key, value)),
+        )
     })?;
     drop(old);
     Ok(())
@@ -182,14 +179,16 @@ pub(super) fn _dict_setdefault(
     k: &Bound<'_, PyAny>,
     default: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
+    // Not `all_or_nothing`: a key already there is no error, yet a `tether.move()` token given
+    // as the default must then keep its object.
     let v = with_map(d, |m| {
         let mut moves = Moves::new();
         let (key, value) = convert_entry(m, k, default, &mut moves)?;
         moves.check()?;
-        let v = m
-            .get_or_insert(key, value)
-            .map_err(|e| to_pyerr(d.py(), e))?;
-        moves.commit()?;
+        let (v, inserted) = rt(d.py(), m.get_or_insert(key, value))?;
+        if inserted {
+            moves.commit()?;
+        }
         Ok(v)
     })?;
     out(py, v)
@@ -222,13 +221,11 @@ pub(super) fn _dict_items(
 #[pyfunction]
 pub(super) fn _dict_update(d: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
     let old = with_map(d, |m| {
-        let mut moves = Moves::new();
         let (k, v) = map_spec(m);
-        let entries = convert_entries(k, v, items, &mut moves)?;
-        moves.check()?;
-        let old = m.update(entries).map_err(|e| to_pyerr(d.py(), e))?;
-        moves.commit()?;
-        Ok(old)
+        all_or_nothing(
+            |moves| convert_entries(k, v, items, moves),
+            |entries| rt(d.py(), m.update(entries)),
+        )
     })?;
     drop(old);
     Ok(())

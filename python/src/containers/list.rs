@@ -2,10 +2,9 @@
 //! converts everything that goes in first, then makes one native change.
 
 use super::spec::Spec;
-use super::{out, with_list, wrap};
+use super::{all_or_nothing, out, rt, with_list, wrap};
 use crate::class::elements::{convert_items, index_error, list_spec, new_list};
 use crate::convert::Moves;
-use crate::errors::to_pyerr;
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -89,7 +88,7 @@ pub(super) fn _list_slice(
             .filter_map(|i| all.get(i).cloned())
             .collect();
         drop(all);
-        let n = List::from_values(l.elem().clone(), picked).map_err(|e| to_pyerr(py, e))?;
+        let n = rt(py, List::from_values(l.elem().clone(), picked))?;
         n.set_host_tag(l.host_tag());
         tether_runtime::ObjRef::try_new(n)
             .map_err(|_| pyo3::exceptions::PyMemoryError::new_err("out of memory"))
@@ -101,13 +100,13 @@ pub(super) fn _list_slice(
 pub(super) fn _list_set(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<()> {
     let old = with_list(l, |list, _| {
         let j = index(i, list.len())?;
-        let mut moves = Moves::new();
-        let value = convert_one(list, v, &mut moves, j)?;
-        moves.check()?;
-        let j = index(i, list.len())?; // the conversion may have run Python code
-        let old = list.set(j, value).map_err(|e| to_pyerr(v.py(), e))?;
-        moves.commit()?;
-        Ok(old)
+        all_or_nothing(
+            |moves| convert_one(list, v, moves, j),
+            |value| {
+                let j = index(i, list.len())?; // the conversion may have run Python code
+                rt(v.py(), list.set(j, value))
+            },
+        )
     })?;
     drop(old); // may run Python code: after everything
     Ok(())
@@ -123,27 +122,20 @@ pub(super) fn _list_set_slice(
     items: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let old = with_list(l, |list, _| {
-        let mut moves = Moves::new();
-        let values = convert_items(
-            list_spec(list),
-            items,
-            &mut moves,
-            "tether.List",
-            start.max(0) as usize,
-        )?;
-        moves.check()?;
-        let old = if step == 1 {
-            list.splice(
-                start.max(0) as usize,
-                stop.max(start).max(0) as usize,
-                values,
-            )
-        } else {
-            list.set_many(&positions(start, stop, step), values)
-        }
-        .map_err(|e| to_pyerr(l.py(), e))?;
-        moves.commit()?;
-        Ok(old)
+        let at = start.max(0) as usize;
+        all_or_nothing(
+            |moves| convert_items(list_spec(list), items, moves, "tether.List", at),
+            |values| {
+                rt(
+                    l.py(),
+                    if step == 1 {
+                        list.splice(at, stop.max(start).max(0) as usize, values)
+                    } else {
+                        list.set_many(&positions(start, stop, step), values)
+                    },
+                )
+            },
+        )
     })?;
     drop(old);
     Ok(())
@@ -179,45 +171,36 @@ pub(super) fn _list_insert(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>)
     with_list(l, |list, _| {
         let n = list.len() as isize;
         let at = if i < 0 { (i + n).max(0) } else { i.min(n) } as usize;
-        let mut moves = Moves::new();
-        let value = convert_one(list, v, &mut moves, at)?;
-        moves.check()?;
-        list.insert(at, value).map_err(|e| to_pyerr(v.py(), e))?;
-        moves.commit()
+        all_or_nothing(
+            |moves| convert_one(list, v, moves, at),
+            |value| rt(v.py(), list.insert(at, value)),
+        )
     })
 }
 
 #[pyfunction]
 pub(super) fn _list_append(l: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
     with_list(l, |list, _| {
-        let mut moves = Moves::new();
-        let value = convert_one(list, v, &mut moves, list.len())?;
-        moves.check()?;
-        list.push(value).map_err(|e| to_pyerr(v.py(), e))?;
-        moves.commit()
+        all_or_nothing(
+            |moves| convert_one(list, v, moves, list.len()),
+            |value| rt(v.py(), list.push(value)),
+        )
     })
 }
 
 #[pyfunction]
 pub(super) fn _list_extend(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
     with_list(l, |list, _| {
-        let mut moves = Moves::new();
         // A list extended by itself: iterate a snapshot (Python's list does the same).
         let items = if items.is(l) {
             PyList::new(l.py(), _list_items(l.py(), l)?)?.into_any()
         } else {
             items.clone()
         };
-        let values = convert_items(
-            list_spec(list),
-            &items,
-            &mut moves,
-            "tether.List",
-            list.len(),
-        )?;
-        moves.check()?;
-        list.extend(values).map_err(|e| to_pyerr(l.py(), e))?;
-        moves.commit()
+        all_or_nothing(
+            |moves| convert_items(list_spec(list), &items, moves, "tether.List", list.len()),
+            |values| rt(l.py(), list.extend(values)),
+        )
     })
 }
 
@@ -232,12 +215,10 @@ pub(super) fn _list_items(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<Vec<
 #[pyfunction]
 pub(super) fn _list_replace(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
     let old = with_list(l, |list, _| {
-        let mut moves = Moves::new();
-        let values = convert_items(list_spec(list), items, &mut moves, "tether.List", 0)?;
-        moves.check()?;
-        let old = list.replace_all(values).map_err(|e| to_pyerr(l.py(), e))?;
-        moves.commit()?;
-        Ok(old)
+        all_or_nothing(
+            |moves| convert_items(list_spec(list), items, moves, "tether.List", 0),
+            |values| rt(l.py(), list.replace_all(values)),
+        )
     })?;
     drop(old);
     Ok(())
@@ -302,13 +283,12 @@ pub(super) fn _list_replace_if(
     version: u64,
     items: &Bound<'_, PyAny>,
 ) -> PyResult<bool> {
+    // Not `all_or_nothing`: a list changed meanwhile is not an error, yet its tokens must stay.
     let old = with_list(l, |list, _| {
         let mut moves = Moves::new();
         let values = convert_items(list_spec(list), items, &mut moves, "tether.List", 0)?;
         moves.check()?;
-        let old = list
-            .replace_if(version, values)
-            .map_err(|e| to_pyerr(l.py(), e))?;
+        let old = rt(l.py(), list.replace_if(version, values))?;
         if old.is_some() {
             moves.commit()?;
         }
