@@ -75,15 +75,16 @@ pub(super) fn native_of(o: &Bound<'_, PyAny>) -> PyResult<ObjAny> {
 }
 
 /// The native list behind `o`, held by `obj`.
+/// Runs `f` on the native list behind `o` (a counted reference held for the call).
 pub(super) fn with_list<R>(
     o: &Bound<'_, PyAny>,
-    f: impl FnOnce(&List, &ObjAny) -> PyResult<R>,
+    f: impl FnOnce(&List) -> PyResult<R>,
 ) -> PyResult<R> {
     let obj = native_of(o)?;
     let l = obj
         .downcast_ref::<List>()
         .ok_or_else(|| PyTypeError::new_err("not a tether.List"))?;
-    f(l, &obj)
+    f(l)
 }
 
 pub(super) fn with_map<R>(
@@ -140,7 +141,6 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         wrap_pyfunction!(_list_new, m)?,
         wrap_pyfunction!(_dict_new, m)?,
         wrap_pyfunction!(_list_len, m)?,
-        wrap_pyfunction!(_list_get, m)?,
         wrap_pyfunction!(_list_slice, m)?,
         wrap_pyfunction!(_list_set, m)?,
         wrap_pyfunction!(_list_set_slice, m)?,
@@ -171,7 +171,6 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         wrap_pyfunction!(_dict_popitem, m)?,
         wrap_pyfunction!(_dict_clear, m)?,
         wrap_pyfunction!(_dict_iter, m)?,
-        wrap_pyfunction!(_list_iter, m)?,
         wrap_pyfunction!(_install_fast_slots, m)?,
         wrap_pyfunction!(_container_kind, m)?,
     ] {

@@ -226,13 +226,8 @@ enum Scalar {
 }
 
 unsafe extern "C" fn descr_dealloc(d: *mut ffi::PyObject) {
-    // SAFETY: CPython slot: `d` is dying; its memory came from PyType_GenericAlloc (tp_free),
-    // and instances of heap types own a reference to their type.
-    unsafe {
-        let tp = ffi::Py_TYPE(d);
-        ffi::PyObject_Free(d.cast());
-        ffi::Py_DECREF(tp.cast());
-    }
+    // SAFETY: CPython slot: `d` is dying; it holds no references of its own.
+    unsafe { crate::pytypes::free_plain_instance(d) }
 }
 
 unsafe extern "C" fn descr_repr(d: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -250,43 +245,21 @@ unsafe extern "C" fn descr_repr(d: *mut ffi::PyObject) -> *mut ffi::PyObject {
 
 /// Creates the descriptor type (once, at module init).
 pub fn create_descr_type(py: Python<'_>) -> PyResult<()> {
-    // SAFETY: the spec and slots are only read during this call, under the GIL.
+    // SAFETY: each function has its slot's signature; attached (module init).
     let tp = unsafe {
-        let mut slots = [
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_descr_get,
-                pfunc: descr_get as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_descr_set,
-                pfunc: descr_set as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_dealloc,
-                pfunc: descr_dealloc as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_repr,
-                pfunc: descr_repr as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: 0,
-                pfunc: ptr::null_mut(),
-            },
-        ];
-        let mut spec = ffi::PyType_Spec {
-            name: c"tether._native.Field".as_ptr(),
-            basicsize: core::mem::size_of::<FieldDescr>() as i32,
-            itemsize: 0,
-            flags: ffi::Py_TPFLAGS_DEFAULT as u32,
-            slots: slots.as_mut_ptr(),
-        };
-        ffi::PyType_FromSpec(&mut spec)
-    };
-    if tp.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    DESCR_TYPE.store(tp.cast(), Relaxed);
+        crate::pytypes::plain_type(
+            py,
+            c"tether._native.Field",
+            core::mem::size_of::<FieldDescr>(),
+            &[
+                (ffi::Py_tp_descr_get, descr_get as *mut c_void),
+                (ffi::Py_tp_descr_set, descr_set as *mut c_void),
+                (ffi::Py_tp_dealloc, descr_dealloc as *mut c_void),
+                (ffi::Py_tp_repr, descr_repr as *mut c_void),
+            ],
+        )
+    }?;
+    DESCR_TYPE.store(tp, Relaxed);
     Ok(())
 }
 

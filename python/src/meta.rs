@@ -211,7 +211,7 @@ unsafe extern "C" fn meta_new(
             // The metaclass derives from abc.ABCMeta (so `class S(tether.Object, abc.ABC)` has
             // no metaclass conflict): the ABC state ABCMeta.__new__ would have set up, including
             // `__abstractmethods__` (instantiating an abstract class is then refused).
-            py.import("_abc")?.getattr("_abc_init")?.call1((&cls,))?;
+            abc_fn(py, &ABC_INIT, "_abc_init")?.call1((&cls,))?;
             if let Some(hook) = CLASS_HOOK.get(py) {
                 // Python-level finishing (eq=True): `tether._finish_class`.
                 hook.call1(py, (&cls, eq, info.frozen))?;
@@ -354,6 +354,7 @@ pub fn create_meta_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     Ok(tp.cast())
 }
 
+static ABC_INIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ABC_INSTANCECHECK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ABC_SUBCLASSCHECK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 

@@ -185,3 +185,53 @@ impl OffsetMember {
         self.0.as_ptr().cast_mut().cast()
     }
 }
+
+/// A small helper type of the extension (not a tether class): instances of `basicsize` bytes,
+/// no GC, no subclasses, the given `(slot, function)` pairs (the terminating zero slot is added
+/// here). The field descriptor and the list iterator are made this way.
+///
+/// # Safety
+/// Each `pfunc` has the signature its slot expects; attached.
+pub unsafe fn plain_type(
+    py: pyo3::Python<'_>,
+    name: &'static core::ffi::CStr,
+    basicsize: usize,
+    slots: &[(core::ffi::c_int, *mut core::ffi::c_void)],
+) -> pyo3::PyResult<*mut ffi::PyTypeObject> {
+    let mut table: Vec<ffi::PyType_Slot> = slots
+        .iter()
+        .map(|&(slot, pfunc)| ffi::PyType_Slot { slot, pfunc })
+        .chain(core::iter::once(ffi::PyType_Slot {
+            slot: 0,
+            pfunc: ptr::null_mut(),
+        }))
+        .collect();
+    let mut spec = ffi::PyType_Spec {
+        name: name.as_ptr(),
+        basicsize: basicsize as i32,
+        itemsize: 0,
+        flags: ffi::Py_TPFLAGS_DEFAULT as u32,
+        slots: table.as_mut_ptr(),
+    };
+    // SAFETY: the spec and its slot table live across the call, which copies what it needs;
+    // the slots' signatures are the caller's promise.
+    let tp = unsafe { ffi::PyType_FromSpec(&mut spec) };
+    if tp.is_null() {
+        return Err(pyo3::PyErr::fetch(py));
+    }
+    Ok(tp.cast())
+}
+
+/// The end of a [`plain_type`] instance's `tp_dealloc`: its memory back to CPython's
+/// allocator (where `PyType_GenericAlloc` took it), then the instance's reference to its type.
+///
+/// # Safety
+/// `o` is a dying instance of a [`plain_type`] whose own references are already released.
+pub unsafe fn free_plain_instance(o: *mut ffi::PyObject) {
+    // SAFETY: forwarded (caller); heap-type instances own a reference to their type.
+    unsafe {
+        let tp = ffi::Py_TYPE(o);
+        ffi::PyObject_Free(o.cast());
+        ffi::Py_DECREF(tp.cast());
+    }
+}

@@ -82,19 +82,20 @@ def _slice_args(self, s):
     return s.indices(_native._list_len(self))
 
 
+def _ne(self, other):
+    eq = self.__eq__(other)
+    return eq if eq is NotImplemented else not eq
+
+
 class _ListMethods:
     """The methods of ``tether.List`` (copied onto the native class: it cannot take a Python
-    base)."""
+    base). Indexing, ``len``, iteration and ``append`` are C methods and slots, installed by
+    ``_native._install_fast_slots``."""
 
     __slots__ = ()
 
     def _getslice(self, s):
         return _native._list_slice(self, *_slice_args(self, s))
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return _native._list_slice(self, *_slice_args(self, i))
-        return _native._list_get(self, i.__index__())
 
     def __setitem__(self, i, value):
         if isinstance(i, slice):
@@ -111,12 +112,6 @@ class _ListMethods:
         else:
             _native._list_del(self, i.__index__())
 
-    def __len__(self):
-        return _native._list_len(self)
-
-    def __iter__(self):
-        return _native._list_iter(self)
-
     def __reversed__(self):
         return reversed(_native._list_items(self))
 
@@ -125,9 +120,6 @@ class _ListMethods:
 
     def insert(self, i, value):
         _native._list_insert(self, i.__index__(), value)
-
-    def append(self, value):
-        _native._list_append(self, value)
 
     def extend(self, items):
         _native._list_extend(self, items)
@@ -212,9 +204,7 @@ class _ListMethods:
             return _native._list_items(self) == (other if isinstance(other, list) else _native._list_items(other))
         return NotImplemented
 
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+    __ne__ = _ne
 
     __hash__ = None
 
@@ -247,27 +237,13 @@ _MISSING = object()
 
 
 class _DictMethods:
-    """The methods of ``tether.Dict``."""
+    """The methods of ``tether.Dict``. Indexing, assignment, deletion, ``len`` and ``in`` are
+    C methods and slots, installed by ``_native._install_fast_slots``."""
 
     __slots__ = ()
 
-    def __getitem__(self, key):
-        return _native._dict_get(self, key)
-
-    def __setitem__(self, key, value):
-        _native._dict_set(self, key, value)
-
-    def __delitem__(self, key):
-        _native._dict_del(self, key)
-
-    def __len__(self):
-        return _native._dict_len(self)
-
     def __iter__(self):
         return _native._dict_iter(self, 0)
-
-    def __contains__(self, key):
-        return _native._dict_contains(self, key)
 
     def keys(self):
         return KeysView(self)
@@ -314,9 +290,7 @@ class _DictMethods:
             return dict(_native._dict_items(self)) == dict(other)
         return NotImplemented
 
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+    __ne__ = _ne
 
     __hash__ = None
 
@@ -331,17 +305,9 @@ class _DictMethods:
 
 
 def _install():
-    # tether.List's __getitem__, __len__, __iter__ and append are C methods and slots
-    # (_install_fast_slots): set here as Python functions, the interpreter would call those.
-    fast = {
-        List: {"__getitem__", "__len__", "__iter__", "append"},
-        Dict: {"__getitem__", "__len__", "__contains__", "__setitem__", "__delitem__"},
-    }
     for cls, methods in ((List, _ListMethods), (Dict, _DictMethods)):
         for name, value in vars(methods).items():
             if name in ("__slots__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
-                continue
-            if name in fast[cls]:
                 continue
             setattr(cls, name, value)
         cls.__doc__ = methods.__doc__

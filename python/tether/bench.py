@@ -39,6 +39,7 @@ pairs' growth still held at each point.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -126,6 +127,18 @@ def prepare(case: Case, variant: str) -> Callable[[int], None]:
     return run
 
 
+@contextlib.contextmanager
+def _gc_off():
+    """The garbage collector off for the block (as ``timeit`` does), restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _time_ns(run: Callable[[int], None], n: int) -> int:
     t0 = time.thread_time_ns()
     run(n)
@@ -135,9 +148,7 @@ def _time_ns(run: Callable[[int], None], n: int) -> int:
 def time_cases(number: int, repeat: int) -> tuple[float, dict]:
     """The loop's own ns per iteration, and ``{case key: {variant: ns per op}}``: the median over
     ``repeat`` interleaved repeats of ``number`` operations."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_off():
         runs = {(LOOP.key, "slots"): prepare(LOOP, "slots")}
         runs.update({(c.key, v): prepare(c, v) for c in CASES for v in VARIANTS})
         for run in runs.values():
@@ -146,9 +157,6 @@ def time_cases(number: int, repeat: int) -> tuple[float, dict]:
         for _ in range(repeat):
             for k, run in runs.items():
                 samples[k].append(_time_ns(run, number))
-    finally:
-        if was_enabled:
-            gc.enable()
     ns = {k: statistics.median(s) / number for k, s in samples.items()}
     loop_ns = ns.pop((LOOP.key, "slots"))
     by_case: dict = {}
@@ -483,9 +491,7 @@ def container_cases(number: int = 100_000, repeat: int = 9) -> list:
     ``tether.List[Node]`` against a list. CPU time of this thread, gc off, median of
     ``repeat``; ns per element (the loop included)."""
     rows = []
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_off():
         for key, label, stmt, per in CONTAINER_CASES:
             figures = {}
             for variant in ("slots", "tether"):
@@ -493,13 +499,13 @@ def container_cases(number: int = 100_000, repeat: int = 9) -> list:
                     x = SlotsNode(1) if variant == "slots" else Node(1)
                     n = 1_000_000
 
-                    def run(x=x, variant=variant, n=n):
+                    def run(n, x=x, variant=variant):
                         lst = [] if variant == "slots" else tether.List[Node]([])
                         append = lst.append
                         for _ in range(n):
                             append(x)
 
-                    samples = [_time_ns(lambda _n, run=run: run(), 0) / n for _ in range(max(3, repeat // 3))]
+                    samples = [_time_ns(run, n) / n for _ in range(max(3, repeat // 3))]
                 else:
                     if variant == "slots":
                         a: Any = SlotsParent([SlotsNode(i) for i in range(100)])
@@ -525,9 +531,6 @@ def container_cases(number: int = 100_000, repeat: int = 9) -> list:
                     "ratio": round(figures["tether"] / figures["slots"], 2),
                 }
             )
-    finally:
-        if was_enabled:
-            gc.enable()
     return rows
 
 
@@ -581,9 +584,7 @@ def thread_scaling(number: int = 300_000, repeat: int = 5, counts=(1, 2)) -> lis
     it flat as threads are added) and the speedup over one thread (threads x one-thread time /
     this time). Under a GIL the threads take turns; on a free-threaded build they run at once."""
     rows = []
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_off():
         for key, stmt, shared in THREAD_CASES:
             for variant in ("slots", "tether"):
                 for sharing in ("own", "shared") if shared else ("own",):
@@ -618,9 +619,6 @@ def thread_scaling(number: int = 300_000, repeat: int = 5, counts=(1, 2)) -> lis
                             },
                         }
                     )
-    finally:
-        if was_enabled:
-            gc.enable()
     return rows
 
 

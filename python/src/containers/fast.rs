@@ -4,7 +4,6 @@
 
 use super::dict::{_dict_contains, _dict_del, _dict_get, _dict_len, _dict_set};
 use super::list::{_list_append, _list_len};
-use super::with_list;
 use crate::convert::to_py_owned;
 use crate::native;
 use crate::pytypes::is_wrapper;
@@ -50,10 +49,8 @@ pub(super) unsafe extern "C" fn list_iter_next(it: *mut ffi::PyObject) -> *mut f
 pub(super) unsafe extern "C" fn list_iter_dealloc(it: *mut ffi::PyObject) {
     // SAFETY: CPython slot: `it` is dying; it owns a reference to its list and to its type.
     unsafe {
-        let tp = ffi::Py_TYPE(it);
         ffi::Py_DECREF((*it.cast::<ListIter>()).list);
-        ffi::PyObject_Free(it.cast());
-        ffi::Py_DECREF(tp.cast());
+        crate::pytypes::free_plain_instance(it);
     }
 }
 
@@ -80,48 +77,30 @@ pub(super) unsafe fn new_list_iter(
 }
 
 pub(super) fn create_list_iter_type(py: Python<'_>) -> PyResult<()> {
-    // SAFETY: the spec and slots are only read during this call.
+    // SAFETY: each function has its slot's signature; attached (module init).
     let tp = unsafe {
-        let mut slots = [
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_iter,
-                pfunc: ffi::PyObject_SelfIter as *mut core::ffi::c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_iternext,
-                pfunc: list_iter_next as *mut core::ffi::c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_dealloc,
-                pfunc: list_iter_dealloc as *mut core::ffi::c_void,
-            },
-            ffi::PyType_Slot {
-                slot: 0,
-                pfunc: core::ptr::null_mut(),
-            },
-        ];
-        let mut spec = ffi::PyType_Spec {
-            name: c"tether._native._ListIterator".as_ptr(),
-            basicsize: core::mem::size_of::<ListIter>() as i32,
-            itemsize: 0,
-            flags: ffi::Py_TPFLAGS_DEFAULT as u32,
-            slots: slots.as_mut_ptr(),
-        };
-        ffi::PyType_FromSpec(&mut spec)
-    };
-    if tp.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    LIST_ITER_TYPE.store(tp.cast(), core::sync::atomic::Ordering::Release);
+        crate::pytypes::plain_type(
+            py,
+            c"tether._native._ListIterator",
+            core::mem::size_of::<ListIter>(),
+            &[
+                (
+                    ffi::Py_tp_iter,
+                    ffi::PyObject_SelfIter as *mut core::ffi::c_void,
+                ),
+                (
+                    ffi::Py_tp_iternext,
+                    list_iter_next as *mut core::ffi::c_void,
+                ),
+                (
+                    ffi::Py_tp_dealloc,
+                    list_iter_dealloc as *mut core::ffi::c_void,
+                ),
+            ],
+        )
+    }?;
+    LIST_ITER_TYPE.store(tp, core::sync::atomic::Ordering::Release);
     Ok(())
-}
-
-/// `_list_iter(l)`: `l.__iter__()` (the `tp_iter` slot makes the same).
-#[pyfunction]
-pub(super) fn _list_iter(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    with_list(l, |_, _| Ok(()))?;
-    // SAFETY: `l` is live; attached; a new reference.
-    Ok(unsafe { Bound::from_owned_ptr(py, new_list_iter(py, l.as_ptr())?) }.unbind())
 }
 
 /// Element `i` (not negative) of the list behind wrapper `o` as a new reference, `None` past

@@ -59,17 +59,7 @@ pub(super) fn convert_one<'py>(
 
 #[pyfunction]
 pub(super) fn _list_len(l: &Bound<'_, PyAny>) -> PyResult<usize> {
-    with_list(l, |l, _| Ok(l.len()))
-}
-
-#[pyfunction]
-pub(super) fn _list_get(py: Python<'_>, l: &Bound<'_, PyAny>, i: isize) -> PyResult<Py<PyAny>> {
-    let v = with_list(l, |l, _| {
-        let j = index(i, l.len())?;
-        l.get(j)
-            .ok_or_else(|| PyIndexError::new_err("list index out of range"))
-    })?;
-    out(py, v)
+    with_list(l, |l| Ok(l.len()))
 }
 
 /// `_list_slice(l, start, stop, step)`: a new list of the same kind sharing the elements.
@@ -81,7 +71,7 @@ pub(super) fn _list_slice(
     stop: isize,
     step: isize,
 ) -> PyResult<Py<PyAny>> {
-    let made = with_list(l, |l, _| {
+    let made = with_list(l, |l| {
         let all = l.snapshot();
         let picked: Vec<Value> = positions(start, stop, step)
             .into_iter()
@@ -98,7 +88,7 @@ pub(super) fn _list_slice(
 
 #[pyfunction]
 pub(super) fn _list_set(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<()> {
-    let old = with_list(l, |list, _| {
+    let old = with_list(l, |list| {
         let j = index(i, list.len())?;
         all_or_nothing(
             |moves| convert_one(list, v, moves, j),
@@ -121,7 +111,7 @@ pub(super) fn _list_set_slice(
     step: isize,
     items: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let old = with_list(l, |list, _| {
+    let old = with_list(l, |list| {
         let at = start.max(0) as usize;
         all_or_nothing(
             |moves| convert_items(list_spec(list), items, moves, "tether.List", at),
@@ -143,7 +133,7 @@ pub(super) fn _list_set_slice(
 
 #[pyfunction]
 pub(super) fn _list_del(l: &Bound<'_, PyAny>, i: isize) -> PyResult<()> {
-    let old = with_list(l, |list, _| {
+    let old = with_list(l, |list| {
         let j = index(i, list.len())?;
         list.remove(j)
             .ok_or_else(|| PyIndexError::new_err("list index out of range"))
@@ -159,16 +149,17 @@ pub(super) fn _list_del_slice(
     stop: isize,
     step: isize,
 ) -> PyResult<()> {
-    let old = with_list(l, |list, _| {
-        Ok(list.remove_many(&positions(start, stop, step)))
-    })?;
+    let old = with_list(
+        l,
+        |list| Ok(list.remove_many(&positions(start, stop, step))),
+    )?;
     drop(old);
     Ok(())
 }
 
 #[pyfunction]
 pub(super) fn _list_insert(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<()> {
-    with_list(l, |list, _| {
+    with_list(l, |list| {
         let n = list.len() as isize;
         let at = if i < 0 { (i + n).max(0) } else { i.min(n) } as usize;
         all_or_nothing(
@@ -180,7 +171,7 @@ pub(super) fn _list_insert(l: &Bound<'_, PyAny>, i: isize, v: &Bound<'_, PyAny>)
 
 #[pyfunction]
 pub(super) fn _list_append(l: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-    with_list(l, |list, _| {
+    with_list(l, |list| {
         all_or_nothing(
             |moves| convert_one(list, v, moves, list.len()),
             |value| rt(v.py(), list.push(value)),
@@ -190,7 +181,7 @@ pub(super) fn _list_append(l: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResu
 
 #[pyfunction]
 pub(super) fn _list_extend(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
-    with_list(l, |list, _| {
+    with_list(l, |list| {
         // A list extended by itself: iterate a snapshot (Python's list does the same).
         let items = if items.is(l) {
             PyList::new(l.py(), _list_items(l.py(), l)?)?.into_any()
@@ -207,14 +198,14 @@ pub(super) fn _list_extend(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> Py
 /// `_list_items(l)`: the elements as a Python list (objects through their canonical wrappers).
 #[pyfunction]
 pub(super) fn _list_items(py: Python<'_>, l: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
-    let all = with_list(l, |list, _| Ok(list.snapshot()))?;
+    let all = with_list(l, |list| Ok(list.snapshot()))?;
     all.into_iter().map(|v| out(py, v)).collect()
 }
 
 /// `_list_replace(l, items)`: every element replaced by `items` (all converted first).
 #[pyfunction]
 pub(super) fn _list_replace(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<()> {
-    let old = with_list(l, |list, _| {
+    let old = with_list(l, |list| {
         all_or_nothing(
             |moves| convert_items(list_spec(list), items, moves, "tether.List", 0),
             |values| rt(l.py(), list.replace_all(values)),
@@ -227,7 +218,7 @@ pub(super) fn _list_replace(l: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> P
 /// `_list_pop(l, i)`: removes and returns element `i` (from the end if negative), in one step.
 #[pyfunction]
 pub(super) fn _list_pop(py: Python<'_>, l: &Bound<'_, PyAny>, i: isize) -> PyResult<Py<PyAny>> {
-    let v = with_list(l, |list, _| {
+    let v = with_list(l, |list| {
         if list.is_empty() {
             return Err(PyIndexError::new_err("pop from empty list"));
         }
@@ -246,7 +237,7 @@ pub(super) fn _list_remove_at(
     i: usize,
     expected: &Bound<'_, PyAny>,
 ) -> PyResult<bool> {
-    let old = with_list(l, |list, _| {
+    let old = with_list(l, |list| {
         let spec = list_spec(list);
         let mut moves = Moves::new();
         let Ok(v) = spec.convert(expected, &mut moves) else {
@@ -266,7 +257,7 @@ pub(super) fn _list_snapshot(
     py: Python<'_>,
     l: &Bound<'_, PyAny>,
 ) -> PyResult<(Vec<Py<PyAny>>, u64)> {
-    let (all, version) = with_list(l, |list, _| Ok(list.snapshot_versioned()))?;
+    let (all, version) = with_list(l, |list| Ok(list.snapshot_versioned()))?;
     Ok((
         all.into_iter()
             .map(|v| out(py, v))
@@ -284,7 +275,7 @@ pub(super) fn _list_replace_if(
     items: &Bound<'_, PyAny>,
 ) -> PyResult<bool> {
     // Not `all_or_nothing`: a list changed meanwhile is not an error, yet its tokens must stay.
-    let old = with_list(l, |list, _| {
+    let old = with_list(l, |list| {
         let mut moves = Moves::new();
         let values = convert_items(list_spec(list), items, &mut moves, "tether.List", 0)?;
         moves.check()?;
@@ -301,7 +292,7 @@ pub(super) fn _list_replace_if(
 
 #[pyfunction]
 pub(super) fn _list_reverse(l: &Bound<'_, PyAny>) -> PyResult<()> {
-    with_list(l, |list, _| {
+    with_list(l, |list| {
         list.reverse();
         Ok(())
     })

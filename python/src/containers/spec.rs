@@ -199,7 +199,7 @@ pub(super) fn _spec_at(spec: &Spec, depth: u32) -> PyResult<Spec> {
 /// `_list_spec_of(l)`: the list's kind (what `copy()` and slices make).
 #[pyfunction]
 pub(super) fn _list_spec_of(l: &Bound<'_, PyAny>) -> PyResult<Spec> {
-    with_list(l, |list, _| Ok(Spec(list_spec(list), None)))
+    with_list(l, |list| Ok(Spec(list_spec(list), None)))
 }
 
 /// `_dict_spec_of(d)`.
