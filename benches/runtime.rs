@@ -214,8 +214,10 @@ fn clone_drop(c: &mut Criterion<CpuTime>) {
 }
 
 unsafe extern "C" fn free_wrapper(_mem: *mut c_void) {}
+fn release_kept(_: ObjAny) {}
 static HOST: TieHost = TieHost {
     free_cached: free_wrapper,
+    release_kept,
 };
 
 /// Fake wrapper memory (8-aligned, never dereferenced by the runtime).

@@ -150,7 +150,10 @@ unsafe extern "C" fn free_cached(mem: *mut c_void) {
     unsafe { free_wrapper(w) };
 }
 
-static HOST: TieHost = TieHost { free_cached };
+static HOST: TieHost = TieHost {
+    free_cached,
+    release_kept: drop,
+};
 
 // ------------------------------------------------------------------ the model
 

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 0 | `trap`, `pytypes`, `pyhandle`, `ft` | the slot boundary; raw layouts and type objects; Python objects held natively; the free-threaded header rules |
 //! | 1 | `errors`, `pool`, `classes` | exceptions; wrapper memory; which class a type index has, classes kept alive |
-//! | 2 | `native`, `tied` | the uncounted view and counted handles: the one way to a wrapper's native object; the tie transitions per build |
+//! | 2 | `native`, `tied`, `kept` | the uncounted view and counted handles: the one way to a wrapper's native object; the tie transitions per build; wrappers kept for their weak references |
 //! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
 //! | 5 | `convert` | values both ways, all-or-nothing moves |
@@ -35,6 +35,7 @@ mod errors;
 mod field;
 mod ft;
 mod function;
+mod kept;
 mod meta;
 mod native;
 mod pool;
@@ -153,6 +154,7 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("native_allocs_total", a.total_allocs)?;
     d.set_item("live_wrappers", pool::LIVE.get())?;
     d.set_item("parked_wrappers", pool::parked())?;
+    d.set_item("kept_wrappers", kept::count())?;
     d.set_item("wrapper_size", pool::WRAPPER_SIZE)?;
     let p = pool::POOL.stats();
     let ps = PyDict::new(py);
@@ -205,7 +207,7 @@ fn _at_exit(py: Python<'_>) {
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    tether_runtime::tie::set_host(&pool::TIE_HOST);
+    tether_runtime::tie::set_host(&kept::TIE_HOST);
     let base = base::create_base_type(py)?;
     field::create_descr_type(py)?;
     let meta_tp = meta::create_meta_type(py)?;

@@ -25,11 +25,6 @@ use tether_alloc::{DefaultInner, PoolCache, SlabPool};
 /// The pool all wrapper memory comes from.
 pub static POOL: SlabPool<DefaultInner> = SlabPool::new(tether_alloc::DEFAULT_INNER);
 
-/// How the runtime's tie machine releases parked wrapper memory.
-pub static TIE_HOST: tether_runtime::tie::TieHost = tether_runtime::tie::TieHost {
-    free_cached: free_parked,
-};
-
 /// A statistic of the wrapper life cycle. Under a GIL it is changed only with the GIL held: a
 /// plain load and store, no atomic read-modify-write (the GIL orders successive holders; the
 /// atomic type only makes the static shareable). On free-threaded builds it is a sharded

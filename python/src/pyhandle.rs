@@ -18,10 +18,14 @@ use tether_runtime::{HostHandle, HostVTable};
 /// then on a thread that does not hold the GIL never tries to take it.
 pub static FINALIZING: AtomicBool = AtomicBool::new(false);
 
-/// Releases the Python reference of a host handle. Never unwinds, and never calls into Python
-/// when it cannot: after the interpreter is gone, or from a thread without the GIL once
-/// finalization began (attaching then would hang or stop the thread), the reference is leaked.
-unsafe fn handle_drop(p: NonNull<c_void>) {
+/// Gives up one Python reference to `p` from whatever thread the runtime runs this on. Never
+/// unwinds, and never calls into Python when it cannot: after the interpreter is gone, or from a
+/// thread without the GIL once finalization began (attaching then would hang or stop the
+/// thread), the reference is leaked.
+///
+/// # Safety
+/// The caller owns one strong reference to the live Python object `p`.
+pub unsafe fn decref_from_any_thread(p: *mut ffi::PyObject) {
     let release = || {
         // SAFETY: reading the interpreter's state is allowed at any time from any thread.
         if unsafe { ffi::Py_IsInitialized() } == 0 {
@@ -29,16 +33,22 @@ unsafe fn handle_drop(p: NonNull<c_void>) {
         }
         // SAFETY: as above.
         if unsafe { ffi::PyGILState_Check() } == 1 {
-            // SAFETY: the GIL is held; the handle owns this reference.
-            unsafe { ffi::Py_DecRef(p.as_ptr().cast()) };
+            // SAFETY: the GIL is held; the caller owns this reference.
+            unsafe { ffi::Py_DecRef(p) };
         } else if !FINALIZING.load(Relaxed) {
             // SAFETY: as above, after attaching.
-            Python::attach(|_| unsafe { ffi::Py_DecRef(p.as_ptr().cast()) });
+            Python::attach(|_| unsafe { ffi::Py_DecRef(p) });
         }
     };
     // A panic (PyO3 refusing to attach) must not unwind into the runtime's drop path, which
     // may be inside a CPython slot: the reference is leaked instead.
     let _ = catch_unwind(AssertUnwindSafe(release));
+}
+
+/// Releases the Python reference of a host handle ([`decref_from_any_thread`]).
+unsafe fn handle_drop(p: NonNull<c_void>) {
+    // SAFETY: the handle owns one strong reference (module invariant).
+    unsafe { decref_from_any_thread(p.as_ptr().cast()) }
 }
 
 /// The vtable of Python objects held by the runtime.

@@ -17,8 +17,12 @@
 //!    free). Classes with a finalizer (`__del__`) are never parked.
 //! 4. Weakref callbacks may run Python code, which may ask for the same object again: the
 //!    binding is detached before they run, so such code gets a new wrapper, never the dying one.
+//! 5. A canonical wrapper with weak references whose object lives on is kept, not parked
+//!    ([`crate::kept`]): its weak references die with the native object, not with the wrapper.
+//!    So they are cleared (invariant 4) only when the wrapper holds the last reference.
 
 use crate::classes::{class_for, hold_class};
+use crate::kept;
 use crate::native;
 use crate::pool;
 use crate::pytypes::{rec_load, rec_store, Wrapper};
@@ -215,7 +219,13 @@ pub unsafe fn take_native(w: *mut ffi::PyObject) -> PyResult<ObjAny> {
     }
     // SAFETY: invariant 1: the wrapper owned this strong reference; it is now ours.
     let obj = unsafe { ObjAny::from_raw(rec) };
+    let kept = kept::unkeep(&obj);
     tied::unbind(&obj, w);
+    if let Some(k) = kept {
+        debug_assert_eq!(k, w, "only the canonical wrapper is kept");
+        // SAFETY: the kept reference is ours (kept::unkeep); the caller's own keeps `w` alive.
+        unsafe { ffi::Py_DECREF(k) };
+    }
     Ok(obj)
 }
 
@@ -271,6 +281,16 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
             ffi::Py_DECREF(tp.cast());
             return;
         };
+        if !has_finalizer && !(*wr).weaklist.is_null() && TYING.load(Relaxed) {
+            // Invariant 5: weak references follow the native object.
+            let obj = ManuallyDrop::new(ObjAny::from_raw(rec));
+            if tied::is_bound_to(&obj, o) {
+                match kept::try_keep(o, &obj) {
+                    kept::Keep::Dies => {}
+                    _ => return, // kept, or (free-threaded) revived by another thread
+                }
+            }
+        }
         let obj = ObjAny::from_raw(rec);
         rec_store(o, ptr::null_mut());
         let mut bound = tied::is_bound_to(&obj, o);

@@ -107,6 +107,9 @@
 //! * `transitions`: [`state`], [`lookup`], [`bind`], [`park`], [`revive`], [`detach`],
 //!   [`unbind_for_last_release`];
 //! * `finalize`: [`park_or_release`] and [`Finalized`], the last-reference path;
+//! * `kept`: [`keep`], [`unkeep`], [`is_kept`]: a bound wrapper the object holds alive until
+//!   its last other reference goes (the count word's kept flag; its module docs hold the
+//!   protocol);
 //! * [`serial`]: the same transitions with plain loads and stores, for hosts that serialize
 //!   them under a lock of their own (a GIL), and its argument;
 //! * [`locked`]: the same transitions under a per-object lock in the tie word ([`TIE_LOCK`]),
@@ -117,6 +120,7 @@
 
 mod finalize;
 mod host;
+mod kept;
 pub mod locked;
 pub mod serial;
 mod transitions;
@@ -124,5 +128,6 @@ mod word;
 
 pub use finalize::{park_or_release, Finalized};
 pub use host::{set_host, TieHost};
+pub use kept::{is_kept, keep, unkeep};
 pub use transitions::{bind, detach, lookup, park, revive, state, unbind_for_last_release};
 pub use word::TieState;

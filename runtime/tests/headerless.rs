@@ -23,6 +23,7 @@ object_type!(Tied, "test.headerless.Tied");
 unsafe extern "C" fn free_wrapper(_mem: *mut c_void) {}
 static HOST: TieHost = TieHost {
     free_cached: free_wrapper,
+    release_kept: drop,
 };
 
 #[test]

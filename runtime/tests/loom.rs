@@ -217,7 +217,10 @@ unsafe extern "C" fn free_cached(mem: *mut c_void) {
     m.freed_by_cb.fetch_add(1, Ordering::Relaxed);
 }
 
-static HOST: TieHost = TieHost { free_cached };
+static HOST: TieHost = TieHost {
+    free_cached,
+    release_kept: kept_host::release_kept,
+};
 
 /// A pointer that may cross loom threads (the memory outlives them).
 #[derive(Clone, Copy)]
@@ -787,6 +790,174 @@ fn host_resurrection_races_a_finder() {
         tie::locked::lock(&obj).unbind(w.0).unwrap();
         drop(obj);
         assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+// ---------------------------------------------------------------- kept wrappers
+
+/// A model of a host that keeps wrappers (`tie::keep`), as tether-py keeps a wrapper with weak
+/// references: the kept wrapper W is a host object whose own reference to the native object is
+/// `rec`; the host's table (a loom mutex, as tether-py's) says which object keeps which
+/// wrapper, and `release_kept` takes the table's entry, gives up the reference it was handed,
+/// and then releases W.
+mod kept_host {
+    use super::*;
+    use loom::sync::Mutex as LoomMutex;
+
+    /// The kept wrapper: its reference to the object, and how often its kept host reference
+    /// was released.
+    pub struct KeptWrapper {
+        pub rec: LoomMutex<Option<ObjAny>>,
+        pub kept: LoomMutex<bool>,
+        /// The host count (a Python refcount).
+        pub refs: AtomicUsize,
+        pub releases: AtomicUsize,
+    }
+
+    /// The model iteration's wrapper, for the hook (a plain fn).
+    pub static CURRENT: Mutex<Option<Arc<KeptWrapper>>> = Mutex::new(None);
+
+    pub fn current() -> Arc<KeptWrapper> {
+        CURRENT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .expect("no kept wrapper in this iteration")
+    }
+
+    impl KeptWrapper {
+        pub fn new(rec: ObjAny) -> Arc<KeptWrapper> {
+            let w = Arc::new(KeptWrapper {
+                rec: LoomMutex::new(Some(rec)),
+                kept: LoomMutex::new(false),
+                refs: AtomicUsize::new(0),
+                releases: AtomicUsize::new(0),
+            });
+            *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = Some(w.clone());
+            w
+        }
+
+        /// The wrapper's host count reached zero: keep it (its object has other holders) or let
+        /// it die, giving up its reference. As tether-py's dealloc: the table entry is made
+        /// under the table's lock, around the keep.
+        pub fn dealloc(&self) {
+            let mut kept = self.kept.lock().unwrap();
+            let rec = self.rec.lock().unwrap();
+            let Some(r) = rec.as_ref() else {
+                return; // moved out: W dies empty
+            };
+            self.refs.fetch_add(1, Ordering::Relaxed); // resurrected while we ask
+            if tie::keep(r) {
+                *kept = true;
+                return;
+            }
+            self.refs.fetch_sub(1, Ordering::Relaxed);
+            drop(rec);
+            drop(kept);
+            drop(self.rec.lock().unwrap().take());
+        }
+
+        /// Gives up one host reference; the dealloc runs at zero.
+        pub fn decref(&self) {
+            if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.dealloc();
+            }
+        }
+
+        /// The host moves the object out of its kept wrapper: unkeep, then the reference is
+        /// the mover's; the kept host reference is released if this call ended the kept state,
+        /// else the entry stays for the claimer's `release_kept`.
+        pub fn move_out(&self) -> Option<ObjAny> {
+            let mut kept = self.kept.lock().unwrap();
+            let obj = self.rec.lock().unwrap().take()?;
+            let mine = *kept && tie::unkeep(&obj);
+            if mine {
+                *kept = false;
+            }
+            drop(kept);
+            if mine {
+                self.releases.fetch_add(1, Ordering::Relaxed);
+                self.decref(); // the kept reference (the mover's own keeps W alive)
+            }
+            Some(obj)
+        }
+    }
+
+    /// `TieHost::release_kept`: the entry, then our reference, then W.
+    pub fn release_kept(obj: ObjAny) {
+        let w = current();
+        let mut kept = w.kept.lock().unwrap();
+        let mine = core::mem::replace(&mut *kept, false);
+        drop(kept);
+        drop(obj);
+        if mine {
+            w.releases.fetch_add(1, Ordering::Relaxed);
+            w.decref(); // at zero, W's dealloc runs again: kept again, or it dies
+        }
+    }
+}
+
+/// A wrapper is kept while another thread drops the object's last other reference: either the
+/// keep sees that reference gone (W dies with it), or the drop claims the kept flag and
+/// releases W. Never neither (W and the object would hold each other forever), never both.
+/// `make loom-broken` checks that releases ignoring the flag (`kept_unclaimed`) are caught.
+#[test]
+fn kept_wrapper_death_races_last_other_reference() {
+    use kept_host::*;
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let other = obj.clone();
+        let w = KeptWrapper::new(obj);
+        let holder = thread::spawn(move || {
+            // A reader, then the last other reference goes.
+            let _ = other.downcast_ref::<Payload>().unwrap().read();
+            drop(other);
+        });
+        w.dealloc();
+        holder.join().unwrap();
+        assert_eq!(drops.load(Ordering::Relaxed), 1, "the object died, once");
+        assert!(w.rec.lock().unwrap().is_none(), "W gave up its reference");
+        assert!(w.releases.load(Ordering::Relaxed) <= 1);
+        *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// The host moves the object out of its kept wrapper while another thread drops the last other
+/// reference: exactly one of them ends the kept state and releases W's kept reference; the
+/// object lives on with the mover until it drops it.
+#[test]
+fn kept_wrapper_move_races_the_claim() {
+    use kept_host::*;
+    let (_g, base) = setup();
+    model(move || {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let other = obj.clone();
+        let w = KeptWrapper::new(obj);
+        w.dealloc(); // kept: `other` holds the object too
+        assert!(*w.kept.lock().unwrap());
+        w.refs.fetch_add(1, Ordering::Relaxed); // the mover's own reference to W
+        let holder = thread::spawn(move || drop(other));
+        let moved = w
+            .move_out()
+            .expect("the mover holds W, so W holds the object");
+        holder.join().unwrap();
+        w.decref(); // the mover's reference to W: W dies (empty)
+        assert_eq!(
+            w.refs.load(Ordering::Relaxed),
+            0,
+            "W's kept reference was released"
+        );
+        assert_eq!(w.releases.load(Ordering::Relaxed), 1, "W released once");
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "the mover still holds it");
+        assert!(!tie::is_kept(&moved));
+        drop(moved);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = None;
         assert_eq!(alloc_stats().live_blocks, base);
     });
 }

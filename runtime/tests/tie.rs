@@ -55,7 +55,66 @@ unsafe extern "C" fn free_cached(mem: *mut c_void) {
     drop(unsafe { Box::from_raw(w) });
 }
 
-static HOST: TieHost = TieHost { free_cached };
+static HOST: TieHost = TieHost {
+    free_cached,
+    release_kept,
+};
+
+// ---------------------------------------------------------------- kept wrappers
+
+/// The fake host's lock for its wrappers' counts when other threads release kept ones (what a
+/// GIL is), and its table of kept wrappers: (object, wrapper), as tether-py's.
+static HOST_LOCK: Mutex<()> = Mutex::new(());
+static KEPT: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+static KEPT_RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+fn kept_table() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+    KEPT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn host_lock() -> std::sync::MutexGuard<'static, ()> {
+    HOST_LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `TieHost::release_kept`: take the table's entry, give up the reference, release W.
+fn release_kept(obj: ObjAny) {
+    let _g = host_lock();
+    let entry = {
+        let mut t = kept_table();
+        let at = obj.as_ptr().as_ptr() as usize;
+        t.iter()
+            .position(|&(o, _)| o == at)
+            .map(|i| t.swap_remove(i).1)
+    };
+    drop(obj);
+    let w = NonNull::new(entry.expect("a claimed kept object without an entry") as *mut Wrapper);
+    KEPT_RELEASES.fetch_add(1, Ordering::SeqCst);
+    decref_keeping(w.unwrap());
+}
+
+/// The host's decref of a wrapper that has weak references: at zero it is kept if its object
+/// has other holders (resurrected, owned by the object), else it finalizes as usual. Returns
+/// whether it was kept. Called under `host_lock`.
+fn decref_keeping(w: NonNull<Wrapper>) -> bool {
+    // SAFETY: the caller holds a reference to the live wrapper.
+    let wr = unsafe { &mut *w.as_ptr() };
+    if wr.refcnt > 1 {
+        wr.refcnt -= 1;
+        return false;
+    }
+    // Resurrected (refcount one, owned by the object) while we ask.
+    let raw = wr.obj.unwrap();
+    // SAFETY: the wrapper's reference, borrowed.
+    let obj = core::mem::ManuallyDrop::new(unsafe { ObjAny::from_raw(raw) });
+    let mut t = kept_table();
+    if tie::keep(&obj) {
+        t.push((raw.as_ptr() as usize, w.as_ptr() as usize));
+        return true;
+    }
+    drop(t);
+    let _ = decref(w);
+    false
+}
 
 fn new_wrapper(obj: &ObjAny) -> NonNull<Wrapper> {
     let b = Box::new(Wrapper {
@@ -325,6 +384,90 @@ fn last_reference_after_a_revival() {
     drop(obj);
     assert_eq!(decref(w), Some(Ok(Finalized::Released)));
     assert_eq!((hc.cb(), hc.host()), (0, 1));
+}
+
+#[test]
+fn a_kept_wrapper_lives_until_the_last_other_reference_goes() {
+    let (_s, _leaks, check) = guards();
+    let releases = KEPT_RELEASES.load(Ordering::SeqCst);
+    let obj = thing();
+    let w = get(&obj);
+    let other = obj.clone();
+    {
+        let _g = host_lock();
+        assert!(decref_keeping(w), "another holder: kept");
+    }
+    assert!(tie::is_kept(&obj));
+    assert_eq!(
+        tie::state(&obj),
+        TieState::Bound(as_mem(w)),
+        "kept: still bound"
+    );
+    assert_eq!(get(&other), w, "the same wrapper, alive, not revived");
+    assert_eq!(lives(w), 1);
+    {
+        let _g = host_lock();
+        assert!(
+            !decref_keeping(w),
+            "the finder's reference goes; still kept"
+        );
+    }
+    drop(obj);
+    assert!(tie::is_kept(&other));
+    assert_eq!(check.host(), 0);
+    drop(other); // the last other reference: release_kept, then W finalizes and frees itself
+    assert_eq!(KEPT_RELEASES.load(Ordering::SeqCst) - releases, 1);
+    assert_eq!(check.host(), 1);
+    assert_eq!(check.cb(), 0);
+}
+
+#[test]
+fn a_kept_wrapper_is_released_by_whichever_thread_drops_the_last_other_reference() {
+    let (_s, _leaks, check) = guards();
+    let releases = KEPT_RELEASES.load(Ordering::SeqCst);
+    let objs: Vec<ObjAny> = (0..200).map(|_| thing()).collect();
+    let holders: Vec<ObjAny> = objs.to_vec();
+    for obj in &objs {
+        let w = get(obj);
+        let _g = host_lock();
+        assert!(decref_keeping(w));
+    }
+    drop(objs); // the wrappers' references remain, and each holder's
+    let (a, b): (Vec<_>, Vec<_>) = holders
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let t = thread::spawn(move || drop(a));
+    drop(b);
+    t.join().unwrap();
+    assert_eq!(KEPT_RELEASES.load(Ordering::SeqCst) - releases, 200);
+    assert_eq!(check.host(), 200);
+}
+
+#[test]
+fn unkeep_hands_the_wrapper_back_to_the_host() {
+    let (_s, _leaks, check) = guards();
+    let obj = thing();
+    let w = get(&obj);
+    {
+        let _g = host_lock();
+        assert!(decref_keeping(w));
+    }
+    // The host ends the kept state itself (a move): the entry and the kept reference are its.
+    {
+        let _g = host_lock();
+        let mut t = kept_table();
+        assert!(tie::unkeep(&obj));
+        let at = obj.as_ptr().as_ptr() as usize;
+        let i = t.iter().position(|&(o, _)| o == at).unwrap();
+        t.swap_remove(i);
+    }
+    assert!(!tie::keep(&obj) || tie::unkeep(&obj)); // only our reference besides W's: refused
+    assert!(!tie::is_kept(&obj));
+    let _ = decref(w); // W's last reference (the kept one): it finalizes and parks
+    assert_eq!(tie::state(&obj), TieState::Parked(as_mem(w)));
+    drop(obj);
+    assert_eq!(check.cb(), 1);
 }
 
 #[test]

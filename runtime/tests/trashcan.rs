@@ -216,6 +216,7 @@ unsafe extern "C" fn free_wrapper(mem: *mut c_void) {
 
 static HOST: TieHost = TieHost {
     free_cached: free_wrapper,
+    release_kept: drop,
 };
 
 fn park_fake_wrapper(obj: &ObjAny) {

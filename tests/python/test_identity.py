@@ -2,7 +2,6 @@
 
 import gc
 import sys
-import weakref
 
 import pytest
 from conftest import churn
@@ -121,29 +120,6 @@ def test_subclass_in_base_typed_field_keeps_its_class():
     others = churn(Inner)
     assert type(a.x) is Child
     del others
-
-
-def test_weakref_dies_with_wrapper_and_revival_is_a_new_lifetime():
-    a = Outer(Inner(1))
-    r = weakref.ref(a.x)
-    assert r() is None  # the temporary wrapper died (parked): weakrefs are cleared
-    x = a.x
-    r2 = weakref.ref(x)
-    assert r2() is x
-    del x
-    assert r2() is None
-    assert a.x.val == 1
-
-
-def test_weakref_callback_can_touch_the_same_object():
-    a = Outer(Inner(1))
-    seen = []
-    x = a.x
-    r = weakref.ref(x, lambda _r: seen.append(a.x.val))
-    del x
-    assert seen == [1]
-    assert a.x.val == 1
-    del r
 
 
 def test_no_growth_of_live_wrappers_over_1000_objects():

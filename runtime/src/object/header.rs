@@ -14,8 +14,13 @@ use core::sync::atomic::AtomicU16;
 pub(crate) const STRONG_ONE: u64 = 1;
 /// One weak reference in `counts`.
 pub(crate) const WEAK_ONE: u64 = 1 << 32;
-/// The strong half of `counts`.
-const STRONG_MASK: u64 = WEAK_ONE - 1;
+/// The top bit of the strong half: the object's host wrapper is *kept* (`crate::tie::keep`):
+/// the object owns a host reference to its wrapper, and the wrapper's own strong reference is
+/// among the strong count. A release that would leave that reference alone claims the flag
+/// instead (`rc::release_strong_with`). Strong counts never reach it ([`MAX_COUNT`]).
+pub(crate) const KEPT: u64 = 1 << 31;
+/// The strong half of `counts`, without [`KEPT`].
+const STRONG_MASK: u64 = KEPT - 1;
 /// Either half reaching this aborts (see the module docs of `crate::object`).
 pub(super) const MAX_COUNT: u64 = i32::MAX as u64;
 
@@ -37,6 +42,20 @@ impl Counts {
     #[inline(always)]
     pub(crate) const fn strong(self) -> u64 {
         self.0 & STRONG_MASK
+    }
+
+    /// Whether the [`KEPT`] flag is set.
+    #[inline(always)]
+    pub(crate) const fn is_kept(self) -> bool {
+        self.0 & KEPT != 0
+    }
+
+    /// Kept, with two strong references: the wrapper's and the releaser's. The release of the
+    /// latter must claim the flag (`rc::release_strong_with`): afterwards only the wrapper would
+    /// hold the object, and the object the wrapper.
+    #[inline(always)]
+    pub(crate) const fn is_kept_pair(self) -> bool {
+        self.0 & (KEPT | STRONG_MASK) == KEPT | 2
     }
 
     /// The weak count, the strong refs' shared weak reference included.

@@ -8,11 +8,13 @@
 //! The orderings are those of the module docs of `crate::object` ("Orderings").
 
 use super::block::{drop_value_of, erased_drop_value, erased_free_block, finish, free_block_of};
-use super::header::{count_overflow, counts, Counts, ObjHeader, MAX_COUNT, STRONG_ONE, WEAK_ONE};
+use super::header::{
+    count_overflow, counts, Counts, ObjHeader, KEPT, MAX_COUNT, STRONG_ONE, WEAK_ONE,
+};
 use super::trashcan;
 #[cfg(not(tether_loom_broken = "release_relaxed"))]
 use crate::sync::fence;
-use crate::sync::Ordering;
+use crate::sync::Ordering::{self, Acquire, Relaxed};
 use core::ptr::NonNull;
 
 /// The ordering of the last-drop check and of the decrement; deliberately wrong under
@@ -72,6 +74,13 @@ pub(super) type Destroy = unsafe fn(NonNull<ObjHeader>, bool);
 
 /// Releases one strong reference; `destroy` destroys the object if it was the last.
 ///
+/// The decrement is a compare-and-swap from the value the `UNIQUE` check loaded, not a
+/// `fetch_sub`: a release that finds the count [kept with two references](Counts::is_kept_pair)
+/// must claim the flag instead of decrementing, in the same atomic step (a decrement first
+/// would leave the object held only by its kept wrapper, and the wrapper by the object; a claim
+/// after the decrement would touch an object this thread no longer holds). See
+/// [`claim_kept`].
+///
 /// # Safety
 /// The caller gives up a strong reference to the live object `p`; `destroy` is the object's
 /// type's destruction routine ([`destroy_of`] for its Rust type, or [`destroy_erased`]).
@@ -81,18 +90,84 @@ pub(super) unsafe fn release_strong_with(p: NonNull<ObjHeader>, destroy: Destroy
     let c = unsafe { counts(p) };
     // Acquire: if this reads UNIQUE, every other handle that ever existed is gone; their
     // Release decrements must happen-before our destruction of the value and the block.
-    if Counts(c.load(ACQUIRE)).is_unique() {
+    let mut cur = Counts(c.load(ACQUIRE));
+    if cur.is_unique() {
         // SAFETY: we hold the only handle (module docs), so we may destroy the object now.
         unsafe { destroy(p, true) };
         return;
     }
-    // Release: our uses of the value happen-before whoever destroys it.
-    let old = Counts(c.fetch_sub(STRONG_ONE, RELEASE));
-    if old.strong() != 1 {
+    loop {
+        #[cfg(not(tether_loom_broken = "kept_unclaimed"))]
+        if cur.is_kept_pair() {
+            // SAFETY: we still hold our reference; claim_kept takes it over.
+            match unsafe { claim_kept(p, cur) } {
+                Ok(()) => return,
+                Err(now) => {
+                    cur = now;
+                    continue;
+                }
+            }
+        }
+        // Release: our uses of the value happen-before whoever destroys it.
+        match c.compare_exchange_weak(cur.0, cur.0 - STRONG_ONE, RELEASE, Relaxed) {
+            Ok(_) => break,
+            Err(now) => cur = Counts(now),
+        }
+    }
+    if cur.strong() != 1 {
         return;
     }
     // SAFETY: we released the last strong reference (forwarded otherwise).
-    unsafe { release_last_strong(p, old, destroy) }
+    unsafe { release_last_strong(p, cur, destroy) }
+}
+
+/// What the host does when a kept object's last other reference goes: it receives that
+/// reference (as a raw strong pointer) and releases the kept wrapper (`crate::tie::keep`).
+/// Set once by `crate::tie::set_host`; null before.
+static KEPT_HOOK: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// The host's side of a kept object's last other release: `hook(p)` receives one strong
+/// reference to `p` (`ObjAny::from_raw` takes it over).
+pub(crate) type KeptHook = unsafe fn(NonNull<ObjHeader>);
+
+/// Installs the kept hook (once per process, by `crate::tie::set_host`).
+pub(crate) fn set_kept_hook(hook: KeptHook) {
+    // Release: pairs with the Acquire in `claim_kept` (a static fn, but any pointer stored must
+    // be complete before it is called).
+    KEPT_HOOK.store(hook as *mut (), core::sync::atomic::Ordering::Release);
+}
+
+/// Claims the [`KEPT`](super::header::KEPT) flag of `p`, whose count read `cur` (kept, two
+/// strong references), without giving up our reference, then hands that reference to the
+/// host's hook, which releases it and the kept wrapper. Fails with the count now if it changed.
+///
+/// One compare-and-swap decides among everyone who could end the kept state: other releasers
+/// (a new reference made through the wrapper and released again), and the host's `unkeep`
+/// (a move). The winner alone owes the wrapper's release; as long as the flag is set the object
+/// is alive (its wrapper holds it, and the wrapper is held by the object), and the claimer
+/// still holds its own reference after the claim, so nothing here touches a dead object.
+///
+/// # Safety
+/// The caller holds a strong reference to `p`, which this takes over on success.
+#[cold]
+#[inline(never)]
+unsafe fn claim_kept(p: NonNull<ObjHeader>, cur: Counts) -> Result<(), Counts> {
+    // SAFETY: the caller's reference keeps the header alive.
+    let c = unsafe { counts(p) };
+    // Acquire: the keeper's Release (in `tie::keep`) happens-before our hand-over, so the host
+    // finds whatever it recorded before keeping. Our reference is not given up here.
+    if let Err(now) = c.compare_exchange(cur.0, cur.0 & !KEPT, Acquire, Relaxed) {
+        return Err(Counts(now));
+    }
+    let hook = KEPT_HOOK.load(core::sync::atomic::Ordering::Acquire);
+    assert!(!hook.is_null(), "a kept object without a kept hook");
+    // SAFETY: only `KeptHook`s are stored (set_kept_hook); fn and data pointers have the same
+    // size on the supported targets.
+    let hook = unsafe { core::mem::transmute::<*mut (), KeptHook>(hook) };
+    // SAFETY: our strong reference is handed over (the hook's contract).
+    unsafe { hook(p) };
+    Ok(())
 }
 
 /// The destruction after the last strong reference was released by a `fetch_sub` that read

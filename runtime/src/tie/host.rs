@@ -1,5 +1,5 @@
-//! What the host plugs into the tie machine: [`TieHost`] (how to free cached wrapper memory),
-//! installed once per process with [`set_host`].
+//! What the host plugs into the tie machine: [`TieHost`] (how to free cached wrapper memory,
+//! how to release a kept wrapper), installed once per process with [`set_host`].
 //!
 //! Bottom of the tie floor: uses `crate::heap` (the allocator, whose free callback it sets). Invariant: `HOST` is null or a
 //! `&'static TieHost`, and once set it never changes.
@@ -7,13 +7,15 @@
 use core::ptr;
 use tether_alloc::FreeCallback;
 
-/// How the host plugs in: what to do with cached wrapper memory that is no longer needed.
+/// How the host plugs in: what to do with cached wrapper memory that is no longer needed, and
+/// with a kept wrapper whose object lost its last other reference.
 ///
 /// ```
 /// use core::ffi::c_void;
-/// use tether_runtime::TieHost;
+/// use tether_runtime::{ObjAny, TieHost};
 /// unsafe extern "C" fn free_wrapper(_mem: *mut c_void) { /* return it to the pool */ }
-/// static HOST: TieHost = TieHost { free_cached: free_wrapper };
+/// fn release_kept(obj: ObjAny) { drop(obj); /* then release the kept wrapper */ }
+/// static HOST: TieHost = TieHost { free_cached: free_wrapper, release_kept };
 /// tether_runtime::set_host(&HOST);
 /// ```
 #[derive(Debug)]
@@ -23,6 +25,22 @@ pub struct TieHost {
     /// per parked memory, on whichever thread releases it.
     pub free_cached: FreeCallback,
     // (Registered once, as the allocator's free callback: no per-object callback word.)
+    /// Receives a strong reference to an object whose wrapper is kept ([`keep`](super::keep)),
+    /// when that reference is the last but the wrapper's: the kept state is over (the flag was
+    /// claimed for this call), and the host must give up the reference and then release the
+    /// kept wrapper, in that order (releasing the wrapper first could keep it again). Called on
+    /// whichever thread made that release, once per kept state; it must not unwind.
+    pub release_kept: fn(crate::ObjAny),
+}
+
+/// The runtime's side of `release_kept`: the object floor's hook hands over a raw reference.
+///
+/// # Safety
+/// `p` carries one strong reference, which this takes over.
+unsafe fn kept_hook(p: core::ptr::NonNull<crate::ObjHeader>) {
+    // SAFETY: forwarded: the reference is ours.
+    let obj = unsafe { crate::ObjAny::from_raw(p) };
+    (host().release_kept)(obj)
 }
 
 /// The process's host (a `&'static TieHost`, or null). Not a loom atomic: it is set once, before
@@ -44,7 +62,10 @@ pub fn set_host(host: &'static TieHost) {
         core::sync::atomic::Ordering::AcqRel,
         core::sync::atomic::Ordering::Acquire,
     ) {
-        Ok(_) => crate::heap::ALLOC.set_free_callback(Some(host.free_cached)),
+        Ok(_) => {
+            crate::heap::ALLOC.set_free_callback(Some(host.free_cached));
+            crate::object::set_kept_hook(kept_hook);
+        }
         Err(prev) if prev == p => {}
         Err(_) => panic!("tether_runtime::set_host: a different TieHost is already installed"),
     }

@@ -64,7 +64,8 @@ use tether_alloc::{tie_tag, TIE_LOCK};
 /// use core::ptr::NonNull;
 /// use tether_runtime::{object_type, tie, ObjRef, TieHost, TieState};
 /// unsafe extern "C" fn free_wrapper(_mem: *mut c_void) {}
-/// static HOST: TieHost = TieHost { free_cached: free_wrapper };
+/// fn release_kept(_: tether_runtime::ObjAny) {}
+/// static HOST: TieHost = TieHost { free_cached: free_wrapper, release_kept };
 /// tether_runtime::set_host(&HOST);
 /// struct Thing;
 /// object_type!(Thing, "doc.tie.locked.Thing");
@@ -209,7 +210,8 @@ impl Drop for TieLock<'_> {
 /// use core::ptr::NonNull;
 /// use tether_runtime::{object_type, tie, Finalized, ObjRef, TieHost};
 /// unsafe extern "C" fn free_wrapper(_mem: *mut c_void) {}
-/// static HOST: TieHost = TieHost { free_cached: free_wrapper };
+/// fn release_kept(_: tether_runtime::ObjAny) {}
+/// static HOST: TieHost = TieHost { free_cached: free_wrapper, release_kept };
 /// tether_runtime::set_host(&HOST);
 /// struct Thing;
 /// object_type!(Thing, "doc.tie.locked.park.Thing");

@@ -121,7 +121,8 @@ pub fn unbind_for_last_release(obj: &ObjAny, wrapper: NonNull<c_void>) -> Result
 /// use core::ptr::NonNull;
 /// use tether_runtime::{object_type, tie, Finalized, ObjRef, TieHost, TieState};
 /// unsafe extern "C" fn free_wrapper(_mem: *mut c_void) {}
-/// static HOST: TieHost = TieHost { free_cached: free_wrapper };
+/// fn release_kept(_: tether_runtime::ObjAny) {}
+/// static HOST: TieHost = TieHost { free_cached: free_wrapper, release_kept };
 /// tether_runtime::set_host(&HOST);
 /// struct Thing;
 /// object_type!(Thing, "doc.tie.serial.Thing");

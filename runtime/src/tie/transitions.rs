@@ -57,7 +57,8 @@ pub fn lookup(obj: &ObjAny) -> Option<NonNull<c_void>> {
 /// use core::ptr::NonNull;
 /// use tether_runtime::{object_type, tie, ObjRef, TieHost, TieState};
 /// unsafe extern "C" fn free_wrapper(_mem: *mut c_void) {}
-/// static HOST: TieHost = TieHost { free_cached: free_wrapper };
+/// fn release_kept(_: tether_runtime::ObjAny) {}
+/// static HOST: TieHost = TieHost { free_cached: free_wrapper, release_kept };
 /// tether_runtime::set_host(&HOST);
 /// struct Thing;
 /// object_type!(Thing, "doc.tie.bind.Thing");
