@@ -296,11 +296,61 @@ unsafe extern "C" fn reduce(
             } else {
                 Bound::from_borrowed_ptr(py, o).call_method0("__getstate__")?
             };
-            let recon = reconstructor(py)?;
-            let t = PyTuple::new(py, [recon, PyTuple::new(py, [cls])?.into_any(), state])?;
+            let (recon, args) = new_args(py, o, &cls)?;
+            let t = PyTuple::new(py, [recon, args.into_any(), state])?;
             Ok(t.into_ptr())
         })
     }
+}
+
+/// How `__reduce__` has the object made again: by tether's reconstructor (`(cls,)`), or, when the
+/// class defines `__getnewargs_ex__` or `__getnewargs__`, by `copyreg.__newobj_ex__` /
+/// `copyreg.__newobj__` with the arguments they return, as `object.__reduce_ex__` does for
+/// plain classes (so a class's own `__new__` receives them). Either way the state follows.
+///
+/// # Safety
+/// GIL held; `o` is a live tether wrapper of class `cls`.
+unsafe fn new_args<'py>(
+    py: Python<'py>,
+    o: *mut ffi::PyObject,
+    cls: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    // SAFETY: `o` is live (caller).
+    let me = unsafe { Bound::from_borrowed_ptr(py, o) };
+    let copyreg = py.import("copyreg")?;
+    if cls.hasattr("__getnewargs_ex__")? {
+        let got = me.call_method0("__getnewargs_ex__")?;
+        let pair = got.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+        let Some(pair) = pair else {
+            return Err(PyTypeError::new_err(format!(
+                "__getnewargs_ex__ should return a tuple of length 2, not '{}'",
+                got.get_type().name()?
+            )));
+        };
+        let (args, kwargs) = (pair.get_item(0)?, pair.get_item(1)?);
+        if !args.is_instance_of::<PyTuple>() || !kwargs.is_instance_of::<pyo3::types::PyDict>() {
+            return Err(PyTypeError::new_err(format!(
+                "__getnewargs_ex__ should return (tuple, dict), not ('{}', '{}')",
+                args.get_type().name()?,
+                kwargs.get_type().name()?
+            )));
+        }
+        let recon = copyreg.getattr("__newobj_ex__")?;
+        return Ok((recon, PyTuple::new(py, [cls.clone(), args, kwargs])?));
+    }
+    if cls.hasattr("__getnewargs__")? {
+        let got = me.call_method0("__getnewargs__")?;
+        let Ok(args) = got.cast::<PyTuple>() else {
+            return Err(PyTypeError::new_err(format!(
+                "__getnewargs__ should return a tuple, not '{}'",
+                got.get_type().name()?
+            )));
+        };
+        let mut all = vec![cls.clone()];
+        all.extend(args.iter());
+        return Ok((copyreg.getattr("__newobj__")?, PyTuple::new(py, all)?));
+    }
+    Ok((reconstructor(py)?, PyTuple::new(py, [cls.clone()])?))
 }
 
 /// `__sizeof__()` (what `sys.getsizeof` reports for a non-GC object): the wrapper's block, plus

@@ -31,10 +31,16 @@ pub static TIE_HOST: tie::TieHost = tie::TieHost {
     release_kept,
 };
 
-/// Kept objects and their wrappers, by address (invariant 1).
-static TABLE: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+/// A kept wrapper, as the table holds it.
+struct KeptWrapper(*mut ffi::PyObject);
+// SAFETY: the pointer is only dereferenced by whoever takes the entry out, with the GIL (or, on
+// free-threaded builds, attached); the table itself only stores it.
+unsafe impl Send for KeptWrapper {}
 
-fn table() -> MutexGuard<'static, BTreeMap<usize, usize>> {
+/// Kept objects (by address) and their wrappers (invariant 1).
+static TABLE: Mutex<BTreeMap<usize, KeptWrapper>> = Mutex::new(BTreeMap::new());
+
+fn table() -> MutexGuard<'static, BTreeMap<usize, KeptWrapper>> {
     // A poisoned lock still guards a consistent map (each use is one insert or remove).
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -81,7 +87,7 @@ pub unsafe fn try_keep(o: *mut ffi::PyObject, obj: &ObjAny) -> Keep {
     {
         let mut t = table();
         if tie::keep(obj) {
-            t.insert(key(obj), o as usize);
+            t.insert(key(obj), KeptWrapper(o));
             return Keep::Kept;
         }
     }
@@ -127,7 +133,7 @@ unsafe fn set_refcnt(o: *mut ffi::PyObject, n: ffi::Py_ssize_t) {
 pub fn unkeep(obj: &ObjAny) -> Option<*mut ffi::PyObject> {
     let mut t = table();
     if tie::unkeep(obj) {
-        t.remove(&key(obj)).map(|w| w as *mut ffi::PyObject)
+        t.remove(&key(obj)).map(|w| w.0)
     } else {
         None
     }
@@ -141,6 +147,6 @@ fn release_kept(obj: ObjAny) {
     drop(obj); // first: released after the wrapper, it could keep the wrapper again
     if let Some(w) = w {
         // SAFETY: the kept reference is ours since the claim (invariant 1).
-        unsafe { decref_from_any_thread(w as *mut ffi::PyObject) };
+        unsafe { decref_from_any_thread(w.0) };
     }
 }

@@ -65,10 +65,10 @@ static HOST: TieHost = TieHost {
 /// The fake host's lock for its wrappers' counts when other threads release kept ones (what a
 /// GIL is), and its table of kept wrappers: (object, wrapper), as tether-py's.
 static HOST_LOCK: Mutex<()> = Mutex::new(());
-static KEPT: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+static KEPT: Mutex<Vec<(usize, Addr<Wrapper>)>> = Mutex::new(Vec::new());
 static KEPT_RELEASES: AtomicUsize = AtomicUsize::new(0);
 
-fn kept_table() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+fn kept_table() -> std::sync::MutexGuard<'static, Vec<(usize, Addr<Wrapper>)>> {
     KEPT.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -87,9 +87,9 @@ fn release_kept(obj: ObjAny) {
             .map(|i| t.swap_remove(i).1)
     };
     drop(obj);
-    let w = NonNull::new(entry.expect("a claimed kept object without an entry") as *mut Wrapper);
+    let w = entry.expect("a claimed kept object without an entry").0;
     KEPT_RELEASES.fetch_add(1, Ordering::SeqCst);
-    decref_keeping(w.unwrap());
+    decref_keeping(w);
 }
 
 /// The host's decref of a wrapper that has weak references: at zero it is kept if its object
@@ -108,7 +108,7 @@ fn decref_keeping(w: NonNull<Wrapper>) -> bool {
     let obj = core::mem::ManuallyDrop::new(unsafe { ObjAny::from_raw(raw) });
     let mut t = kept_table();
     if tie::keep(&obj) {
-        t.push((raw.as_ptr() as usize, w.as_ptr() as usize));
+        t.push((raw.as_ptr() as usize, Addr(w)));
         return true;
     }
     drop(t);

@@ -3,6 +3,7 @@
 class's `__getstate__`, and clear refusals (`@dataclass`, `functools.cached_property`,
 `ObjectMeta(5)`), and the tying switch's spellings."""
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -141,6 +142,90 @@ def test_getstate_decides_what_is_pickled():
     assert b"secret" not in data
     b = pickle.loads(data)
     assert (b.user, b.password) == ("ann", "")
+
+
+class Reduced(tether.Object):
+    v: int
+
+    def __reduce__(self):
+        return (Reduced, (self.v + 100,))
+
+
+class ReducedEx(tether.Object):
+    v: int
+
+    def __reduce_ex__(self, protocol):
+        return (ReducedEx, (self.v * 2 + protocol * 0,))
+
+
+class Copied(tether.Object):
+    v: int
+
+    def __copy__(self):
+        return Copied(-1)
+
+    def __deepcopy__(self, memo):
+        return Copied(-2)
+
+
+class Restated(tether.Object):
+    v: int
+    w: int = 0
+
+    def __setstate__(self, state):
+        tether.Object.__setstate__(self, {**state, "w": 42})
+
+
+NEW_CALLS = []
+
+
+class NewArgs(tether.Object):
+    v: int
+
+    def __new__(cls, *args, **kwargs):
+        NEW_CALLS.append((args, kwargs))
+        return super().__new__(cls)
+
+    def __getnewargs__(self):
+        return (self.v, "from getnewargs")
+
+
+class NewArgsEx(NewArgs):
+    def __getnewargs_ex__(self):
+        return ((self.v,), {"flag": True})
+
+
+class BadNewArgs(tether.Object):
+    v: int
+
+    def __getnewargs__(self):
+        return [self.v]
+
+
+def test_pickle_and_copy_hooks_are_honoured_as_for_plain_classes():
+    assert pickle.loads(pickle.dumps(Reduced(1))).v == 101
+    assert copy.copy(Reduced(1)).v == 101
+    assert pickle.loads(pickle.dumps(ReducedEx(3))).v == 6
+    assert copy.deepcopy(ReducedEx(3)).v == 6
+    assert copy.copy(Copied(1)).v == -1
+    assert copy.deepcopy(Copied(1)).v == -2
+    r = pickle.loads(pickle.dumps(Restated(1)))
+    assert (r.v, r.w) == (1, 42)
+    assert copy.deepcopy(Restated(1)).w == 42
+
+
+def test_getnewargs_reaches_the_classes_own_new():
+    NEW_CALLS.clear()
+    n = pickle.loads(pickle.dumps(NewArgs(7)))
+    assert n.v == 7 and type(n) is NewArgs
+    assert NEW_CALLS[-1] == ((7, "from getnewargs"), {})
+    e = pickle.loads(pickle.dumps(NewArgsEx(8)))
+    assert e.v == 8
+    assert NEW_CALLS[-1] == ((8,), {"flag": True})
+    assert copy.deepcopy(NewArgs(9)).v == 9
+    assert NEW_CALLS[-1] == ((9, "from getnewargs"), {})
+    with pytest.raises(TypeError, match="__getnewargs__ should return a tuple, not 'list'"):
+        pickle.dumps(BadNewArgs(1))
 
 
 def test_set_tying_takes_any_truthy_value():

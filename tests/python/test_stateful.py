@@ -49,6 +49,12 @@ class TieMachine(RuleBasedStateMachine):
         self.outers = []  # [(wrapper, expected child val, expected child wrapper id or None)]
         self.moved = []  # wrappers whose native object was moved out
         self.refs = []  # weak references to wrappers we still hold strongly elsewhere
+        # Weak references that follow native objects: children of outers, keyed weakly while
+        # their wrappers park and revive (or, having weak references, are kept).
+        self.tags = weakref.WeakKeyDictionary()
+        self.tagged = {}  # id(outer) -> id of the child wrapper tagged through it
+        self.tokens = []  # one per weakref.finalize registered
+        self.fired = []  # tokens whose finalizer ran
 
     @rule(v=st.integers(-(2**63), 2**63 - 1))
     def create_inner(self, v):
@@ -78,6 +84,7 @@ class TieMachine(RuleBasedStateMachine):
         o, _, name = self.outers[k]
         o.x = Inner(v)
         self.outers[k] = (o, v, name)
+        self.tagged.pop(id(o), None)
 
     @precondition(lambda self: self.outers)
     @rule(i=st.integers(0, 1000))
@@ -92,6 +99,19 @@ class TieMachine(RuleBasedStateMachine):
             raise AssertionError("wrong-typed set accepted")
         assert o.x is before and o.x.val == v
 
+    @precondition(lambda self: self.outers)
+    @rule(i=st.integers(0, 1000))
+    def tag_child(self, i):
+        o, v, _ = self.outers[i % len(self.outers)]
+        self.tags[o.x] = v
+        token = len(self.tokens)
+        self.tokens.append(token)
+        weakref.finalize(o.x, self.fired.append, token)
+        self.tagged[id(o)] = id(o.x)
+        noise = [Inner(k) for k in range(3)]  # the child's wrapper has no reference now
+        assert o.x in self.tags and id(o.x) == self.tagged[id(o)]
+        del noise
+
     @precondition(lambda self: self.inners)
     @rule(i=st.integers(0, 1000))
     def drop_inner(self, i):
@@ -100,13 +120,15 @@ class TieMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.outers)
     @rule(i=st.integers(0, 1000))
     def drop_outer(self, i):
-        self.outers.pop(i % len(self.outers))
+        o, _, _ = self.outers.pop(i % len(self.outers))
+        self.tagged.pop(id(o), None)
 
     @precondition(lambda self: self.outers)
     @rule(i=st.integers(0, 1000))
     def move_child_out(self, i):
         o, v, _ = self.outers[i % len(self.outers)]
         x = o.x
+        self.tagged.pop(id(o), None)  # a tag stays with the wrapper x, emptied by the move
         testing.discard(tether.move(x))
         self.moved.append(x)
         # x may be the very wrapper some Inner entry holds (one canonical wrapper): it is moved too
@@ -194,6 +216,15 @@ class TieMachine(RuleBasedStateMachine):
                 raise AssertionError("moved-from wrapper still usable")
 
     @invariant()
+    def weak_references_follow_native_objects(self):
+        for o, v, _ in self.outers:
+            if id(o) in self.tagged:
+                x = o.x
+                assert id(x) == self.tagged[id(o)], "a tagged child changed identity"
+                assert x in self.tags and self.tags[x] == v
+        assert len(set(self.fired)) == len(self.fired), "a finalizer ran twice"
+
+    @invariant()
     def values_hold(self):
         for inner, v in self.inners[-5:]:
             assert inner.val == v
@@ -207,9 +238,12 @@ class TieMachine(RuleBasedStateMachine):
         self.outers.clear()
         self.moved.clear()
         self.refs.clear()
+        self.tagged.clear()
         gc.collect()
+        assert len(self.tags) == 0, "weak keys outlived their native objects"
+        assert sorted(self.fired) == self.tokens, "every finalizer ran, once"
         after = tether.stats()
-        for key in ("native_objects", "parked_wrappers", "live_wrappers"):
+        for key in ("native_objects", "parked_wrappers", "live_wrappers", "kept_wrappers"):
             assert after[key] == self.base[key], (key, after[key], self.base[key])
 
 

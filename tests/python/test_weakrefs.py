@@ -173,3 +173,37 @@ def test_with_tying_off_weak_references_belong_to_each_fresh_wrapper():
     a = Node(0, Node(1))
     r = weakref.ref(a.child)
     assert r() is None  # a fresh wrapper per access: its weak reference dies with it
+
+
+def test_threads_share_weak_references_to_the_same_objects():
+    """Python threads (in parallel on 3.13t) make weak references to shared children while
+    their wrappers die, are kept and are found again; then the children die: every callback
+    runs once, and no weak reference outlives its object."""
+    import random
+
+    holders = [Node(i, Node(i)) for i in range(40)]
+    fired = []
+    refs = [weakref.ref(h.child, lambda _r, i=i: fired.append(i)) for i, h in enumerate(holders)]
+    bad = []
+
+    def work(seed):
+        rnd = random.Random(seed)
+        for _ in range(3000):
+            k = rnd.randrange(len(holders))
+            c = holders[k].child
+            r = weakref.ref(c)
+            if r() is not c or refs[k]() is not c or c.val != k:
+                bad.append(k)
+            del c, r
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert fired == []
+    for h in holders:
+        h.child = None
+    assert sorted(fired) == list(range(len(holders)))
+    assert all(r() is None for r in refs)
