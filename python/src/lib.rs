@@ -173,6 +173,8 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// goes back to the OS without the program asking.
 #[pyfunction]
 fn trim() -> usize {
+    // SAFETY: a pyfunction: the thread is attached.
+    unsafe { pool::flush_cache() };
     let released = pool::POOL.trim();
     #[cfg(feature = "mimalloc")]
     tether_alloc::MiMalloc::collect(true);

@@ -157,6 +157,22 @@ pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
     }
 }
 
+/// Gives this thread's cached free blocks back to the pool's depot (before a trim: a cached
+/// block keeps its whole slab from being released).
+///
+/// # Safety
+/// The thread is attached (on GIL builds: holds the GIL).
+pub unsafe fn flush_cache() {
+    // SAFETY: forwarded (caller); the closure does not re-enter.
+    unsafe {
+        with_cache(|c| {
+            if let Some(c) = c {
+                c.flush();
+            }
+        })
+    };
+}
+
 /// Returns a wrapper block that is not parked.
 ///
 /// # Safety

@@ -63,3 +63,42 @@ def test_churn_of_100k_objects_returns_to_baseline():
     s = tether.stats()
     for key in ("native_objects", "parked_wrappers", "live_wrappers"):
         assert s[key] == base_stats[key], key
+
+
+def test_churn_of_weakly_referenced_objects_returns_to_baseline():
+    """10 rounds of 50,000 holders whose children are weakly referenced (so their wrappers are
+    kept, not parked) and tagged in a WeakKeyDictionary, then dropped: every kept wrapper is
+    released with its native object, every callback runs, memory stays flat."""
+    import weakref
+
+    fired = [0]  # a count: keeping the dead weak references would grow memory itself
+    tags = weakref.WeakKeyDictionary()
+
+    def on_death(_ref):
+        fired[0] += 1
+
+    def churn():
+        objs = [Outer(Inner(i)) for i in range(50_000)]
+        refs = [weakref.ref(o.x, on_death) for o in objs]
+        for o in objs:
+            tags[o.x] = o.x.val
+        assert tether.stats()["kept_wrappers"] >= 50_000
+        assert all(tags[o.x] == o.x.val for o in objs[::997])
+        del objs, o  # the loop variable holds the last holder too
+        assert all(r() is None for r in refs)
+        return len(refs)
+
+    churn()  # warm-up
+    gc.collect()
+    base_stats = tether.stats()
+    base_rss = rss_bytes()
+    fired[0] = 0
+    for _ in range(10):
+        assert churn() == 50_000
+        assert len(tags) == 0
+    assert fired[0] == 10 * 50_000
+    growth = rss_bytes() - base_rss
+    assert growth < RSS_SLACK, f"RSS grew by {growth} bytes"
+    s = tether.stats()
+    for key in ("native_objects", "parked_wrappers", "live_wrappers", "kept_wrappers"):
+        assert s[key] == base_stats[key], key
