@@ -16,7 +16,7 @@
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
 //! | 5 | `convert` | values both ways, all-or-nothing moves |
 //! | 6 | `class`, `function` | field definitions and class info (`class/constraint.rs`: enum, literal, union and forward checks); native functions |
-//! | 7 | `field`, `base` | descriptors; `_Base`'s slots (construct, repr, pickle) |
+//! | 7 | `field`, `base`, `referents` | descriptors; `_Base`'s slots (construct, repr, pickle); `tp_traverse` for `gc.get_referents` |
 //! | 8 | `meta` | the metaclass (`meta/kinds.rs`, `meta/annotations.rs`, `meta/declare.rs`) |
 //! | 9 | `containers`, `testing` | `tether.List`/`tether.Dict` (their classes are made by the metaclass); `tether.testing`, written the way an extension author would |
 //!
@@ -43,6 +43,7 @@ mod pool;
 mod profiling;
 mod pyhandle;
 mod pytypes;
+mod referents;
 mod restore;
 mod testing;
 mod tied;

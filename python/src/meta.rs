@@ -179,8 +179,15 @@ unsafe extern "C" fn meta_new(
                      keep their state natively, so mixins must declare __slots__ = ()"
                 )));
             }
-            crate::pytypes::clear_type_flags(tp, ffi::Py_TPFLAGS_HAVE_GC);
-            (*tp).tp_traverse = None;
+            // A GC class only if its objects may hold Python objects (crate::referents): then
+            // `gc.get_referents` traverses them; its wrappers are never tracked.
+            if crate::referents::holds_python_objects(info.fields(), info.type_index) {
+                crate::pytypes::set_type_flags(tp, ffi::Py_TPFLAGS_HAVE_GC);
+                (*tp).tp_traverse = Some(crate::referents::tp_traverse);
+            } else {
+                crate::pytypes::clear_type_flags(tp, ffi::Py_TPFLAGS_HAVE_GC);
+                (*tp).tp_traverse = None;
+            }
             (*tp).tp_clear = None;
             (*tp).tp_alloc = Some(pool::tp_alloc);
             (*tp).tp_free = Some(pool::tp_free);

@@ -2,7 +2,8 @@
 //! [`SlabPool`], so parked memory (state (c)) can serve any tether class on revival.
 //!
 //! Invariants:
-//! 1. Every wrapper block is [`WRAPPER_SIZE`] bytes from [`POOL`] and goes back to it exactly once:
+//! 1. Every wrapper block is [`WRAPPER_SIZE`] bytes (plus [`GC_HEAD`], invariant 4) from [`POOL`]
+//!    and goes back to it exactly once:
 //!    through [`free_wrapper_mem`] (the wrapper died without parking) or through
 //!    [`free_parked`] (the allocator's free funnel, when the native object dies while parked).
 //! 2. [`parked`] counts blocks currently in state (c): adjusted at park and revive (by Python
@@ -13,6 +14,10 @@
 //!    path takes no lock either; a block freed on another thread than the one that took it
 //!    goes to that thread's cache (the pool is one: any cache may free any of its blocks). The
 //!    free funnel ([`free_parked`]) may run on any thread and uses the pool's locked path.
+//! 4. A wrapper of a GC class (`Py_TPFLAGS_HAVE_GC`: it may hold Python objects, so
+//!    `gc.get_referents` traverses it) has [`GC_HEAD`] bytes in front of it on GIL builds,
+//!    zeroed (never tracked): its block is `WRAPPER_SIZE + GC_HEAD` bytes. A live wrapper's
+//!    type says which; parked memory keeps it in its refcount word ([`mark_parked`]).
 
 pub use crate::pytypes::WRAPPER_SIZE;
 use core::cell::UnsafeCell;
@@ -130,24 +135,101 @@ unsafe fn with_cache<R>(f: impl FnOnce(Option<&mut PoolCache<'static, DefaultInn
     }
 }
 
-/// Takes a zeroed wrapper block, or raises `MemoryError` and returns null.
+/// Bytes in front of a wrapper of a class CPython's collector may visit (`Py_TPFLAGS_HAVE_GC`):
+/// its `PyGC_Head`, which GIL builds keep before the object (invariant 4). Free-threaded builds
+/// keep the collector's state in the object header instead: 0 there.
+#[cfg(not(Py_GIL_DISABLED))]
+pub const GC_HEAD: usize = 2 * core::mem::size_of::<usize>(); // `_gc_next`, `_gc_prev`
+/// See the GIL build's.
+#[cfg(Py_GIL_DISABLED)]
+pub const GC_HEAD: usize = 0;
+
+/// The bytes in front of a wrapper of class `tp`: [`GC_HEAD`] for a GC class, else 0.
+///
+/// # Safety
+/// `tp` is a live type object.
+#[inline(always)]
+pub unsafe fn prefix_of(tp: *mut ffi::PyTypeObject) -> usize {
+    // SAFETY: forwarded.
+    if GC_HEAD != 0 && unsafe { crate::pytypes::type_flags(tp) } & ffi::Py_TPFLAGS_HAVE_GC != 0 {
+        GC_HEAD
+    } else {
+        0
+    }
+}
+
+/// Puts the prefix of the dying wrapper `o` where [`parked_prefix`] finds it once `o` is parked
+/// memory, whose type pointer is stale (invariant 4): its refcount word, which is 0 and unused
+/// while parked (revival re-initializes it).
+///
+/// # Safety
+/// `o` is a dying wrapper about to be parked, its type still alive.
+#[inline(always)]
+pub unsafe fn mark_parked(o: *mut ffi::PyObject) {
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: the count of a dying object is ours; its type is alive (caller).
+    unsafe {
+        let prefix = prefix_of(ffi::Py_TYPE(o)) as ffi::Py_ssize_t;
+        #[cfg(Py_3_12)]
+        {
+            (*o).ob_refcnt.ob_refcnt = prefix;
+        }
+        #[cfg(not(Py_3_12))]
+        {
+            (*o).ob_refcnt = prefix;
+        }
+    }
+    #[cfg(Py_GIL_DISABLED)]
+    let _ = o;
+}
+
+/// The prefix [`mark_parked`] recorded in parked (or just revived, not yet re-initialized)
+/// wrapper memory `mem`.
+///
+/// # Safety
+/// `mem` is such memory.
+#[inline(always)]
+pub unsafe fn parked_prefix(mem: *mut c_void) -> usize {
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: written by mark_parked and untouched since (caller).
+    return unsafe {
+        let o = mem.cast::<ffi::PyObject>();
+        #[cfg(Py_3_12)]
+        let n = (*o).ob_refcnt.ob_refcnt;
+        #[cfg(not(Py_3_12))]
+        let n = (*o).ob_refcnt;
+        n as usize
+    };
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        let _ = mem;
+        0
+    }
+}
+
+/// Takes a zeroed wrapper block with `prefix` bytes in front of the object (a zeroed
+/// `PyGC_Head` reads "not tracked"), or raises `MemoryError` and returns null.
 ///
 /// # Safety
 /// The thread is attached (on GIL builds: holds the GIL).
-pub unsafe fn alloc_wrapper_mem() -> *mut ffi::PyObject {
+pub unsafe fn alloc_wrapper_mem(prefix: usize) -> *mut ffi::PyObject {
+    let size = WRAPPER_SIZE + prefix;
     // SAFETY: the GIL is held on GIL builds (caller); the closure does not re-enter.
     let block = unsafe {
         with_cache(|c| match c {
-            Some(c) => c.alloc(WRAPPER_SIZE),
-            None => POOL.alloc(WRAPPER_SIZE),
+            Some(c) => c.alloc(size),
+            None => POOL.alloc(size),
         })
     };
     match block {
         Ok(p) => {
-            // SAFETY: the pool handed out WRAPPER_SIZE writable bytes.
-            unsafe { p.as_ptr().write_bytes(0, WRAPPER_SIZE) };
-            LIVE.add(1);
-            p.as_ptr().cast()
+            // SAFETY: the pool handed out `size` writable bytes; the object starts `prefix`
+            // bytes in (16-aligned blocks, so TIE_ALIGN-aligned objects).
+            unsafe {
+                p.as_ptr().write_bytes(0, size);
+                LIVE.add(1);
+                p.as_ptr().add(prefix).cast()
+            }
         }
         Err(_) => {
             // SAFETY: the GIL is held (caller).
@@ -173,22 +255,34 @@ pub unsafe fn flush_cache() {
     };
 }
 
-/// Returns a wrapper block that is not parked.
+/// Returns a wrapper block that is not parked; `mem` is the object, `prefix` the bytes before it.
 ///
 /// # Safety
-/// The GIL is held; `mem` came from [`alloc_wrapper_mem`], is not parked, and is not used again.
-pub unsafe fn free_wrapper_mem(mem: *mut c_void) {
+/// The GIL is held; `mem` came from [`alloc_wrapper_mem`] with `prefix`, is not parked, and is
+/// not used again.
+pub unsafe fn free_wrapper_mem(mem: *mut c_void, prefix: usize) {
     LIVE.add(-1);
     if let Some(p) = NonNull::new(mem.cast::<u8>()) {
-        // SAFETY: invariant 1: the block came from POOL with WRAPPER_SIZE and is freed once;
-        // the GIL is held on GIL builds (invariant 3); the closure does not re-enter.
+        // SAFETY: invariant 1: the block came from POOL with this size, `prefix` bytes before
+        // the object, and is freed once; the GIL is held on GIL builds (invariant 3); the
+        // closure does not re-enter.
         unsafe {
+            let block = NonNull::new_unchecked(p.as_ptr().sub(prefix));
             with_cache(|c| match c {
-                Some(c) => c.free(p, WRAPPER_SIZE),
-                None => POOL.free(p, WRAPPER_SIZE),
+                Some(c) => c.free(block, WRAPPER_SIZE + prefix),
+                None => POOL.free(block, WRAPPER_SIZE + prefix),
             })
         };
     }
+}
+
+/// [`free_wrapper_mem`] for a dying wrapper whose type is still alive (it gives the prefix).
+///
+/// # Safety
+/// As there; `o`'s type is alive.
+pub unsafe fn free_dead_wrapper(o: *mut ffi::PyObject) {
+    // SAFETY: forwarded (caller).
+    unsafe { free_wrapper_mem(o.cast(), prefix_of(ffi::Py_TYPE(o))) }
 }
 
 /// The allocator's free funnel callback: the native object died while its wrapper was parked.
@@ -200,8 +294,15 @@ pub unsafe extern "C" fn free_parked(mem: *mut c_void) {
     // An RMW: this may run on any thread, without the GIL.
     PARKED_RELEASED.fetch_add(1, Relaxed);
     if let Some(p) = NonNull::new(mem.cast::<u8>()) {
-        // SAFETY: invariant 1: parked memory is a POOL block released only here.
-        unsafe { POOL.free(p, WRAPPER_SIZE) };
+        // SAFETY: invariant 1: parked memory is a POOL block released only here, with the
+        // prefix mark_parked recorded (invariant 4).
+        unsafe {
+            let prefix = parked_prefix(mem);
+            POOL.free(
+                NonNull::new_unchecked(p.as_ptr().sub(prefix)),
+                WRAPPER_SIZE + prefix,
+            )
+        };
     }
 }
 
@@ -213,8 +314,8 @@ pub unsafe extern "C" fn tp_alloc(
     tp: *mut ffi::PyTypeObject,
     _n: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
-    // SAFETY: GIL held (CPython calls slots with it).
-    let mem = unsafe { alloc_wrapper_mem() };
+    // SAFETY: GIL held (CPython calls slots with it); `tp` is live.
+    let mem = unsafe { alloc_wrapper_mem(prefix_of(tp)) };
     if mem.is_null() {
         return mem;
     }
@@ -229,6 +330,7 @@ pub unsafe extern "C" fn tp_alloc(
 /// # Safety
 /// Called by CPython with a block from [`tp_alloc`].
 pub unsafe extern "C" fn tp_free(mem: *mut c_void) {
-    // SAFETY: forwarded: tp_free receives blocks tp_alloc produced.
-    unsafe { free_wrapper_mem(mem) }
+    // SAFETY: forwarded: tp_free receives blocks tp_alloc produced, of a live object whose
+    // type gives the prefix.
+    unsafe { free_dead_wrapper(mem.cast()) }
 }

@@ -77,6 +77,24 @@ pub unsafe fn type_flags(tp: *mut ffi::PyTypeObject) -> u64 {
     return unsafe { (*tp).tp_flags } as u64;
 }
 
+/// Sets `bits` in `tp_flags` of type `tp`, which nobody else uses yet.
+///
+/// # Safety
+/// `tp` is a live type object not yet used by other threads.
+pub unsafe fn set_type_flags(tp: *mut ffi::PyTypeObject, bits: u64) {
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: `tp` is live (caller).
+    unsafe {
+        (*tp).tp_flags.fetch_or(bits, Relaxed);
+    }
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: `tp` is live (caller).
+    #[allow(clippy::unnecessary_cast)]
+    unsafe {
+        (*tp).tp_flags |= bits as core::ffi::c_ulong;
+    }
+}
+
 /// Clears `bits` in `tp_flags` of type `tp`, which nobody else uses yet.
 ///
 /// # Safety

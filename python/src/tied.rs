@@ -187,7 +187,7 @@ pub unsafe fn revive_or_bind(
                 PARKED_NET.add(-1);
                 LIVE.add(1); // balanced by free_wrapper_mem's decrement
                              // SAFETY: the block came from the pool and is referenced by nobody now.
-                unsafe { pool::free_wrapper_mem(m.as_ptr()) };
+                unsafe { pool::free_wrapper_mem(m.as_ptr(), pool::parked_prefix(m.as_ptr())) };
             }
             Err(TieState::Bound(w)) => {
                 let w = w.as_ptr().cast::<ffi::PyObject>();
@@ -247,7 +247,7 @@ pub unsafe fn revive_or_bind(
                     PARKED_NET.add(-1);
                     LIVE.add(1); // balanced by free_wrapper_mem's decrement
                                  // SAFETY: the block is ours since the unbind, referenced by nobody.
-                    unsafe { pool::free_wrapper_mem(m.as_ptr()) };
+                    unsafe { pool::free_wrapper_mem(m.as_ptr(), pool::parked_prefix(m.as_ptr())) };
                 }
                 TieState::Detached => match fresh {
                     Some(f) => {

@@ -277,7 +277,7 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
                 ffi::PyObject_ClearWeakRefs(o);
             }
             forget_moved_out(o); // before the memory can serve another wrapper
-            pool::free_wrapper_mem(o.cast());
+            pool::free_dead_wrapper(o);
             ffi::Py_DECREF(tp.cast());
             return;
         };
@@ -304,15 +304,17 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
         }
         if bound && !has_finalizer && TYING.load(Relaxed) {
             // Park if the object lives on, else unbind and release it: one atomic decision
-            // (the runtime's park_or_release), which consumes the wrapper's reference.
+            // (the runtime's park_or_release), which consumes the wrapper's reference. The
+            // memory's prefix goes with it (pool invariant 4).
+            pool::mark_parked(o);
             match tied::park_or_release(obj, o) {
                 Ok(Finalized::Parked) => ffi::Py_DECREF(tp.cast()),
                 Ok(Finalized::Released) => {
-                    pool::free_wrapper_mem(o.cast());
+                    pool::free_dead_wrapper(o);
                     ffi::Py_DECREF(tp.cast());
                 }
                 Err((obj, _)) => {
-                    pool::free_wrapper_mem(o.cast());
+                    pool::free_dead_wrapper(o);
                     ffi::Py_DECREF(tp.cast());
                     drop(obj);
                 }
@@ -322,7 +324,7 @@ pub unsafe extern "C" fn tp_dealloc(o: *mut ffi::PyObject) {
         if bound {
             tied::unbind(&obj, o);
         }
-        pool::free_wrapper_mem(o.cast());
+        pool::free_dead_wrapper(o);
         ffi::Py_DECREF(tp.cast());
         drop(obj);
     }

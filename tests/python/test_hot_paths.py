@@ -71,6 +71,16 @@ class OtherLayout(tether.Object):
     s: str = "s"
 
 
+class ScalarsAndObject(tether.Object):
+    """Scalars with an `object` field: a GC class like OtherLayout (CPython refuses `__class__`
+    assignment between GC and non-GC classes, so the layout tests pair classes of one kind)."""
+
+    i: int = 0
+    f: float = 0.0
+    b: bool = False
+    extra: object = None
+
+
 class L1(tether.Object):
     b1: bool = False
     i1: int = 0
@@ -533,11 +543,18 @@ def test_every_field_of_an_empty_wrapper_raises_moved_error(how):
 # --- 4. __class__ reassignment and foreign descriptors ------------------------------------------
 
 
-def test_class_reassignment_between_layouts_raises_type_error_on_every_path():
+def test_class_reassignment_between_gc_and_non_gc_classes_is_refused_by_cpython():
     s = Scalars(7, 1.5, True)
+    with pytest.raises(TypeError, match="layout differs"):
+        s.__class__ = OtherLayout
+    assert type(s) is Scalars and s.i == 7
+
+
+def test_class_reassignment_between_layouts_raises_type_error_on_every_path():
+    s = ScalarsAndObject(7, 1.5, True)
     o = OtherLayout(None, ["x"], "q")
     s.__class__ = OtherLayout
-    o.__class__ = Scalars
+    o.__class__ = ScalarsAndObject
     try:
         for name in ("child", "o", "s"):
             with pytest.raises(TypeError):
@@ -559,7 +576,7 @@ def test_class_reassignment_between_layouts_raises_type_error_on_every_path():
             with pytest.raises(TypeError):
                 copy.copy(obj)
     finally:
-        s.__class__ = Scalars
+        s.__class__ = ScalarsAndObject
         o.__class__ = OtherLayout
     assert (s.i, s.f, s.b) == (7, 1.5, True)
     assert (o.child, o.o, o.s) == (None, ["x"], "q")
@@ -625,14 +642,14 @@ def test_rejected_assignments_do_not_consume_the_move_token():
     not apply to the target's native type (after `__class__` reassignment, or a descriptor
     taken from another class), or the field is read-only (a Rust-defined type)."""
     # (a) __class__ reassigned: the field does not apply to the native type
-    a = Scalars()
+    a = ScalarsAndObject()
     a.__class__ = OtherLayout
     h, alive = _sentinel_record()
     tok = tether.move(h)
     del h
     with pytest.raises(TypeError):
         a.o = tok
-    a.__class__ = Scalars
+    a.__class__ = ScalarsAndObject
     gc.collect()
     assert alive() is not None, "the rejected store destroyed the moved object"
     assert "consumed" not in repr(tok), repr(tok)

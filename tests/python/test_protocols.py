@@ -392,3 +392,65 @@ def test_abc_abc_as_a_base_abstract_methods_and_register():
 
     with pytest.raises(TypeError, match="abstract method area"):
         Half(1.0)
+
+
+class Holds(tether.Object):
+    o: object = None
+    items: list[object] = tether.field(default_factory=list)
+    by_name: dict[str, object] = tether.field(default_factory=dict)
+    n: int = 0
+
+
+class OnlyNative(tether.Object):
+    n: int = 0
+    child: Optional["OnlyNative"] = None
+
+
+def test_gc_get_referents_lists_the_python_objects_an_object_holds():
+    import gc
+
+    x, y, z = [1], {"k": 2}, object()
+    h = Holds(x, [y, "s"], {"a": z})
+    refs = gc.get_referents(h)
+    assert any(r is x for r in refs) and any(r is y for r in refs) and any(r is z for r in refs)
+    assert not gc.is_tracked(h)  # visible to the tools, never collected through (yet)
+    lst = tether.List[object]([x, z])
+    assert [r for r in gc.get_referents(lst)] == [x, z]
+    d = tether.Dict[str, object]({"q": y})
+    assert y in gc.get_referents(d)
+    # Through nested containers, and after the wrapper parked and revived.
+    class Nest(tether.Object):
+        rows: list[list[object]] = tether.field(default_factory=list)
+
+    n = Nest([[x], [z]])
+    assert {id(r) for r in gc.get_referents(n)} >= {id(x), id(z)}
+    keep = Holds(None, [], {}, 0)
+    keep.o = h  # a tether object in an object field is stored natively
+    del h
+    noise = [Holds() for _ in range(64)]
+    assert any(r is x for r in gc.get_referents(keep.o))
+    del noise
+    # Moved-out wrappers have nothing to show.
+    m = Holds(x)
+    tether.move(m)
+    assert gc.get_referents(m) == []
+
+
+def test_only_classes_that_can_hold_python_objects_are_gc_classes():
+    HAVE_GC = 1 << 14
+    assert Holds.__flags__ & HAVE_GC
+    assert not OnlyNative.__flags__ & HAVE_GC
+    assert gc_referents_of_native_only() == []
+    # A GC class's wrapper carries CPython's GC head on GIL builds (sys.getsizeof counts it).
+    head = 0 if tether._native.FREE_THREADED else 16
+    h = Holds()
+    assert sys.getsizeof(h) == h.__sizeof__() + head
+    # CPython refuses __class__ assignment between GC and non-GC classes.
+    with pytest.raises(TypeError):
+        OnlyNative().__class__ = Holds
+
+
+def gc_referents_of_native_only():
+    import gc
+
+    return gc.get_referents(OnlyNative(1, OnlyNative(2)))
