@@ -97,7 +97,7 @@ loom:
 
 # The models can fail: each deliberately broken protocol builds, and its loom run must fail.
 loom-broken:
-	@for v in release_relaxed tie_no_cas finalize_check_then_act serial_check_then_act locked_no_exclusion host_incref_any kept_unclaimed; do \
+	@for v in release_relaxed tie_no_cas finalize_check_then_act serial_check_then_act locked_no_exclusion host_incref_any kept_unclaimed doom_unchecked; do \
 		flags="--cfg loom --cfg tether_loom_broken=\"$$v\""; \
 		RUSTFLAGS="$$flags" CARGO_TARGET_DIR=$(LOOM_TARGET)-broken \
 			$(CARGO) test -q -p tether-runtime --test loom --release --no-run || exit 1; \

@@ -230,9 +230,20 @@ pub fn from_py_kind<'py>(
             Ok(b) => Ok(Value::Bytes(Arc::from(b.as_bytes()))),
             Err(_) => Err(type_error(kind, &py_type_name(o))),
         },
-        // A token stores the object it carries; anything else is held as a Python object.
+        // A token stores the object it carries, and a live tether object is stored natively
+        // too (reading gives its canonical wrapper): the native graph, and so the cycle
+        // collector, sees the reference. Anything else (an emptied wrapper included) is held
+        // as a Python object.
         FieldKind::Any => match o.cast::<Moved>() {
             Ok(m) => moves.peek(m).map(Value::Object),
+            // SAFETY: `o` is live and the GIL is held.
+            Err(_) if unsafe { is_wrapper(o.as_ptr()) } => {
+                // SAFETY: checked to be a wrapper; `o` keeps it alive.
+                Ok(match unsafe { native::counted(o.as_ptr()) } {
+                    Ok(obj) => Value::Object(obj),
+                    Err(_) => Value::Opaque(object_to_handle(o)),
+                })
+            }
             Err(_) => Ok(Value::Opaque(object_to_handle(o))),
         },
         // A weak field holds the object without keeping it alive, so a moved-out object (a

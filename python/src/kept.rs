@@ -25,6 +25,39 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use tether_runtime::{tie, ObjAny};
 
+/// What the runtime's cycle collector asks of kept wrappers (`tether_runtime::collect_cycles`).
+pub static CYCLE_HOST: tether_runtime::CycleHost = tether_runtime::CycleHost {
+    kept_is_unreferenced,
+    before_clear,
+};
+
+/// Whether the kept wrapper `w` is referenced by nothing but its object (its weak references
+/// aside): then its reference to the object is part of the native graph. Known only with the
+/// GIL held on a GIL build; elsewhere `false` (the collector then keeps such an object).
+fn kept_is_unreferenced(w: core::ptr::NonNull<core::ffi::c_void>) -> bool {
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: a kept wrapper is alive (its object holds it); with the GIL held its count is
+    // stable.
+    return unsafe {
+        ffi::PyGILState_Check() == 1 && ffi::Py_REFCNT(w.as_ptr().cast::<ffi::PyObject>()) == 1
+    };
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        let _ = w;
+        false
+    }
+}
+
+/// Before the collector clears a garbage object: its kept wrapper, if any, is released now,
+/// while every object is intact, so its weak references are cleared and their callbacks run
+/// (the object is doomed: the dying wrapper parks instead of being kept again).
+fn before_clear(obj: &ObjAny) {
+    if let Some(w) = unkeep(obj) {
+        // SAFETY: the kept reference is ours (unkeep).
+        unsafe { decref_from_any_thread(w) };
+    }
+}
+
 /// How the runtime's tie machine releases parked wrapper memory and kept wrappers.
 pub static TIE_HOST: tie::TieHost = tie::TieHost {
     free_cached: crate::pool::free_parked,

@@ -156,6 +156,14 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("live_wrappers", pool::LIVE.get())?;
     d.set_item("parked_wrappers", pool::parked())?;
     d.set_item("kept_wrappers", kept::count())?;
+    let t = tether_runtime::cycle_totals();
+    let cy = PyDict::new(py);
+    cy.set_item("runs", t.runs)?;
+    cy.set_item("scanned", t.scanned)?;
+    cy.set_item("freed", t.freed)?;
+    cy.set_item("abandoned", t.abandoned)?;
+    cy.set_item("tracked", tether_runtime::tracked_objects())?;
+    d.set_item("cycles", cy)?;
     d.set_item("wrapper_size", pool::WRAPPER_SIZE)?;
     let p = pool::POOL.stats();
     let ps = PyDict::new(py);
@@ -164,6 +172,19 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     ps.set_item("blocks_in_use", p.in_use_blocks)?;
     ps.set_item("blocks_free", p.free_blocks)?;
     d.set_item("pool", ps)?;
+    Ok(d)
+}
+
+/// `tether.collect_cycles()`: runs the native cycle collector now (it also runs at the start of
+/// every full garbage collection, see `tether/__init__.py`); returns what it did.
+#[pyfunction]
+fn collect_cycles(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let s = tether_runtime::collect_cycles();
+    let d = PyDict::new(py);
+    d.set_item("scanned", s.scanned)?;
+    d.set_item("found", s.found)?;
+    d.set_item("freed", s.freed)?;
+    d.set_item("abandoned", s.abandoned)?;
     Ok(d)
 }
 
@@ -211,6 +232,7 @@ fn _at_exit(py: Python<'_>) {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     tether_runtime::tie::set_host(&kept::TIE_HOST);
+    tether_runtime::set_cycle_host(&kept::CYCLE_HOST);
     let base = base::create_base_type(py)?;
     field::create_descr_type(py)?;
     let meta_tp = meta::create_meta_type(py)?;
@@ -239,6 +261,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FREE_THREADED", ft::FREE_THREADED)?;
     m.add("WRAPPER_BYTES", pool::WRAPPER_SIZE)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
+    m.add_function(wrap_pyfunction!(collect_cycles, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_pending_restores, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;

@@ -37,6 +37,7 @@ from ._native import (
     move,
     register_global,
     set_tying,
+    collect_cycles,
     stats,
     trim,
     tying_enabled,
@@ -66,6 +67,7 @@ __all__ = [
     "register_global",
     "set_tying",
     "stats",
+    "collect_cycles",
     "trim",
     "tying_enabled",
 ]
@@ -314,8 +316,11 @@ def _after_full_collection(phase, info):
     if info.get("generation") != 2:
         return
     if phase == "start":
-        # Classes are kept alive for their native objects; those whose types have none left are
-        # given back now, so that this collection can free them (and their modules' globals).
+        # Native cycles first (tether objects that only reference each other: reference
+        # counting never frees them; docs/design.md, "Cycles"), then classes: they are kept
+        # alive for their native objects, and those whose types have none left are given back
+        # now, so that this collection can free them (and their modules' globals).
+        _native.collect_cycles()
         _native._release_idle_classes()
     elif phase == "stop":
         # Memory freed by the program goes back to the OS after each full collection: fully

@@ -69,7 +69,13 @@ pub struct List {
     items: Mutex<Vec<Value>>,
 }
 
-object_type!(List, "tether.List");
+object_type!(List, "tether.List", traced);
+
+impl Drop for List {
+    fn drop(&mut self) {
+        crate::tracked::untrack_value(self); // before the items go (tracked invariant 1)
+    }
+}
 
 impl List {
     /// An empty list whose elements are of kind `elem`.
@@ -96,6 +102,12 @@ impl List {
     /// The element kind.
     pub fn elem(&self) -> &FieldKind {
         &self.elem
+    }
+
+    /// The items, locked (for the cycle collector, which holds them still while it counts:
+    /// `crate::cycles`).
+    pub(crate) fn lock_items(&self) -> MutexGuard<'_, Vec<Value>> {
+        lock(&self.items)
     }
 
     /// The elements, locked for a change (the version moves on; Relaxed: the version is only
@@ -453,7 +465,13 @@ pub struct Map {
     entries: Mutex<IndexMap<MapKey, Value>>,
 }
 
-object_type!(Map, "tether.Dict");
+object_type!(Map, "tether.Dict", traced);
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        crate::tracked::untrack_value(self); // before the entries go (tracked invariant 1)
+    }
+}
 
 impl Map {
     /// An empty map with keys of kind `key` (`Str`, `Int`, `Bytes` or an object kind) and values
@@ -471,6 +489,11 @@ impl Map {
     /// The key kind.
     pub fn key_kind(&self) -> &FieldKind {
         &self.key
+    }
+
+    /// The entries, locked (for the cycle collector: `crate::cycles`).
+    pub(crate) fn lock_entries(&self) -> MutexGuard<'_, IndexMap<MapKey, Value>> {
+        lock(&self.entries)
     }
 
     /// The value kind.

@@ -81,6 +81,7 @@
 #![warn(missing_docs)]
 
 pub mod containers;
+mod cycles;
 pub mod demo;
 mod error;
 mod function;
@@ -90,9 +91,13 @@ mod object;
 mod sync;
 mod table;
 pub mod tie;
+mod tracked;
 pub mod types;
 mod value;
 
+pub use cycles::{
+    collect_cycles, cycle_totals, set_cycle_host, CycleHost, CycleStats, CycleTotals,
+};
 pub use error::Error;
 pub use function::{
     get_global, list_globals, register_global, register_global_override, remove_global,
@@ -107,6 +112,7 @@ pub use tie::{
     bind, detach, lookup, park, park_or_release, revive, set_host, unbind_for_last_release,
     Finalized, TieHost, TieState,
 };
+pub use tracked::tracked_objects;
 pub use types::object::Object;
 pub use types::record::{
     record_get, record_load_unchecked, record_replace_unchecked, record_set, slot_bool, slot_float,

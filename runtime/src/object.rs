@@ -140,6 +140,8 @@ pub use strong::ObjRef;
 pub use weak::{WeakAny, WeakRef};
 
 pub(crate) use block::{deleter_of, free_block_layout, ObjBox};
-pub(crate) use header::{counts, lock_word, set_deleter, tie_word, Counts, KEPT, STRONG_ONE};
+pub(crate) use header::{
+    counts, lock_word, set_deleter, tie_word, Counts, DOOMED, KEPT, STRONG_ONE,
+};
 pub(crate) use names::publish_name;
 pub(crate) use rc::set_kept_hook;

@@ -961,3 +961,90 @@ fn kept_wrapper_move_races_the_claim() {
         assert_eq!(alloc_stats().live_blocks, base);
     });
 }
+
+// ---------------------------------------------------------------- the cycle collector
+
+/// A record type that can form cycles: `{ next: Optional[object], other: Any }`.
+fn cyclic_type() -> u32 {
+    static T: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        use tether_runtime::{register_record_type, FieldKind, FieldSpec, Value, ANY_OBJECT};
+        register_record_type(
+            "loom.Cyclic",
+            None,
+            vec![
+                FieldSpec::new(
+                    "next",
+                    FieldKind::Optional(Box::new(FieldKind::Object(ANY_OBJECT))),
+                )
+                .with_default(Value::None),
+                FieldSpec::new("other", FieldKind::Any).with_default(Value::None),
+            ],
+        )
+        .unwrap()
+    })
+}
+
+/// A self-cycle holding a payload (which counts its drops).
+fn self_cycle() -> (ObjAny, Arc<AtomicUsize>) {
+    use tether_runtime::{record_set, Record, Value};
+    let (p, drops) = payload();
+    let a = Record::new(
+        cyclic_type(),
+        vec![Value::None, Value::Object(p.into_any())],
+    )
+    .unwrap();
+    record_set(&a, 0, Value::Object(a.clone())).unwrap();
+    (a, drops)
+}
+
+/// A collection commits a garbage self-cycle while another thread upgrades a weak reference
+/// to it: either the upgrade came first (the commit's compare-and-swap sees the changed count
+/// and abandons: nothing freed, the thread's object intact) or the upgrade fails (doomed).
+/// Never both an upgrade and a free. `make loom-broken` checks that a commit by plain `fetch_or`
+/// (`doom_unchecked`) is caught.
+#[test]
+fn collection_commit_races_a_weak_upgrade() {
+    let (_g, base) = setup();
+    let _ = cyclic_type();
+    model(move || {
+        let (a, drops) = self_cycle();
+        let weak = a.downgrade();
+        drop(a);
+        let upgrader = thread::spawn(move || weak.upgrade());
+        let s = tether_runtime::collect_cycles();
+        let got = upgrader.join().unwrap();
+        assert!(
+            !(got.is_some() && s.freed > 0),
+            "a weak reference was upgraded to an object the collector freed: {s:?}"
+        );
+        if got.is_some() {
+            assert_eq!(
+                drops.load(Ordering::Relaxed),
+                0,
+                "the upgraded object is intact"
+            );
+        }
+        drop(got);
+        tether_runtime::collect_cycles(); // whatever is left is garbage now
+        assert_eq!(drops.load(Ordering::Relaxed), 1, "freed once");
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}
+
+/// A collection runs while another thread drops the last outside reference to a cycle: the
+/// cycle is freed by this collection or the next one, exactly once.
+#[test]
+fn collection_races_the_last_outside_reference() {
+    let (_g, base) = setup();
+    let _ = cyclic_type();
+    model(move || {
+        let (a, drops) = self_cycle();
+        let dropper = thread::spawn(move || drop(a));
+        tether_runtime::collect_cycles();
+        dropper.join().unwrap();
+        tether_runtime::collect_cycles();
+        assert_eq!(drops.load(Ordering::Relaxed), 1, "freed once");
+        assert_eq!(alloc_stats().live_blocks, base);
+    });
+}

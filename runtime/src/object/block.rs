@@ -58,13 +58,14 @@ pub(crate) unsafe fn release_weak_with(
     let c = unsafe { counts(p) };
     // Acquire: reading "strong 0, weak 1" means every other handle is gone; their releases
     // (and their last reads of the header) happen-before the free.
-    if Counts(c.load(Ordering::Acquire)) == Counts::LAST_WEAK {
+    // (The cycle collector's DOOMED flag may be set: it says nothing about the counts.)
+    if Counts(c.load(Ordering::Acquire)).undoomed() == Counts::LAST_WEAK {
         // SAFETY: ours is the only reference, and no new one can be made (strong is 0).
         unsafe { free_block(p) };
         return;
     }
     // Release: our reads of the header happen-before whoever frees the block.
-    if Counts(c.fetch_sub(WEAK_ONE, Ordering::Release)) == Counts::LAST_WEAK {
+    if Counts(c.fetch_sub(WEAK_ONE, Ordering::Release)).undoomed() == Counts::LAST_WEAK {
         // Acquire: the other weak holders' releases happen-before the free.
         fence(Ordering::Acquire);
         // SAFETY: the weak count reached 0: the block is ours to free.

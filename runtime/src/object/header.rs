@@ -21,6 +21,10 @@ pub(crate) const WEAK_ONE: u64 = 1 << 32;
 pub(crate) const KEPT: u64 = 1 << 31;
 /// The strong half of `counts`, without [`KEPT`].
 const STRONG_MASK: u64 = KEPT - 1;
+/// The top bit of the weak half: the cycle collector found the object to be garbage and will
+/// destroy it (`crate::cycles`): weak references no longer upgrade, as if it were dead. Weak
+/// counts never reach it ([`MAX_COUNT`]).
+pub(crate) const DOOMED: u64 = 1 << 63;
 /// Either half reaching this aborts (see the module docs of `crate::object`).
 pub(super) const MAX_COUNT: u64 = i32::MAX as u64;
 
@@ -61,7 +65,19 @@ impl Counts {
     /// The weak count, the strong refs' shared weak reference included.
     #[inline(always)]
     pub(crate) const fn weak(self) -> u64 {
-        self.0 >> 32
+        (self.0 & !DOOMED) >> 32
+    }
+
+    /// Whether the [`DOOMED`] flag is set.
+    #[inline(always)]
+    pub(crate) const fn is_doomed(self) -> bool {
+        self.0 & DOOMED != 0
+    }
+
+    /// The word without the [`DOOMED`] flag (for the comparisons with whole-word constants).
+    #[inline(always)]
+    pub(crate) const fn undoomed(self) -> Counts {
+        Counts(self.0 & !DOOMED)
     }
 
     /// Whether this is [`Counts::UNIQUE`]: one strong handle, no other handle at all.

@@ -53,7 +53,8 @@ impl<T> ObjRef<T> {
     }
 }
 
-/// Takes a strong count of `p` unless the object is dead (strong count 0); whether it did.
+/// Takes a strong count of `p` unless the object is dead (strong count 0) or doomed (cyclic
+/// garbage the collector is destroying); whether it did.
 ///
 /// # Safety
 /// The caller holds a weak count of `p` (which keeps the header alive).
@@ -64,8 +65,8 @@ unsafe fn try_upgrade(p: NonNull<ObjHeader>) -> bool {
     let mut cur = c.load(Ordering::Relaxed);
     loop {
         let strong = Counts(cur).strong();
-        if strong == 0 {
-            return false;
+        if strong == 0 || Counts(cur).is_doomed() {
+            return false; // dead, or cyclic garbage about to be destroyed (crate::cycles)
         }
         if strong >= MAX_COUNT {
             count_overflow();

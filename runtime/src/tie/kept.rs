@@ -40,7 +40,8 @@ use crate::object::{counts, Counts, ObjAny, KEPT};
 use crate::sync::Ordering::{AcqRel, Relaxed};
 
 /// Keeps the wrapper that holds `obj`: sets the object's kept flag if another strong reference
-/// exists besides `obj` (the wrapper's own), and says whether it did. On `true` the object owns
+/// exists besides `obj` (the wrapper's own) and the object is not cyclic garbage being freed
+/// (`collect_cycles`), and says whether it did. On `true` the object owns
 /// one host reference to the wrapper, released by the host's
 /// [`release_kept`](super::TieHost::release_kept) when the object's last other reference
 /// goes, or by the host itself after [`unkeep`].
@@ -76,8 +77,8 @@ pub fn keep(obj: &ObjAny) -> bool {
     loop {
         let n = Counts(cur);
         debug_assert!(!n.is_kept(), "tie::keep: the object is kept already");
-        if n.strong() < 2 || n.is_kept() {
-            return false;
+        if n.strong() < 2 || n.is_kept() || n.is_doomed() {
+            return false; // (a doomed object is cyclic garbage being freed: crate::cycles)
         }
         // AcqRel: Release publishes what the host recorded before keeping to the claimer
         // (its Acquire in `claim_kept`); Acquire is not needed for our own part but keeps the

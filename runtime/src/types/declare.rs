@@ -137,8 +137,9 @@ pub fn register_record_type_with(
         });
     }
     let reprs: Vec<SlotRepr> = all[first_own..].iter().map(|f| repr_of(&f.kind)).collect();
-    let layout = RecordLayout::extend(parent_layout, &reprs)
+    let mut layout = RecordLayout::extend(parent_layout, &reprs)
         .map_err(|_| Error::Value(format!("record type {name} has too many fields")))?;
+    layout.holds_objects |= all[first_own..].iter().any(|f| f.kind.holds_objects());
     let mut reg = lock();
     if let Some(&existing) = reg.by_name.get(name) {
         if type_info(existing).is_some_and(|t| t.kind != TypeKind::Record) {

@@ -12,6 +12,23 @@ use crate::error::Error;
 use crate::value::Value;
 
 impl FieldKind {
+    /// Whether a value of this kind can be a strong reference to an object (an object kind,
+    /// `Any`, or an `Optional` of one): what makes a record type or a container traced by the
+    /// cycle collector. Weak references do not count (they keep nothing alive).
+    ///
+    /// ```
+    /// use tether_runtime::FieldKind;
+    /// assert!(FieldKind::Optional(Box::new(FieldKind::Any)).holds_objects());
+    /// assert!(!FieldKind::Str.holds_objects() && !FieldKind::Weak(0).holds_objects());
+    /// ```
+    pub fn holds_objects(&self) -> bool {
+        match self {
+            FieldKind::Object(_) | FieldKind::Any => true,
+            FieldKind::Optional(k) => k.holds_objects(),
+            _ => false,
+        }
+    }
+
     /// Whether `v` is acceptable as it is.
     ///
     /// # Errors

@@ -104,6 +104,9 @@ pub struct RecordLayout {
     pub slots: Vec<SlotAt>,
     /// Up to the end of the last slot, unpadded (what a subtype extends).
     unpadded: Layout,
+    /// A field can hold a strong reference to an object (set by `declare`): the type's objects
+    /// are tracked for the cycle collector (`crate::tracked`).
+    pub(crate) holds_objects: bool,
 }
 
 impl RecordLayout {
@@ -126,6 +129,7 @@ impl RecordLayout {
             layout = grown;
         }
         Ok(RecordLayout {
+            holds_objects: parent.is_some_and(|p| p.holds_objects),
             slots,
             unpadded: layout,
         })

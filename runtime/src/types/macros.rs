@@ -39,6 +39,9 @@ macro_rules! object_type {
     ($ty:ty, $name:expr, headerless $(,)?) => {
         $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [], headerless);
     };
+    ($ty:ty, $name:expr, traced $(,)?) => {
+        $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [], traced);
+    };
     ($ty:ty, $name:expr, parent = None $(, fields = [$($field:expr),* $(,)?])? $(,)?) => {
         $crate::object_type!(@impl $ty, $name, ::core::option::Option::None, [$($($field),*)?]);
     };
@@ -57,6 +60,25 @@ macro_rules! object_type {
         // SAFETY: as below; HEADERLESS only changes where the objects are allocated.
         unsafe impl $crate::Object for $ty {
             const HEADERLESS: bool = true;
+            #[inline]
+            fn type_index() -> u32 {
+                static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
+                *INDEX.get_or_init(|| {
+                    $crate::types::note_object_size::<$ty>($crate::register_rust_type(
+                        $name,
+                        $parent,
+                        ::std::vec![],
+                    ))
+                })
+            }
+        }
+    };
+    (@impl $ty:ty, $name:expr, $parent:expr, [$($field:expr),*], traced) => {
+        // SAFETY: as below; TRACED only makes its objects known to the cycle collector, which
+        // only the runtime's own containers are (`crate::cycles`).
+        unsafe impl $crate::Object for $ty {
+            #[doc(hidden)]
+            const TRACED: bool = true;
             #[inline]
             fn type_index() -> u32 {
                 static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();

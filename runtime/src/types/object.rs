@@ -48,6 +48,12 @@ pub unsafe trait Object: Send + Sync + 'static {
     /// header's 16 bytes; they can never be wrapped (`tie` refuses them, and so do hosts).
     const HEADERLESS: bool = false;
 
+    /// Whether objects of this type are tracked by the cycle collector (`crate::tracked`):
+    /// only the runtime's own containers, whose tracing the collector knows. Not for other
+    /// types (the collector would not know how to read their references).
+    #[doc(hidden)]
+    const TRACED: bool = false;
+
     /// This type's registry entry.
     fn type_info() -> &'static TypeInfo {
         // A registered index always has an entry (entries are never removed).
@@ -91,6 +97,9 @@ impl<T: Object> ObjRef<T> {
             b.as_ptr().write(ObjBox { header, value });
             set_deleter(b.cast(), deleter_of::<T>);
         };
+        if T::TRACED {
+            crate::tracked::track(b.cast()); // tracked invariant 1 (left in the value's Drop)
+        }
         // SAFETY: a fully built ObjBox<T> with one strong count, which the handle takes; its
         // deleter is ObjBox<T>'s (object invariants 1 to 3).
         Ok(unsafe { ObjRef::from_raw(b.cast()) })

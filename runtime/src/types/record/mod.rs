@@ -33,6 +33,7 @@
 //!    as `None`) until its host stores the object.
 
 mod fast;
+pub(crate) mod gc;
 mod slots;
 
 pub use fast::{
@@ -313,6 +314,9 @@ impl RecordBuilder {
         if let Some(info) = type_info(index) {
             info.count_live(true);
         }
+        if this.layout.holds_objects {
+            crate::tracked::track(block); // tracked invariant 1
+        }
         // SAFETY: a fully built object with one strong count, which the handle takes.
         Ok(unsafe { ObjAny::from_raw(block) })
     }
@@ -464,6 +468,9 @@ unsafe fn record_deleter(p: NonNull<ObjHeader>, kind: DeleteKind) {
     let layout = record_layout(info);
     match kind {
         DeleteKind::DropValue => {
+            if layout.holds_objects {
+                crate::tracked::untrack(p); // tracked invariant 1, before any slot goes
+            }
             info.count_live(false);
             for &at in &layout.slots {
                 // SAFETY: strong count 0: nobody else can reach the slots; each dropped once.

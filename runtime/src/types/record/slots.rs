@@ -269,6 +269,39 @@ pub(super) unsafe fn replace(p: NonNull<ObjHeader>, at: SlotAt, v: Value) -> Val
     from_bits(at.repr, old)
 }
 
+/// The value of a `Dyn` slot, borrowed in place (for the cycle collector: `super::gc`).
+///
+/// # Safety
+/// As for [`cell`], a `Dyn` slot, initialized; the record's lock is held by the caller for as
+/// long as the reference is used.
+#[inline]
+pub(super) unsafe fn peek_dyn<'a>(p: NonNull<ObjHeader>, at: SlotAt) -> &'a Value {
+    // SAFETY: forwarded (caller).
+    unsafe { &*cell::<Value>(p, at) }
+}
+
+/// Takes the reference out of a `Ref` slot, leaving it null (the unresolved form, read as
+/// `None`: record invariant 4).
+///
+/// # Safety
+/// As for [`cell`], a `Ref` slot, initialized; the caller holds the record's lock.
+pub(super) unsafe fn take_ref(p: NonNull<ObjHeader>, at: SlotAt) -> Value {
+    // SAFETY: forwarded (caller); the slot owned the reference, now ours.
+    unsafe {
+        let raw = cell::<*mut ObjHeader>(p, at).replace(ptr::null_mut());
+        from_bits(at.repr, SlotBits::Ref(raw))
+    }
+}
+
+/// Replaces the value of a `Dyn` slot, returning the old one.
+///
+/// # Safety
+/// As for [`cell`], a `Dyn` slot, initialized; the caller holds the record's lock.
+pub(super) unsafe fn replace_dyn(p: NonNull<ObjHeader>, at: SlotAt, v: Value) -> Value {
+    // SAFETY: forwarded (caller).
+    unsafe { cell::<Value>(p, at).replace(v) }
+}
+
 /// Drops the slot's value in place.
 ///
 /// # Safety
