@@ -32,8 +32,11 @@ pub static CYCLE_HOST: tether_runtime::CycleHost = tether_runtime::CycleHost {
 };
 
 /// Whether the kept wrapper `w` is referenced by nothing but its object (its weak references
-/// aside): then its reference to the object is part of the native graph. Known only with the
-/// GIL held on a GIL build; elsewhere `false` (the collector then keeps such an object).
+/// aside): then its reference to the object is part of the native graph. On a GIL build the
+/// count is read only with the GIL held (else `false`: the collector keeps the object). On a
+/// free-threaded build it is an atomic snapshot: a thread that takes a reference to `w` after
+/// it (through a weak reference) keeps `w` alive past `before_clear`, and the collector, which
+/// checks for live wrappers before it clears anything, then leaves the objects intact.
 fn kept_is_unreferenced(w: core::ptr::NonNull<core::ffi::c_void>) -> bool {
     #[cfg(not(Py_GIL_DISABLED))]
     // SAFETY: a kept wrapper is alive (its object holds it); with the GIL held its count is
@@ -42,10 +45,8 @@ fn kept_is_unreferenced(w: core::ptr::NonNull<core::ffi::c_void>) -> bool {
         ffi::PyGILState_Check() == 1 && ffi::Py_REFCNT(w.as_ptr().cast::<ffi::PyObject>()) == 1
     };
     #[cfg(Py_GIL_DISABLED)]
-    {
-        let _ = w;
-        false
-    }
+    // SAFETY: alive as above; Py_REFCNT reads the free-threaded counts atomically.
+    return unsafe { ffi::Py_REFCNT(w.as_ptr().cast::<ffi::PyObject>()) == 1 };
 }
 
 /// Before the collector clears a garbage object: its kept wrapper, if any, is released now,

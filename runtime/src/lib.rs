@@ -61,14 +61,17 @@
 //! floor or above (upper floors may add methods to lower types, as `types` does for the object
 //! handles). This crate root only declares the modules and re-exports their public items.
 //!
+//! * 7: `cycles`, the cycle collector ([`collect_cycles`]). Uses containers, types, tie,
+//!   tracked, object, value, sync.
 //! * 6: [`demo`], the example `TreeNode` type; [`containers`], the native `List` and `Map`.
-//!   Use the public API only.
+//!   Use the public API only (the containers also tell `tracked` when one is dropped).
 //! * 5: `function`, `Function`'s type, its constructors, the global functions, and the
 //!   conversions of objects into [`Value`]. Uses types, value, object, error.
 //! * 4: [`types`], the registry, [`Object`], records, reflection, the macros. Uses object,
-//!   value, error, table, heap.
-//! * 3: [`tie`], the tie machine (uses object, sync); `value`, [`Value`] and the [`Function`]
-//!   struct (uses object, host, error).
+//!   value, error, table, heap, tracked.
+//! * 3: [`tie`], the tie machine (uses object, sync); `tracked`, the objects the cycle
+//!   collector scans (uses object); `value`, [`Value`] and the [`Function`] struct (uses object,
+//!   host, error).
 //! * 2: `object`, object headers and counts, the handles, the trashcan, type names. Uses sync,
 //!   heap, table.
 //! * 1: `error`, [`Error`]. Uses host.
