@@ -111,3 +111,42 @@ def test_churn_of_weakly_referenced_objects_returns_to_baseline():
     s = tether.stats()
     for key in ("native_objects", "parked_wrappers", "live_wrappers", "kept_wrappers"):
         assert s[key] == base_stats[key], key
+
+
+def test_a_million_cycles_made_and_dropped_keep_memory_flat():
+    """10 rounds of 100,000 two-object cycles (`a.next = b; b.next = a`), each round dropped
+    and collected by `gc.collect()` (tether's cycle collector runs at its start): native counts
+    back to baseline every round, RSS flat."""
+    from typing import Optional
+
+    class Pair(tether.Object):
+        val: int
+        next: Optional["Pair"] = None
+
+    def churn(n=100_000):
+        for i in range(n):
+            a = Pair(i)
+            a.next = Pair(i, a)
+        del a
+
+    for _ in range(2):  # warm-up
+        churn()
+        gc.collect()
+    base_stats = tether.stats()
+    base_rss = rss_bytes()
+    freed = base_stats["cycles"]["freed"]
+    mid_rss = None
+    for k in range(10):
+        churn()
+        gc.collect()
+        s = tether.stats()
+        assert s["native_objects"] == base_stats["native_objects"], k
+        if k == 4:
+            mid_rss = rss_bytes()
+    assert tether.stats()["cycles"]["freed"] - freed >= 10 * 2 * 100_000
+    end_rss = rss_bytes()
+    assert end_rss - mid_rss < RSS_SLACK, f"RSS grew by {end_rss - mid_rss} bytes"
+    assert end_rss - base_rss < 4 << 20, f"RSS grew by {end_rss - base_rss} bytes"
+    s = tether.stats()
+    for key in ("native_objects", "parked_wrappers", "live_wrappers", "kept_wrappers"):
+        assert s[key] == base_stats[key], key

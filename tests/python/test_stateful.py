@@ -5,6 +5,7 @@ import gc
 import pickle
 import threading
 import weakref
+from typing import Optional
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
@@ -38,6 +39,13 @@ class Bag(tether.Object):
     items: list[Inner] = tether.field(default_factory=list)
 
 
+class Ring(tether.Object):
+    """Rings of these are cycles: freed by the cycle collector once nothing outside holds them."""
+
+    val: int
+    next: Optional["Ring"] = None
+
+
 class TieMachine(RuleBasedStateMachine):
     """Holds Inner and Outer objects; the model records each one's expected values."""
 
@@ -55,6 +63,7 @@ class TieMachine(RuleBasedStateMachine):
         self.tagged = {}  # id(outer) -> id of the child wrapper tagged through it
         self.tokens = []  # one per weakref.finalize registered
         self.fired = []  # tokens whose finalizer ran
+        self.rings = []  # [(a member we hold, ring length)]
 
     @rule(v=st.integers(-(2**63), 2**63 - 1))
     def create_inner(self, v):
@@ -201,9 +210,35 @@ class TieMachine(RuleBasedStateMachine):
             t.join()
         assert not bad
 
+    @rule(n=st.integers(1, 5), keep=st.booleans(), weak=st.booleans())
+    def make_ring(self, n, keep, weak):
+        nodes = [Ring(i) for i in range(n)]
+        for i, x in enumerate(nodes):
+            x.next = nodes[(i + 1) % n]
+        if weak:  # a weakly referenced member: its wrapper is kept, then collected with it
+            token = len(self.tokens)
+            self.tokens.append(token)
+            weakref.finalize(nodes[-1], self.fired.append, token)
+        if keep:
+            self.rings.append((nodes[0], n))
+
+    @precondition(lambda self: self.rings)
+    @rule(i=st.integers(0, 1000))
+    def drop_ring(self, i):
+        self.rings.pop(i % len(self.rings))
+
     @rule()
     def collect(self):
         gc.collect()
+
+    @invariant()
+    def held_rings_are_intact(self):
+        for head, n in self.rings:
+            x = head
+            for k in range(n):
+                assert x.val == k
+                x = x.next
+            assert x is head
 
     @invariant()
     def moved_wrappers_raise(self):
@@ -239,6 +274,7 @@ class TieMachine(RuleBasedStateMachine):
         self.moved.clear()
         self.refs.clear()
         self.tagged.clear()
+        self.rings.clear()
         gc.collect()
         assert len(self.tags) == 0, "weak keys outlived their native objects"
         assert sorted(self.fired) == self.tokens, "every finalizer ran, once"
