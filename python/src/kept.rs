@@ -28,8 +28,21 @@ use tether_runtime::{tie, ObjAny};
 /// What the runtime's cycle collector asks of kept wrappers (`tether_runtime::collect_cycles`).
 pub static CYCLE_HOST: tether_runtime::CycleHost = tether_runtime::CycleHost {
     kept_is_unreferenced,
-    before_clear,
+    host_graph: crate::hostgraph::host_graph,
+    prepare,
+    release: crate::hostgraph::release,
 };
+
+/// `CycleHost::prepare`: the garbage Python objects are held and finalized
+/// (`crate::hostgraph::prepare`), then the garbage native objects' kept wrappers are released
+/// (their weak reference callbacks run); whether anything may have been resurrected.
+fn prepare(natives: &[ObjAny], hosts: &[core::ptr::NonNull<core::ffi::c_void>]) -> bool {
+    let resurrected = !hosts.is_empty() && crate::hostgraph::prepare(hosts);
+    for o in natives {
+        before_clear(o);
+    }
+    resurrected
+}
 
 /// Whether the kept wrapper `w` is referenced by nothing but its object (its weak references
 /// aside): then its reference to the object is part of the native graph. On a GIL build the

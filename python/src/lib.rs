@@ -10,7 +10,7 @@
 //! | floor | modules | owns |
 //! |---|---|---|
 //! | 0 | `trap`, `pytypes`, `pyhandle`, `ft` | the slot boundary; raw layouts and type objects; Python objects held natively; the free-threaded header rules |
-//! | 1 | `errors`, `pool`, `classes` | exceptions; wrapper memory; which class a type index has, classes kept alive |
+//! | 1 | `errors`, `pool`, `classes`, `hostgraph` | exceptions; wrapper memory; which class a type index has, classes kept alive; the Python objects of the cycle collector's graph |
 //! | 2 | `native`, `tied`, `kept` | the uncounted view and counted handles: the one way to a wrapper's native object; the tie transitions per build; wrappers kept for their weak references |
 //! | 3 | `wrapper` | wrap / install / take out / dealloc (park) |
 //! | 4 | `carriers` | the `Function` and `Moved` pyclasses, `tether.move` |
@@ -35,6 +35,7 @@ mod errors;
 mod field;
 mod ft;
 mod function;
+mod hostgraph;
 mod kept;
 mod meta;
 mod native;

@@ -61,6 +61,7 @@
 //! registry insertion when a tracked object is made and a removal when it dies.
 
 use crate::containers::{List, Map, MapKey};
+use crate::host::HostHandle;
 use crate::object::{counts, Counts, ObjAny, ObjBox, ObjHeader, DOOMED};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
 use crate::tracked::{self, Tracked};
@@ -103,17 +104,55 @@ pub struct CycleTotals {
     pub abandoned: u64,
 }
 
-/// What a host (a binding whose wrappers hold objects) tells the collector.
+/// What a host (a binding whose wrappers hold objects, and whose objects tracked objects hold)
+/// tells the collector.
 #[derive(Debug)]
 pub struct CycleHost {
     /// Whether the kept wrapper `w` ([`crate::tie::keep`]) is referenced by nothing but its
     /// object (then its reference to the object counts as inside the graph). Called in step 2,
     /// with every tracked object frozen: it must not touch objects. `false` is always safe.
     pub kept_is_unreferenced: fn(NonNull<c_void>) -> bool,
-    /// Called for each garbage object before its references are cleared, with every garbage
-    /// object still intact and no lock held (step 5); the host may run its own code here
-    /// (tether-py releases a kept wrapper, which runs its weak reference callbacks).
-    pub before_clear: fn(&ObjAny),
+    /// The host's part of the graph (module docs, "Cycles through host objects"): the host
+    /// objects reachable from the tracked objects' host handles, with what references them
+    /// from outside. Called in step 2, frozen: it must not run host code that
+    /// could touch objects (tether-py traverses Python objects with the GIL held). `None`: no
+    /// host graph (the host objects are then leaves, held from outside).
+    pub host_graph: fn(&HostEdges<'_>) -> Option<HostGraph>,
+    /// Step 5, before anything is cleared, with nothing frozen: `natives` are the garbage
+    /// objects (intact), `hosts` the garbage host objects of the host graph. The host takes a
+    /// reference to each host object (given back by [`release`](Self::release)), releases kept
+    /// wrappers (their weak reference callbacks run), runs the host objects' finalizers, and
+    /// returns whether any of its objects may have been resurrected (then nothing is cleared).
+    /// Kept wrappers are not host objects of the graph (`kept_is_unreferenced` decides for
+    /// them).
+    pub prepare: fn(natives: &[ObjAny], hosts: &[NonNull<c_void>]) -> bool,
+    /// After clearing (or abandoning): gives back the references `prepare` took.
+    pub release: fn(hosts: &[NonNull<c_void>]),
+}
+
+/// What the collector shows the host ([`CycleHost::host_graph`]).
+#[derive(Debug)]
+pub struct HostEdges<'a> {
+    /// Each distinct host reference that tracked objects hold: the host object, and whether
+    /// every clone of its handle is in a tracked object (then the reference is inside the
+    /// graph; otherwise something outside holds it too).
+    pub handles: &'a [(NonNull<c_void>, bool)],
+}
+
+/// The host's part of the graph ([`CycleHost::host_graph`]): host objects `0..nodes.len()`.
+#[derive(Debug, Default)]
+pub struct HostGraph {
+    /// The host objects.
+    pub nodes: Vec<NonNull<c_void>>,
+    /// Per node: its references from outside the graph (its count, less the references from
+    /// other nodes and from the inside handles).
+    pub outside: Vec<i64>,
+    /// Per entry of `HostEdges::handles`: its node.
+    pub handle_node: Vec<u32>,
+    /// Node to node references.
+    pub edges: Vec<(u32, u32)>,
+    /// Node to object references (a wrapper's reference to its object).
+    pub to_native: Vec<(u32, NonNull<ObjHeader>)>,
 }
 
 static HOST: AtomicPtr<CycleHost> = AtomicPtr::new(core::ptr::null_mut());
@@ -221,19 +260,26 @@ unsafe fn freeze(p: NonNull<ObjHeader>, shape: Shape) -> Frozen {
     }
 }
 
-/// Calls `f` with each object `p` references (strongly), `p` frozen as `frozen`.
+/// Calls `f` with each object `p` references (strongly), and `h` with each host handle it
+/// holds, `p` frozen as `frozen`.
 ///
 /// # Safety
-/// `p` is frozen by `frozen` (records: its lock is held).
-unsafe fn edges(p: NonNull<ObjHeader>, frozen: &Frozen, mut f: impl FnMut(NonNull<ObjHeader>)) {
-    let mut value = |v: &Value| {
-        if let Value::Object(o) = v {
-            f(o.as_ptr());
-        }
+/// `p` is frozen by `frozen` (records: its lock is held); the handles are used only while it
+/// stays frozen.
+unsafe fn edges(
+    p: NonNull<ObjHeader>,
+    frozen: &Frozen,
+    mut f: impl FnMut(NonNull<ObjHeader>),
+    mut h: impl FnMut(*const HostHandle),
+) {
+    let mut value = |v: &Value| match v {
+        Value::Object(o) => f(o.as_ptr()),
+        Value::Opaque(x) => h(x),
+        _ => {}
     };
     match frozen {
         // SAFETY: frozen (caller).
-        Frozen::Record(_) => unsafe { record_gc::for_each_edge(p, |q| value_ptr(&mut value, q)) },
+        Frozen::Record(_) => unsafe { record_gc::for_each_value(p, &mut value) },
         Frozen::List(items) => items.iter().for_each(value),
         Frozen::Map(entries) => {
             for (k, v) in entries.iter() {
@@ -285,30 +331,46 @@ pub fn collect_cycles() -> CycleStats {
         return CycleStats::default();
     }
     let _reentry = Reentry;
-    let (mut stats, held) = find_garbage();
+    let found = find_garbage();
+    let mut stats = found.stats;
     RUNS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     SCANNED.fetch_add(stats.scanned as u64, core::sync::atomic::Ordering::Relaxed);
+    let abandon = |stats: &mut CycleStats| {
+        stats.abandoned = true;
+        ABANDONED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    };
     if stats.abandoned {
         ABANDONED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         return stats;
     }
+    let held = found.held;
     if held.is_empty() {
         return stats;
     }
     // Step 5: the host first, everything intact.
-    if let Some(h) = host() {
-        for o in &held {
-            (h.before_clear)(o);
+    let host = host();
+    let resurrected_host = host.is_some_and(|h| (h.prepare)(&held, &found.host_garbage));
+    let release = || {
+        if let Some(h) = host {
+            (h.release)(&found.host_garbage);
         }
-    }
-    // A host wrapper alive again (resurrected by host code): leave the garbage alone, intact.
-    let resurrected = held
-        .iter()
-        .any(|o| matches!(crate::tie::state(o), crate::TieState::Bound(_)));
+    };
+    // Resurrected by host code: a garbage object referenced more than the group, our handle
+    // and its garbage wrapper account for, or a live wrapper that is not garbage.
+    let resurrected = resurrected_host
+        || held
+            .iter()
+            .zip(&found.strong)
+            .any(|(o, &s)| o.obj_header().strong_count() > s + 1)
+        || held.iter().any(|o| match crate::tie::state(o) {
+            crate::TieState::Bound(w) => !found.garbage_wrappers.contains(&(w.as_ptr() as usize)),
+            _ => false,
+        });
     if resurrected {
         undoom(held.iter().map(ObjAny::as_ptr));
-        stats.abandoned = true;
-        ABANDONED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        drop(held);
+        release();
+        abandon(&mut stats);
         return stats;
     }
     let mut taken: Vec<Value> = Vec::new();
@@ -334,7 +396,8 @@ pub fn collect_cycles() -> CycleStats {
     drop(taken); // the group's references to each other: nothing dies yet (we hold each one)
     stats.freed = held.len();
     FREED.fetch_add(held.len() as u64, core::sync::atomic::Ordering::Relaxed);
-    drop(held); // now they die, through the ordinary releases
+    drop(held); // now they die, through the ordinary releases (or with their garbage wrappers)
+    release();
     stats
 }
 
@@ -347,79 +410,151 @@ fn undoom(ps: impl Iterator<Item = NonNull<ObjHeader>>) {
     }
 }
 
-/// Steps 1 to 4, under the registry's lock: the garbage, doomed and held by one reference
-/// each (empty if the collection was abandoned).
-fn find_garbage() -> (CycleStats, Vec<ObjAny>) {
-    let mut stats = CycleStats::default();
+/// What steps 1 to 4 found.
+#[derive(Default)]
+struct Found {
+    stats: CycleStats,
+    /// The garbage objects, doomed, each held by one reference of ours.
+    held: Vec<ObjAny>,
+    /// Their strong counts when counted (before our reference).
+    strong: Vec<usize>,
+    /// The garbage host objects of the host graph.
+    host_garbage: Vec<NonNull<c_void>>,
+    /// The garbage host objects that are wrappers of objects (their addresses).
+    garbage_wrappers: Vec<usize>,
+}
+
+/// Steps 1 to 4, under the registry's lock.
+fn find_garbage() -> Found {
+    let mut found = Found::default();
     let reg = tracked::lock();
     let n = reg.len();
-    stats.scanned = n;
+    found.stats.scanned = n;
     if n == 0 {
-        return (stats, Vec::new());
+        return found;
     }
     let ptrs: Vec<NonNull<ObjHeader>> = reg.iter().map(|t| t.0).collect();
+    let index = |q: NonNull<ObjHeader>| reg.get_index_of(&Tracked(q));
     // Step 1.
     // SAFETY: every pointer is tracked and the registry stays locked until `frozen` is dropped.
     let frozen: Vec<Frozen> = ptrs
         .iter()
         .map(|&p| unsafe { freeze(p, shape_of(p)) })
         .collect();
-    // Step 2.
-    let kept_probe = host().map(|h| h.kept_is_unreferenced);
+    // Step 2: the counts, the references between tracked objects, and the host's handles.
     let mut observed = Vec::with_capacity(n);
     let mut refs: Vec<i64> = Vec::with_capacity(n);
-    for &p in &ptrs {
+    let mut kept: Vec<(usize, NonNull<c_void>)> = Vec::new();
+    for (i, &p) in ptrs.iter().enumerate() {
         // SAFETY: alive (tracked invariant 2). Acquire: the releases that brought the count
         // here happen-before our reading of the object's references.
-        let c = unsafe { counts(p) }.load(Acquire);
-        observed.push(c);
-        let cc = Counts(c);
-        let mut r = cc.strong() as i64;
-        if r == 0 {
-            r = i64::MAX / 2; // being destroyed: a root, its references released by its owner
-        } else if cc.is_kept() {
-            if let Some(probe) = kept_probe {
-                let obj = ManuallyDrop::new(borrowed(p));
-                if let crate::TieState::Bound(w) = crate::tie::state(&obj) {
-                    if probe(w) {
-                        r -= 1; // the wrapper is reachable from the object alone
-                    }
-                }
+        let c = Counts(unsafe { counts(p) }.load(Acquire));
+        observed.push(c.0);
+        let r = c.strong() as i64;
+        // Strong 0: being destroyed, a root (its references are released by its owner).
+        refs.push(if r == 0 { i64::MAX / 2 } else { r });
+        if r > 0 && c.is_kept() {
+            let obj = ManuallyDrop::new(borrowed(p));
+            if let crate::TieState::Bound(w) = crate::tie::state(&obj) {
+                kept.push((i, w));
             }
         }
-        refs.push(r);
     }
-    let index = |q: NonNull<ObjHeader>| reg.get_index_of(&Tracked(q));
+    let mut handle_refs: Vec<(usize, *const HostHandle)> = Vec::new();
     for (i, &p) in ptrs.iter().enumerate() {
         // SAFETY: frozen above.
         unsafe {
-            edges(p, &frozen[i], |q| {
-                if let Some(j) = index(q) {
-                    refs[j] -= 1;
-                }
-            })
+            edges(
+                p,
+                &frozen[i],
+                |q| {
+                    if let Some(j) = index(q) {
+                        refs[j] -= 1;
+                    }
+                },
+                |h| handle_refs.push((i, h)),
+            )
         };
     }
-    // Step 3.
-    let mut live: Vec<bool> = refs.iter().map(|&r| r > 0).collect();
-    let mut stack: Vec<usize> = (0..n).filter(|&i| live[i]).collect();
+    // The host's graph: each distinct handle once, inside if all its clones are in tracked
+    // objects.
+    let mut handle_ids: IndexMap<usize, (NonNull<c_void>, usize, usize)> = IndexMap::new();
+    for &(_, h) in &handle_refs {
+        // SAFETY: the handle is in a frozen slot (edges' contract).
+        let h = unsafe { &*h };
+        let e = handle_ids
+            .entry(h.identity())
+            .or_insert((h.as_ptr(), 0, h.share_count()));
+        e.1 += 1;
+    }
+    let handles: Vec<(NonNull<c_void>, bool)> = handle_ids
+        .values()
+        .map(|&(p, seen, all)| (p, seen == all))
+        .collect();
+    let graph = host().and_then(|h| (h.host_graph)(&HostEdges { handles: &handles }));
+    let m = graph.as_ref().map_or(0, |g| g.nodes.len());
+    // Joint node numbering: objects 0..n, host objects n..n + m.
+    let mut outside: Vec<i64> = refs;
+    let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n + m];
+    // Without a host graph, host objects are leaves, held from outside.
+    if let Some(g) = &graph {
+        outside.extend_from_slice(&g.outside);
+        for &(i, h) in &handle_refs {
+            // SAFETY: as above.
+            let id = unsafe { &*h }.identity();
+            let k = handle_ids.get_index_of(&id).expect("grouped above");
+            adj[i].push(n as u32 + g.handle_node[k]);
+        }
+        for &(a, b) in &g.edges {
+            adj[n + a as usize].push(n as u32 + b);
+        }
+        for &(a, q) in &g.to_native {
+            if let Some(j) = index(q) {
+                outside[j] -= 1; // a wrapper's reference, from inside the graph
+                adj[n + a as usize].push(j as u32);
+            }
+        }
+    }
+    // A kept wrapper counts as inside only if the host says nothing else references it.
+    let probe = host().map(|h| h.kept_is_unreferenced);
+    for &(i, w) in &kept {
+        if probe.is_some_and(|f| f(w)) {
+            outside[i] -= 1;
+        }
+    }
+    // Step 3: mark from the roots, through objects and host objects alike.
+    let mut live: Vec<bool> = outside.iter().map(|&r| r > 0).collect();
+    let mut stack: Vec<usize> = (0..n + m).filter(|&i| live[i]).collect();
+    let visit = |j: usize, live: &mut Vec<bool>, stack: &mut Vec<usize>| {
+        if !live[j] {
+            live[j] = true;
+            stack.push(j);
+        }
+    };
     while let Some(i) = stack.pop() {
-        // SAFETY: frozen above.
-        unsafe {
-            edges(ptrs[i], &frozen[i], |q| {
-                if let Some(j) = index(q) {
-                    if !live[j] {
-                        live[j] = true;
-                        stack.push(j);
-                    }
-                }
-            })
-        };
+        for &j in &adj[i] {
+            visit(j as usize, &mut live, &mut stack);
+        }
+        if i < n {
+            // SAFETY: frozen above.
+            unsafe {
+                edges(
+                    ptrs[i],
+                    &frozen[i],
+                    |q| {
+                        if let Some(j) = index(q) {
+                            visit(j, &mut live, &mut stack);
+                        }
+                    },
+                    |_| {},
+                )
+            };
+        }
     }
     let garbage: Vec<usize> = (0..n).filter(|&i| !live[i]).collect();
-    stats.found = garbage.len();
+    found.stats.found = garbage.len();
     if garbage.is_empty() {
-        return (stats, Vec::new());
+        return found;
     }
     // Step 4.
     for (k, &g) in garbage.iter().enumerate() {
@@ -438,16 +573,34 @@ fn find_garbage() -> (CycleStats, Vec<ObjAny>) {
         };
         if !ok {
             undoom(garbage[..k].iter().map(|&h| ptrs[h]));
-            stats.abandoned = true;
-            return (stats, Vec::new());
+            found.stats.abandoned = true;
+            return found;
         }
     }
     // Step 5's references: each garbage object has a count (its references from the group).
-    let held: Vec<ObjAny> = garbage
+    found.held = garbage
         .iter()
         .map(|&g| (*ManuallyDrop::new(borrowed(ptrs[g]))).clone())
         .collect();
+    found.strong = garbage
+        .iter()
+        .map(|&g| Counts(observed[g]).strong() as usize)
+        .collect();
+    if let Some(g) = &graph {
+        for (k, &p) in g.nodes.iter().enumerate() {
+            if !live[n + k] {
+                found.host_garbage.push(p);
+            }
+        }
+        for &(a, _) in &g.to_native {
+            if !live[n + a as usize] {
+                found
+                    .garbage_wrappers
+                    .push(g.nodes[a as usize].as_ptr() as usize);
+            }
+        }
+    }
     drop(frozen);
     drop(reg);
-    (stats, held)
+    found
 }

@@ -104,6 +104,12 @@ impl HostHandle {
     pub fn share_count(&self) -> usize {
         Arc::strong_count(&self.0)
     }
+
+    /// Which host reference this clone shares (equal for clones of one handle; an address,
+    /// for grouping only).
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
 }
 
 impl fmt::Debug for HostHandle {

@@ -99,7 +99,8 @@ pub mod types;
 mod value;
 
 pub use cycles::{
-    collect_cycles, cycle_totals, set_cycle_host, CycleHost, CycleStats, CycleTotals,
+    collect_cycles, cycle_totals, set_cycle_host, CycleHost, CycleStats, CycleTotals, HostEdges,
+    HostGraph,
 };
 pub use error::Error;
 pub use function::{

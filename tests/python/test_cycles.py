@@ -187,3 +187,98 @@ def test_moved_and_parked_wrappers_of_garbage_are_released(baseline):
     gc.collect()
     assert tether.stats()["parked_wrappers"] == baseline[1]
     assert len(set(ids)) == 2
+
+
+class Foo(tether.Object):
+    h: object = None
+
+    def on_event(self):
+        return "event"
+
+
+class Holder(tether.Object):
+    cb: object = None
+
+
+GIL_ONLY = pytest.mark.skipif(
+    tether._native.FREE_THREADED,
+    reason="cycles through Python objects need a moment when no Python count changes: the GIL "
+    "(on 3.13t only native cycles are collected; docs/design.md, 'Cycles')",
+)
+
+
+@GIL_ONLY
+def test_bound_method_callbacks_are_collected(baseline):
+    for _ in range(1000):
+        f = Foo()
+        f.h = Holder(f.on_event)  # native -> bound method -> wrapper -> native
+        assert f.h.cb() == "event"
+    del f
+    gc.collect()
+
+
+@GIL_ONLY
+def test_cycles_through_python_lists_dicts_and_plain_objects(baseline):
+    class Plain:
+        pass
+
+    for _ in range(100):
+        b = Box()
+        b.o = [b, {"k": b}]  # a Python list and dict holding the wrapper
+        p = Plain()
+        p.box = Box(p)  # a plain Python object, itself held natively
+    del b, p
+    gc.collect()
+
+
+@GIL_ONLY
+def test_a_python_reference_keeps_a_mixed_cycle_alive_and_intact(baseline):
+    b = Box()
+    b.o = [b]
+    outside = b.o  # the Python list is referenced from outside the cycle
+    del b
+    gc.collect()
+    assert outside[0].o is outside
+    del outside
+
+
+@GIL_ONLY
+def test_finalizers_in_a_mixed_cycle_run_once_and_resurrection_keeps_it_intact(baseline):
+    calls = []
+    saved = []
+
+    class Finalized(tether.Object):
+        o: object = None
+        v: int = 7
+
+        def __del__(self):
+            calls.append(self.v)
+            if self.v == 8:
+                saved.append(self)  # resurrects the whole cycle
+
+    a = Finalized()
+    a.o = [a]
+    del a
+    gc.collect()
+    assert calls == [7]
+    r = Finalized(v=8)
+    r.o = [r]
+    del r
+    gc.collect()
+    assert calls == [7, 8]
+    assert saved[0].v == 8 and saved[0].o[0] is saved[0]  # intact
+    saved.clear()
+    gc.collect()
+    assert calls == [7, 8]  # __del__ ran once (PEP 442)
+
+
+@GIL_ONLY
+def test_a_native_handle_to_the_python_object_keeps_the_cycle(baseline):
+    b = Box()
+    inner = [b]
+    b.o = inner
+    keeper = Box(inner)  # a second native holder of the list: outside the cycle
+    del b, inner
+    gc.collect()
+    assert keeper.o[0].o is keeper.o
+    del keeper

@@ -137,7 +137,9 @@ class TieMachine(RuleBasedStateMachine):
     def move_child_out(self, i):
         o, v, _ = self.outers[i % len(self.outers)]
         x = o.x
-        self.tagged.pop(id(o), None)  # a tag stays with the wrapper x, emptied by the move
+        # A tag stays with the wrapper x, emptied by the move, whichever outer it was made
+        # through (outers may share a child, and so its canonical wrapper).
+        self.tagged = {k: v for k, v in self.tagged.items() if v != id(x)}
         testing.discard(tether.move(x))
         self.moved.append(x)
         # x may be the very wrapper some Inner entry holds (one canonical wrapper): it is moved too

@@ -23,11 +23,12 @@ pub(crate) unsafe fn freeze(p: NonNull<ObjHeader>) -> Frozen {
     Frozen(unsafe { slots::lock(p) })
 }
 
-/// Calls `f` with every object the slots of record `p` hold a strong reference to.
+/// Calls `f` with the value of every reference slot of record `p`: a `Ref` slot's object as a
+/// `Value::Object` (an uncounted handle, never dropped), a `Dyn` slot's value in place.
 ///
 /// # Safety
 /// `p` is a record object frozen by the caller ([`freeze`]).
-pub(crate) unsafe fn for_each_edge(p: NonNull<ObjHeader>, mut f: impl FnMut(NonNull<ObjHeader>)) {
+pub(crate) unsafe fn for_each_value(p: NonNull<ObjHeader>, f: &mut impl FnMut(&Value)) {
     // SAFETY: the header is alive (caller); records keep their type registered.
     let Some(info) = type_info(unsafe { p.as_ref() }.type_index()) else {
         return;
@@ -37,22 +38,22 @@ pub(crate) unsafe fn for_each_edge(p: NonNull<ObjHeader>, mut f: impl FnMut(NonN
             SlotRepr::Ref { .. } => {
                 // SAFETY: a Ref slot read under the lock (caller).
                 if let Some(q) = NonNull::new(unsafe { slots::ref_ptr(p, at) }) {
-                    f(q);
+                    // SAFETY: the slot's reference keeps `q` alive; the handle is not counted
+                    // and never dropped (ManuallyDrop), only looked at.
+                    let v =
+                        core::mem::ManuallyDrop::new(Value::Object(unsafe { ObjAny::from_raw(q) }));
+                    f(&v);
                 }
             }
-            SlotRepr::Dyn => {
-                // SAFETY: a Dyn slot is an initialized Value, read in place under the lock.
-                if let Value::Object(o) = unsafe { slots::peek_dyn(p, at) } {
-                    f(o.as_ptr());
-                }
-            }
+            // SAFETY: a Dyn slot is an initialized Value, read in place under the lock.
+            SlotRepr::Dyn => f(unsafe { slots::peek_dyn(p, at) }),
             _ => {}
         }
     }
 }
 
-/// Takes every object reference out of record `obj`'s slots (a reference slot left null reads
-/// as `None`, like an unresolved one: record invariant 4), returning them for the caller to
+/// Takes every object and host reference out of record `obj`'s slots (a reference slot left
+/// null reads as `None`, like an unresolved one: record invariant 4), returning them for the caller to
 /// drop after the lock. The collector does this to the objects of a garbage cycle, which nobody
 /// else can reach (`crate::cycles`).
 pub(crate) fn clear_edges(obj: &ObjAny) -> Vec<Value> {
@@ -69,7 +70,8 @@ pub(crate) fn clear_edges(obj: &ObjAny) -> Vec<Value> {
             SlotRepr::Ref { .. } => out.push(unsafe { slots::take_ref(p, at) }),
             SlotRepr::Dyn => {
                 // SAFETY: as above.
-                if matches!(unsafe { slots::peek_dyn(p, at) }, Value::Object(_)) {
+                let v = unsafe { slots::peek_dyn(p, at) };
+                if matches!(v, Value::Object(_) | Value::Opaque(_)) {
                     // SAFETY: as above.
                     out.push(unsafe { slots::replace_dyn(p, at, Value::None) });
                 }
