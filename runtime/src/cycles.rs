@@ -28,12 +28,13 @@
 //!    made since), the collection is abandoned and the flags set so far are cleared: nothing
 //!    was freed. A doomed object's weak references no longer upgrade.
 //! 5. **Clear.** Take one reference to each garbage object, unfreeze, let the host act on it
-//!    (`CycleHost::before_clear`: tether-py releases a kept wrapper, whose weak references are
-//!    cleared and whose callbacks run, with every object intact), check that no host wrapper
-//!    came alive (a callback may resurrect: then nothing is cleared, the flags are cleared,
-//!    and the objects live on intact), then take the object references out of their slots and
-//!    elements and drop them, and finally our own references: the objects die through the
-//!    ordinary release path (and the trashcan: bounded stack).
+//!    (`CycleHost::prepare`: tether-py runs the garbage Python objects' finalizers and releases
+//!    kept wrappers, whose weak references are cleared and whose callbacks run, with every
+//!    object intact), check that nothing came alive (a count above what the group accounts for,
+//!    a live wrapper that is not garbage: then nothing is cleared, the flags are cleared, and
+//!    the objects live on intact), then take the object and host references out of their
+//!    slots and elements and drop them, and finally our own references: the objects die
+//!    through the ordinary release path (and the trashcan: bounded stack).
 //!
 //! # Why it is sound while other threads hold and drop references
 //!
@@ -53,6 +54,19 @@
 //!
 //! `tests/loom.rs` models step 4 against a racing weak upgrade and a racing drop, with the
 //! broken variant `doom_unchecked` (a plain store instead of the compare-and-swap).
+//!
+//! # Cycles through host objects
+//!
+//! A tracked object may hold host objects (host handles: tether-py's Python objects), which may
+//! hold host wrappers of tracked objects: a cycle the native graph alone cannot see. In step 2
+//! the host may add its part of the graph ([`CycleHost::host_graph`]): the host objects the
+//! handles reach, each with its references from outside the graph, their references to each
+//! other, and each wrapper's reference to its object (which then counts as inside). A handle
+//! counts as inside only if every clone of it is in a tracked object. Marking runs over both
+//! kinds of node; the garbage host objects are handed to [`CycleHost::prepare`] (which holds
+//! them and runs their finalizers) and [`CycleHost::release`]. A host that cannot make its
+//! counts stand still returns no graph: its objects are then leaves held from outside, and
+//! cycles through them are not collected.
 //!
 //! # Cost
 //!
