@@ -53,7 +53,7 @@ mod wrapper;
 
 use core::sync::atomic::Ordering::Relaxed;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 /// `tether.set_tying(on)`: with tying off, every access hands out a fresh, unbound wrapper (the
 /// behaviour of ordinary bindings), so the gain can be measured side by side.
@@ -189,6 +189,21 @@ fn collect_cycles(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// `_native._collect_cycles_saving()`: the collector run of a `gc.DEBUG_SAVEALL` collection:
+/// the garbage is kept, intact, and returned as its canonical wrappers (for `gc.garbage`).
+#[pyfunction]
+fn _collect_cycles_saving(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let (_, kept) = tether_runtime::collect_cycles_keeping();
+    let out = PyList::empty(py);
+    for obj in kept {
+        // SAFETY: attached (a pyfunction); the wrapper takes over or clones `obj`'s reference.
+        let w = unsafe { wrapper::wrap_canonical(obj) }?;
+        // SAFETY: a new reference, owned by the Bound.
+        out.append(unsafe { Bound::from_owned_ptr(py, w) })?;
+    }
+    Ok(out)
+}
+
 /// `tether.trim()`: returns fully free wrapper-pool slabs to the allocator and (with mimalloc)
 /// asks mimalloc to return its retained free pages to the OS. Returns the pool bytes released.
 /// It also runs after every full garbage collection (see `tether/__init__.py`): measured at
@@ -263,6 +278,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WRAPPER_BYTES", pool::WRAPPER_SIZE)?;
     m.add_function(wrap_pyfunction!(trim, m)?)?;
     m.add_function(wrap_pyfunction!(collect_cycles, m)?)?;
+    m.add_function(wrap_pyfunction!(_collect_cycles_saving, m)?)?;
     m.add_function(wrap_pyfunction!(_release_idle_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_pending_restores, m)?)?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;

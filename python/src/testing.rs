@@ -144,6 +144,33 @@ fn start_reader(args: &[Value]) -> Result<Value, Error> {
     })
 }
 
+/// `start_holder(obj, index, n)`: a native thread holds `obj` (an `ObjRef` clone: the only
+/// reference once the caller drops its own) and `n` times follows field `index` two steps
+/// (`obj.f.f`), checking that it comes back to `obj`: a cycle kept alive, and intact, by a Rust
+/// thread alone. It drops `obj` at the end. Raises through `join` if the cycle was broken.
+fn start_holder(args: &[Value]) -> Result<Value, Error> {
+    let (obj, i, n) = record_and_index(args, "start_holder")?;
+    spawn_worker(move || {
+        for k in 0..n {
+            let Value::Object(next) = tether_runtime::record_get(&obj, i)? else {
+                return Err(Error::Value(format!(
+                    "step {k}: the cycle was broken (None)"
+                )));
+            };
+            let Value::Object(back) = tether_runtime::record_get(&next, i)? else {
+                return Err(Error::Value(format!(
+                    "step {k}: the cycle was broken (None)"
+                )));
+            };
+            if back.as_ptr() != obj.as_ptr() {
+                return Err(Error::Value(format!("step {k}: the cycle changed")));
+            }
+        }
+        drop(obj);
+        Ok(())
+    })
+}
+
 /// `join(worker)`: waits for a worker whose `done` is set; raises what the worker raised.
 fn join(args: &[Value]) -> Result<Value, Error> {
     let w = one_arg("join", args)?.as_object()?;
@@ -266,6 +293,7 @@ pub fn init(m: &Bound<'_, PyModule>, root: &Bound<'_, PyAny>) -> PyResult<()> {
         ("tether.testing.alloc_blob", Function::tied(alloc_blob)),
         ("tether.testing.start_writer", Function::tied(start_writer)),
         ("tether.testing.start_reader", Function::tied(start_reader)),
+        ("tether.testing.start_holder", Function::tied(start_holder)),
         ("tether.testing.join", Function::tied(join)),
         ("tether.testing.make_plain", Function::tied(make_plain)),
     ] {

@@ -320,7 +320,11 @@ def _after_full_collection(phase, info):
         # counting never frees them; docs/design.md, "Cycles"), then classes: they are kept
         # alive for their native objects, and those whose types have none left are given back
         # now, so that this collection can free them (and their modules' globals).
-        _native.collect_cycles()
+        if _gc.get_debug() & _gc.DEBUG_SAVEALL:
+            # As CPython does with its own: the garbage is kept in gc.garbage, not freed.
+            _gc.garbage.extend(_native._collect_cycles_saving())
+        else:
+            _native.collect_cycles()
         _native._release_idle_classes()
     elif phase == "stop":
         # Memory freed by the program goes back to the OS after each full collection: fully

@@ -11,6 +11,8 @@ way an extension author would) and looked up here from the runtime's global regi
 - ``start_writer(obj, index, n, *values)``: a native thread (no GIL) sets field number ``index``
   of ``obj`` to ``values`` in turn, ``n`` times; returns a ``Worker`` (``done``, see ``join``).
 - ``start_reader(obj, index, n)``: a native thread copies field ``index`` of ``obj`` ``n`` times.
+- ``start_holder(obj, index, n)``: a native thread holds ``obj`` and ``n`` times checks that
+  following field ``index`` twice comes back to it (a two-object cycle), then drops it.
 - ``make_plain()``: an object of a header-less Rust type (no tie header): returning it to Python
   raises ``TypeError``.
 - ``join(worker)``: waits for a worker whose ``done`` is true and raises what it raised.
@@ -32,6 +34,7 @@ make_list = _native.get_global("tether.testing.make_list")
 alloc_blob = _native.get_global("tether.testing.alloc_blob")
 start_writer = _native.get_global("tether.testing.start_writer")
 start_reader = _native.get_global("tether.testing.start_reader")
+start_holder = _native.get_global("tether.testing.start_holder")
 join = _native.get_global("tether.testing.join")
 make_plain = _native.get_global("tether.testing.make_plain")
 Worker = _native.Worker
@@ -44,6 +47,7 @@ __all__ = [
     "call",
     "start_writer",
     "start_reader",
+    "start_holder",
     "join",
     "make_plain",
     "Worker",

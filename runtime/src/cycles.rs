@@ -341,8 +341,34 @@ fn borrowed(p: NonNull<ObjHeader>) -> ObjAny {
 /// assert!(weak.upgrade().is_none());
 /// ```
 pub fn collect_cycles() -> CycleStats {
+    collect(false).0
+}
+
+/// [`collect_cycles`] that keeps the garbage instead of freeing it, for hosts whose debugging
+/// mode keeps it (CPython's `gc.DEBUG_SAVEALL`): everything up to the clearing runs (the host's
+/// finalizers and weak reference callbacks included); then the garbage objects are un-doomed,
+/// intact, and returned (`stats.freed` is 0).
+///
+/// ```
+/// use tether_runtime::{collect_cycles_keeping, record_set, register_record_type, FieldKind, FieldSpec, Record, Value};
+/// let t = register_record_type("doc.cycles.Kept", None, vec![FieldSpec::new("me", FieldKind::Any).with_default(Value::None)]).unwrap();
+/// let a = Record::new(t, vec![]).unwrap();
+/// record_set(&a, 0, Value::Object(a.clone())).unwrap();
+/// let weak = a.downgrade();
+/// drop(a);
+/// let (_, kept) = collect_cycles_keeping();
+/// assert!(kept.iter().any(|o| o.as_ptr() == weak.upgrade().unwrap().as_ptr()));
+/// # drop(kept);
+/// # tether_runtime::collect_cycles();
+/// ```
+pub fn collect_cycles_keeping() -> (CycleStats, Vec<ObjAny>) {
+    collect(true)
+}
+
+/// [`collect_cycles`], or with `keep` [`collect_cycles_keeping`].
+fn collect(keep: bool) -> (CycleStats, Vec<ObjAny>) {
     if COLLECTING.with(|c| c.replace(true)) {
-        return CycleStats::default();
+        return (CycleStats::default(), Vec::new());
     }
     let _reentry = Reentry;
     let found = find_garbage();
@@ -355,11 +381,11 @@ pub fn collect_cycles() -> CycleStats {
     };
     if stats.abandoned {
         ABANDONED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        return stats;
+        return (stats, Vec::new());
     }
     let held = found.held;
     if held.is_empty() {
-        return stats;
+        return (stats, Vec::new());
     }
     // Step 5: the host first, everything intact.
     let host = host();
@@ -385,7 +411,12 @@ pub fn collect_cycles() -> CycleStats {
         drop(held);
         release();
         abandon(&mut stats);
-        return stats;
+        return (stats, Vec::new());
+    }
+    if keep {
+        undoom(held.iter().map(ObjAny::as_ptr));
+        release();
+        return (stats, held);
     }
     let mut taken: Vec<Value> = Vec::new();
     for o in &held {
@@ -412,7 +443,7 @@ pub fn collect_cycles() -> CycleStats {
     FREED.fetch_add(held.len() as u64, core::sync::atomic::Ordering::Relaxed);
     drop(held); // now they die, through the ordinary releases (or with their garbage wrappers)
     release();
-    stats
+    (stats, Vec::new())
 }
 
 /// Clears `DOOMED` on each object (an abandoned collection).

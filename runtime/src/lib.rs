@@ -99,8 +99,8 @@ pub mod types;
 mod value;
 
 pub use cycles::{
-    collect_cycles, cycle_totals, set_cycle_host, CycleHost, CycleStats, CycleTotals, HostEdges,
-    HostGraph,
+    collect_cycles, collect_cycles_keeping, cycle_totals, set_cycle_host, CycleHost, CycleStats,
+    CycleTotals, HostEdges, HostGraph,
 };
 pub use error::Error;
 pub use function::{

@@ -153,6 +153,22 @@ def test_a_native_thread_holding_a_reference_keeps_the_cycle_alive_and_intact(ba
     del holder
 
 
+def test_a_cycle_only_a_native_thread_holds_stays_alive_and_intact(baseline):
+    a = Node(1)
+    a.next = Node(2, next=a)
+    w = testing.start_holder(a, 2, 300_000)  # field 2 is `next`
+    weak = weakref.ref(a.next)
+    del a  # from here only the Rust thread holds the cycle
+    runs = 0
+    while not w.done:
+        gc.collect()
+        runs += 1
+    testing.join(w)  # raises if the thread ever found the cycle broken
+    assert runs > 0
+    gc.collect()  # now nothing holds it
+    assert weak() is None
+
+
 def test_collections_run_automatically_and_report_their_figures(baseline):
     before = tether.stats()["cycles"]
     for _ in range(2000):
@@ -282,3 +298,20 @@ def test_a_native_handle_to_the_python_object_keeps_the_cycle(baseline):
     gc.collect()
     assert keeper.o[0].o is keeper.o
     del keeper
+
+
+def test_debug_saveall_keeps_the_garbage_in_gc_garbage_as_for_plain_objects(baseline):
+    a = Node(1)
+    a.next = Node(2, next=a)
+    ids = {id(a), id(a.next)}
+    del a
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+    finally:
+        gc.set_debug(0)
+    saved = [o for o in gc.garbage if isinstance(o, Node)]
+    assert len(saved) == 2 and {id(o) for o in saved} == ids  # the canonical wrappers
+    assert saved[0].next.next is saved[0]  # intact
+    gc.garbage[:] = [o for o in gc.garbage if not isinstance(o, Node)]
+    del saved
