@@ -18,10 +18,10 @@
 //!    Python objects are leaves held from outside, and such cycles are not collected there).
 //! 2. A wrapper with weak references counts as referenced from outside: its weak references'
 //!    callbacks could reach it while the collector takes its native object apart.
-//! 3. [`prepare`] takes a reference to every garbage Python object before any Python code
-//!    runs, runs their finalizers (PEP 442: once per object; `tp_finalize` of a GC object is
-//!    not called again), and reports a resurrection when any count grew; [`release`] gives the
-//!    references back after the clearing.
+//! 3. [`hold`] takes a reference to every garbage Python object before any Python code runs;
+//!    [`finalize`] runs their finalizers (PEP 442: once per object; `tp_finalize` of a GC
+//!    object is not called again) and reports a resurrection when any count grew since;
+//!    [`release`] gives the references back after the clearing.
 
 use crate::pytypes::{is_wrapper, rec_load, Wrapper};
 use core::ffi::{c_int, c_void};
@@ -131,27 +131,37 @@ pub fn host_graph(e: &HostEdges<'_>) -> Option<HostGraph> {
     Some(b.graph)
 }
 
-/// `CycleHost::prepare`'s Python half (invariant 3): whether an object may have been
-/// resurrected. Called with the GIL held (the graph exists only then).
-pub fn prepare(hosts: &[NonNull<c_void>]) -> bool {
-    let objs: Vec<*mut ffi::PyObject> = hosts.iter().map(|p| p.as_ptr().cast()).collect();
+/// The first half of `CycleHost::prepare` (invariant 3): takes a reference to each garbage
+/// Python object, before any Python code runs, and returns their counts after it.
+/// Called with the GIL held (the graph exists only then).
+pub fn hold(hosts: &[NonNull<c_void>]) -> Vec<ffi::Py_ssize_t> {
     // SAFETY: GIL held (invariant 1); each object is alive: the garbage natives hold them, and
     // nothing ran since the graph was made.
     unsafe {
-        for &o in &objs {
-            ffi::Py_INCREF(o);
+        for p in hosts {
+            ffi::Py_INCREF(p.as_ptr().cast());
         }
-        let before: Vec<ffi::Py_ssize_t> = objs.iter().map(|&o| ffi::Py_REFCNT(o)).collect();
-        for &o in &objs {
-            // Runs tp_finalize if there is one and (for GC objects) it has not run yet; its
-            // errors are reported as unraisable.
-            ffi::PyObject_CallFinalizer(o);
-        }
-        objs.iter().zip(before).any(|(&o, b)| ffi::Py_REFCNT(o) > b)
+        hosts.iter().map(|p| ffi::Py_REFCNT(p.as_ptr().cast())).collect()
     }
 }
 
-/// `CycleHost::release`: gives back the references [`prepare`] took.
+/// The second half: runs the objects' finalizers (`tp_finalize`, once per GC object, PEP 442;
+/// errors reported as unraisable) and says whether any count grew since [`hold`]: whatever
+/// ran in between (finalizers, weak reference callbacks) may have resurrected them.
+pub fn finalize(hosts: &[NonNull<c_void>], before: &[ffi::Py_ssize_t]) -> bool {
+    // SAFETY: GIL held; each object is alive (held since `hold`).
+    unsafe {
+        for p in hosts {
+            ffi::PyObject_CallFinalizer(p.as_ptr().cast());
+        }
+        hosts
+            .iter()
+            .zip(before)
+            .any(|(p, &b)| ffi::Py_REFCNT(p.as_ptr().cast()) > b)
+    }
+}
+
+/// `CycleHost::release`: gives back the references [`hold`] took.
 pub fn release(hosts: &[NonNull<c_void>]) {
     for p in hosts {
         // SAFETY: prepare took this reference, with the GIL, which is still held.

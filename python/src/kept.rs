@@ -33,15 +33,15 @@ pub static CYCLE_HOST: tether_runtime::CycleHost = tether_runtime::CycleHost {
     release: crate::hostgraph::release,
 };
 
-/// `CycleHost::prepare`: the garbage Python objects are held and finalized
-/// (`crate::hostgraph::prepare`), then the garbage native objects' kept wrappers are released
-/// (their weak reference callbacks run); whether anything may have been resurrected.
+/// `CycleHost::prepare`: the garbage Python objects are held (before any Python code runs),
+/// the garbage native objects' kept wrappers are released (their weak reference callbacks
+/// run), the Python objects are finalized; whether anything may have been resurrected.
 fn prepare(natives: &[ObjAny], hosts: &[core::ptr::NonNull<core::ffi::c_void>]) -> bool {
-    let resurrected = !hosts.is_empty() && crate::hostgraph::prepare(hosts);
+    let before = crate::hostgraph::hold(hosts);
     for o in natives {
         before_clear(o);
     }
-    resurrected
+    crate::hostgraph::finalize(hosts, &before)
 }
 
 /// Whether the kept wrapper `w` is referenced by nothing but its object (its weak references

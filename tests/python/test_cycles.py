@@ -315,3 +315,26 @@ def test_debug_saveall_keeps_the_garbage_in_gc_garbage_as_for_plain_objects(base
     assert saved[0].next.next is saved[0]  # intact
     gc.garbage[:] = [o for o in gc.garbage if not isinstance(o, Node)]
     del saved
+
+
+@GIL_ONLY
+def test_a_weak_reference_callback_that_resurrects_leaves_the_cycle_intact(baseline):
+    class Plain:
+        pass
+
+    stash = []
+    k = Box()
+    plain = Plain()
+    k.o = plain  # native -> Python object
+    plain.box = Box(k)  # Python object -> wrapper -> native -> k
+    find_plain = weakref.ref(plain)
+    r = weakref.ref(k, lambda _r: stash.append(find_plain()))  # k's wrapper is kept
+    del k, plain
+    gc.collect()
+    assert r() is None  # the callback ran (k's weak references are cleared first)
+    assert len(stash) == 1 and stash[0] is not None
+    p = stash[0]
+    assert p.box.o.o is p  # resurrected by the callback: intact, not taken apart
+    stash.clear()
+    del p
+    gc.collect()
