@@ -141,7 +141,10 @@ pub fn hold(hosts: &[NonNull<c_void>]) -> Vec<ffi::Py_ssize_t> {
         for p in hosts {
             ffi::Py_INCREF(p.as_ptr().cast());
         }
-        hosts.iter().map(|p| ffi::Py_REFCNT(p.as_ptr().cast())).collect()
+        hosts
+            .iter()
+            .map(|p| ffi::Py_REFCNT(p.as_ptr().cast()))
+            .collect()
     }
 }
 

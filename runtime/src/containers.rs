@@ -67,13 +67,15 @@ pub struct List {
     /// Bumped by every change, under the lock (what a compare-and-replace checks).
     version: AtomicU64,
     items: Mutex<Vec<Value>>,
+    /// Its index in the cycle collector's registry (`crate::tracked`).
+    gc: crate::tracked::Slot,
 }
 
 object_type!(List, "tether.List", traced);
 
 impl Drop for List {
     fn drop(&mut self) {
-        crate::tracked::untrack_value(self); // before the items go (tracked invariant 1)
+        crate::tracked::untrack(&self.gc); // before the items go (tracked invariant 1)
     }
 }
 
@@ -85,6 +87,7 @@ impl List {
             host: AtomicPtr::new(core::ptr::null_mut()),
             version: AtomicU64::new(0),
             items: Mutex::new(Vec::new()),
+            gc: AtomicPtr::new(core::ptr::without_provenance_mut(crate::tracked::UNTRACKED)),
         }
     }
 
@@ -102,6 +105,11 @@ impl List {
     /// The element kind.
     pub fn elem(&self) -> &FieldKind {
         &self.elem
+    }
+
+    #[doc(hidden)]
+    pub(crate) fn __tracked_slot(&self) -> &crate::tracked::Slot {
+        &self.gc
     }
 
     /// The items, locked (for the cycle collector, which holds them still while it counts:
@@ -463,13 +471,15 @@ pub struct Map {
     /// Bumped by every change of the key set, for iterators that must notice it.
     version: AtomicU64,
     entries: Mutex<IndexMap<MapKey, Value>>,
+    /// Its index in the cycle collector's registry (`crate::tracked`).
+    gc: crate::tracked::Slot,
 }
 
 object_type!(Map, "tether.Dict", traced);
 
 impl Drop for Map {
     fn drop(&mut self) {
-        crate::tracked::untrack_value(self); // before the entries go (tracked invariant 1)
+        crate::tracked::untrack(&self.gc); // before the entries go (tracked invariant 1)
     }
 }
 
@@ -483,12 +493,18 @@ impl Map {
             host: AtomicPtr::new(core::ptr::null_mut()),
             version: AtomicU64::new(0),
             entries: Mutex::new(IndexMap::new()),
+            gc: AtomicPtr::new(core::ptr::without_provenance_mut(crate::tracked::UNTRACKED)),
         }
     }
 
     /// The key kind.
     pub fn key_kind(&self) -> &FieldKind {
         &self.key
+    }
+
+    #[doc(hidden)]
+    pub(crate) fn __tracked_slot(&self) -> &crate::tracked::Slot {
+        &self.gc
     }
 
     /// The entries, locked (for the cycle collector: `crate::cycles`).

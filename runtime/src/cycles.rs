@@ -78,7 +78,7 @@ use crate::containers::{List, Map, MapKey};
 use crate::host::HostHandle;
 use crate::object::{counts, Counts, ObjAny, ObjBox, ObjHeader, DOOMED};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
-use crate::tracked::{self, Tracked};
+use crate::tracked::{self, Registry};
 use crate::types::record::gc as record_gc;
 use crate::types::TypeKind;
 use crate::value::Value;
@@ -244,6 +244,21 @@ enum Frozen {
 unsafe fn value_of<'a, T>(p: NonNull<ObjHeader>) -> &'a T {
     // SAFETY: an `ObjBox<T>` (caller); `p` carries the block's provenance (object invariant 1).
     unsafe { &(*p.cast::<ObjBox<T>>().as_ptr()).value }
+}
+
+/// The shape of any live object: `None` for a Rust type other than the containers.
+fn shape_of_any(p: NonNull<ObjHeader>) -> Option<Shape> {
+    // SAFETY: the header is alive (caller); the type index is immutable.
+    let index = unsafe { p.as_ref() }.type_index();
+    if index == List::type_index() {
+        Some(Shape::List)
+    } else if index == Map::type_index() {
+        Some(Shape::Map)
+    } else if crate::types::type_info(index).is_some_and(|t| t.kind == TypeKind::Record) {
+        Some(Shape::Record)
+    } else {
+        None
+    }
 }
 
 fn shape_of(p: NonNull<ObjHeader>) -> Shape {
@@ -446,6 +461,21 @@ fn collect(keep: bool) -> (CycleStats, Vec<ObjAny>) {
     (stats, Vec::new())
 }
 
+/// The registry index of the object `q`, if it is tracked (registry locked: tracked invariant 2,
+/// so `q`, referenced from a frozen object, is alive).
+fn index_of(reg: &Registry, q: NonNull<ObjHeader>) -> Option<usize> {
+    // SAFETY: `q` is alive (above); its header says which slot it has, if any.
+    let slot = unsafe {
+        match shape_of_any(q) {
+            Some(Shape::List) => Some(value_of::<List>(q).__tracked_slot()),
+            Some(Shape::Map) => Some(value_of::<Map>(q).__tracked_slot()),
+            Some(Shape::Record) => record_gc::slot_of(q),
+            None => None,
+        }
+    }?;
+    tracked::index_of(reg, q, slot)
+}
+
 /// Clears `DOOMED` on each object (an abandoned collection).
 fn undoom(ps: impl Iterator<Item = NonNull<ObjHeader>>) {
     for p in ps {
@@ -478,8 +508,8 @@ fn find_garbage() -> Found {
     if n == 0 {
         return found;
     }
-    let ptrs: Vec<NonNull<ObjHeader>> = reg.iter().map(|t| t.0).collect();
-    let index = |q: NonNull<ObjHeader>| reg.get_index_of(&Tracked(q));
+    let ptrs: Vec<NonNull<ObjHeader>> = reg.iter().map(|e| e.obj).collect();
+    let index = |q: NonNull<ObjHeader>| index_of(&reg, q);
     // Step 1.
     // SAFETY: every pointer is tracked and the registry stays locked until `frozen` is dropped.
     let frozen: Vec<Frozen> = ptrs

@@ -140,6 +140,8 @@ pub use strong::ObjRef;
 pub use weak::{WeakAny, WeakRef};
 
 pub(crate) use block::{deleter_of, free_block_layout, ObjBox};
+#[cfg(not(feature = "narrow-header"))]
+pub(crate) use header::record_owner_word;
 pub(crate) use header::{
     counts, lock_word, set_deleter, tie_word, Counts, DOOMED, KEPT, STRONG_ONE,
 };

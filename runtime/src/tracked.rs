@@ -1,107 +1,130 @@
 //! The objects the cycle collector scans ([`crate::cycles`]): every live object whose type can
-//! hold references to objects (a record type with object-capable fields, a [`List`] or [`Map`]
-//! whose elements can be objects), in one registry. Objects of types that cannot form cycles
-//! (scalar fields only, weak references only, Rust types other than the containers) are never
-//! in it, cost nothing here, and are never scanned.
+//! hold references to objects (a record type with object-capable fields, a [`List`] or [`Map`]),
+//! in one registry. Objects of types that cannot form cycles (scalar fields only, weak
+//! references only, Rust types other than the containers) are never in it, cost nothing here,
+//! and are never scanned.
 //!
-//! Floor 3 (beside `tie`): uses `crate::object` (headers and the count word's `DOOMED` flag).
+//! The registry is a vector of entries; each tracked object keeps its own index in a word of
+//! its own (records: the allocator header's owner word, which their deleter does not need, or
+//! with the `narrow-header` feature a hidden slot of their layout; the containers: a field), so
+//! entering, leaving and the collector's lookups are O(1) with no hashing. Records enter when
+//! they first hold a reference: an object that holds none cannot be part of a cycle, so leaves
+//! never enter at all.
+//!
+//! Floor 3 (beside `tie`): uses `crate::object` (headers).
 //!
 //! Invariants:
 //! 1. An object is in the registry from the end of its construction until its `DropValue`
 //!    begins (its strong count reached 0): entered by [`track`], left by [`untrack`], both under
-//!    the registry's lock.
+//!    the registry's lock. Its slot holds its index while it is in, [`UNTRACKED`] otherwise;
+//!    slots change only under the lock (a removal moves the last entry into the hole and
+//!    updates that entry's slot).
 //! 2. While a thread holds the lock ([`lock`]), no tracked object's block is freed: an object's
 //!    `DropValue` must first take the lock to leave. So the collector may read the header, the
-//!    counts and (under each object's own lock) the references of every object it lists,
-//!    counting none; an object it finds with strong count 0 is being destroyed by the thread
-//!    waiting for the lock.
+//!    counts, the slots and (under each object's own lock) the references of every object it
+//!    lists, counting none; an object it finds with strong count 0 is being destroyed by the
+//!    thread waiting for the lock.
 //! 3. Nothing run under the lock allocates or frees tracked objects (it would wait for itself).
 //!
 //! [`List`]: crate::containers::List
 //! [`Map`]: crate::containers::Map
 
-use crate::object::{ObjBox, ObjHeader};
-use core::hash::{BuildHasherDefault, Hasher};
+use crate::object::ObjHeader;
 use core::ptr::NonNull;
-use indexmap::IndexSet;
+use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-/// A hasher for addresses: one multiplication (addresses are distinct and well spread above
-/// their low bits, which the rotation moves up).
-#[derive(Default)]
-pub(crate) struct AddrHasher(u64);
+/// A slot's value when its object is not in the registry.
+pub(crate) const UNTRACKED: usize = usize::MAX;
 
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64)
-            .rotate_right(4)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
+/// An index slot: a pointer-sized word holding the index as an address without provenance
+/// (records use their owner word, which their deleter does not need: `object::FLAG_RECORD`).
+pub(crate) type Slot = AtomicPtr<()>;
+
+fn load(slot: &Slot) -> usize {
+    slot.load(Relaxed).addr()
 }
 
-/// A tracked object's pointer, compared and hashed by address.
+fn store(slot: &Slot, i: usize) {
+    slot.store(core::ptr::without_provenance_mut(i), Relaxed);
+}
+
+/// Initializes `slot` to "not tracked".
+pub(crate) fn init(slot: &Slot) {
+    store(slot, UNTRACKED);
+}
+
+/// One tracked object: the object and its index slot.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Tracked(pub(crate) NonNull<ObjHeader>);
-
-impl PartialEq for Tracked {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
+pub(crate) struct Entry {
+    pub(crate) obj: NonNull<ObjHeader>,
+    slot: NonNull<Slot>,
 }
-impl Eq for Tracked {}
-impl core::hash::Hash for Tracked {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_usize(self.0.as_ptr() as usize);
-    }
-}
-// SAFETY: the registry only stores and compares the pointers; whoever dereferences one does so
-// under invariant 2.
-unsafe impl Send for Tracked {}
 
-/// The tracked objects (an `IndexSet`: dense indices for the collector's tables, O(1)
-/// insertion and removal).
-pub(crate) type Registry = IndexSet<Tracked, BuildHasherDefault<AddrHasher>>;
+// SAFETY: the registry only stores the pointers; whoever dereferences one does so under
+// invariant 2.
+unsafe impl Send for Entry {}
 
-static REGISTRY: Mutex<Registry> = Mutex::new(IndexSet::with_hasher(BuildHasherDefault::new()));
+/// The tracked objects (invariant 1).
+pub(crate) type Registry = Vec<Entry>;
 
-/// The registry, locked (invariant 2). A poisoned lock still guards a consistent set (each use
-/// is one insertion or removal, or a read).
+static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
+
+/// The registry, locked (invariant 2). A poisoned lock still guards a consistent list (each use
+/// is one insertion or removal with its slot updates, or a read).
 pub(crate) fn lock() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Enters the just-built object `p` (invariant 1).
-pub(crate) fn track(p: NonNull<ObjHeader>) {
-    lock().insert(Tracked(p));
-}
-
-/// Removes the object `p`, whose `DropValue` begins (invariant 1). Removing an address that is
-/// not there does nothing (a container value dropped outside an object).
-pub(crate) fn untrack(p: NonNull<ObjHeader>) {
-    lock().swap_remove(&Tracked(p));
-}
-
-/// [`untrack`] for the value `v` of a Rust object (`ObjBox<T>`): a traced type's `Drop` calls
-/// it first thing. A value that is not in an object (dropped before it was boxed) is not
-/// tracked, and nothing happens.
-pub(crate) fn untrack_value<T>(v: &T) {
-    // Only compared, never dereferenced: the address of the header in front of the value.
-    let at = (v as *const T)
-        .cast::<u8>()
-        .wrapping_sub(core::mem::offset_of!(ObjBox<T>, value))
-        .cast::<ObjHeader>()
-        .cast_mut();
-    if let Some(p) = NonNull::new(at) {
-        lock().swap_remove(&Tracked(p));
+/// Enters the live object `obj`, whose index slot is `slot`, unless it is in already
+/// (invariant 1). Records enter when they first hold a reference (an object that holds none
+/// cannot be part of a cycle); containers when they are made.
+///
+/// # Safety
+/// `slot` is `obj`'s index slot (initialized by [`init`]) and lives as long as `obj`'s value;
+/// the caller holds a reference to `obj` and no object lock (invariant 3's lock order).
+pub(crate) unsafe fn track(obj: NonNull<ObjHeader>, slot: &Slot) {
+    if load(slot) != UNTRACKED {
+        return; // in already: only its own untrack takes it out, at its death
     }
+    let mut r = lock();
+    if load(slot) != UNTRACKED {
+        return;
+    }
+    store(slot, r.len());
+    r.push(Entry {
+        obj,
+        slot: NonNull::from(slot),
+    });
+}
+
+/// Removes the object whose index slot is `slot`, whose `DropValue` begins (invariant 1).
+/// Nothing happens if it is not tracked (a container value dropped outside an object).
+pub(crate) fn untrack(slot: &Slot) {
+    // The object is dying: nobody tracks it concurrently, so an UNTRACKED read is final; an
+    // index may be stale (a removal moving us), and is read again under the lock.
+    if load(slot) == UNTRACKED {
+        return;
+    }
+    let mut r = lock();
+    let i = load(slot);
+    debug_assert!(
+        r[i].slot == NonNull::from(slot),
+        "a tracked slot out of place"
+    );
+    r.swap_remove(i);
+    if let Some(moved) = r.get(i) {
+        // SAFETY: a tracked object's slot lives as long as it is tracked (track's contract).
+        store(unsafe { moved.slot.as_ref() }, i);
+    }
+    store(slot, UNTRACKED);
+}
+
+/// The index of the tracked object `obj` whose slot is `slot`, if it is tracked (the caller
+/// holds the lock `r` came from).
+pub(crate) fn index_of(r: &Registry, obj: NonNull<ObjHeader>, slot: &Slot) -> Option<usize> {
+    let i = load(slot);
+    (i < r.len() && r[i].obj == obj).then_some(i)
 }
 
 /// How many objects are tracked now.

@@ -41,7 +41,14 @@ fn a_two_field_node_is_its_header_and_two_words() {
         [SlotRepr::Ref { optional: true }, SlotRepr::Int]
     );
     let layout = info.layout.as_ref().unwrap().layout();
-    assert_eq!((layout.size(), layout.align()), (32, 8));
+    // (With the Narrow header, which has no owner word, a type that can form cycles keeps its
+    // cycle-collector index in one more word.)
+    let size = if cfg!(feature = "narrow-header") {
+        40
+    } else {
+        32
+    };
+    assert_eq!((layout.size(), layout.align()), (size, 8));
 
     let leaf = Record::new(node, vec![Value::None, Value::Int(7)]).unwrap();
     let pair = Record::new(node, vec![Value::Object(leaf.clone()), Value::Int(1)]).unwrap();

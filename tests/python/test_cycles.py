@@ -184,13 +184,16 @@ def test_collections_run_automatically_and_report_their_figures(baseline):
     assert set(s) == {"scanned", "found", "freed", "abandoned"}
 
 
-def test_scalar_only_classes_are_never_scanned(baseline):
+def test_only_objects_that_hold_references_are_scanned(baseline):
     tracked = tether.stats()["cycles"]["tracked"]
     leaves = [Leaf(i) for i in range(10_000)]
-    assert tether.stats()["cycles"]["tracked"] == tracked
+    assert tether.stats()["cycles"]["tracked"] == tracked  # a scalar-only class: never
     nodes = [Node(i) for i in range(100)]
-    assert tether.stats()["cycles"]["tracked"] == tracked + 100
-    del leaves, nodes
+    assert tether.stats()["cycles"]["tracked"] == tracked  # holding nothing: not (yet)
+    for a, b in zip(nodes, nodes[1:]):
+        a.next = b  # holds a reference: it could be in a cycle from now on
+    assert tether.stats()["cycles"]["tracked"] == tracked + 99
+    del leaves, nodes, a, b
 
 
 def test_moved_and_parked_wrappers_of_garbage_are_released(baseline):

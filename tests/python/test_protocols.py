@@ -342,13 +342,19 @@ def test_getsizeof_reports_the_native_object_too():
         b: float = 0.0
         c: str = ""
 
+    class Scalar(tether.Object):
+        v: int
+        w: int = 0
+
     leaf = Leaf(1)
     # The wrapper (32 bytes; 48 on free-threaded builds, whose object header is larger), the
     # 16-byte allocator header, the record: a 16-byte header and two 8-byte slots (an int and a
-    # pointer), what RSS per object measures (docs/benchmarks.md).
+    # pointer), what RSS per object measures (docs/benchmarks.md). Classes that can form cycles
+    # cost no more (the cycle collector's index is in the allocator header's owner word).
     wrapper = 48 if tether._native.FREE_THREADED else 32
     assert tether._native.WRAPPER_BYTES == wrapper
     assert sys.getsizeof(leaf) == wrapper + 16 + 32
+    assert sys.getsizeof(Scalar(1)) == wrapper + 16 + 32
     assert sys.getsizeof(Wide()) > sys.getsizeof(leaf)  # a str field is a 24-byte value slot
     assert sys.getsizeof(testing.make_tree(1)) > wrapper  # native types report their size too
     moved = Leaf(2)

@@ -160,6 +160,12 @@ impl ObjHeader {
 
     /// A header for an object of a header-less type ([`FLAG_BARE`]): allocated by `BARE`, with
     /// no tie word and no owner word before it; its deleter is in [`TYPE_DELETERS`].
+    /// A header for a record object ([`FLAG_RECORD`]): its deleter is found by type index, so
+    /// its owner word is free for the cycle collector's registry index (`crate::tracked`).
+    pub(crate) fn new_record(type_index: u32) -> Self {
+        Self::with_flags(type_index, FLAG_RECORD)
+    }
+
     pub(crate) fn new_bare(type_index: u32) -> Self {
         Self::with_flags(type_index, FLAG_BARE)
     }
@@ -245,8 +251,8 @@ pub(crate) unsafe fn lock_word<'a>(p: NonNull<ObjHeader>) -> &'a AtomicU16 {
 #[inline(always)]
 pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
     // SAFETY: `p`'s header is initialized (caller); `flags` and `type_index` are immutable.
-    let (bare, index) = unsafe { (is_bare(p), (*p.as_ptr()).type_index) };
-    if bare || cfg!(feature = "narrow-header") {
+    let (by_type, index) = unsafe { (deleter_by_type(p), (*p.as_ptr()).type_index) };
+    if by_type {
         // No owner word (a header-less object, or the Narrow header): by type index.
         register_type_deleter(index, deleter);
     } else {
@@ -260,6 +266,37 @@ pub(crate) unsafe fn set_deleter(p: NonNull<ObjHeader>, deleter: Deleter) {
 
 /// The object was allocated without a tie header (by `crate::heap::BARE`): a header-less type.
 pub(crate) const FLAG_BARE: u16 = 1;
+/// The object is a record: its deleter is its type's (every record has the same one), found by
+/// type index, and its owner word holds its cycle-collector registry index instead
+/// (`crate::tracked`).
+pub(crate) const FLAG_RECORD: u16 = 2;
+
+/// Whether the live object `p` finds its deleter by type index (no owner word, or the owner
+/// word serves the cycle collector).
+///
+/// # Safety
+/// `p` is an object whose header is alive.
+#[inline(always)]
+unsafe fn deleter_by_type(p: NonNull<ObjHeader>) -> bool {
+    // SAFETY: forwarded; `flags` is immutable (invariant 4).
+    cfg!(feature = "narrow-header")
+        || unsafe { (*p.as_ptr()).flags } & (FLAG_BARE | FLAG_RECORD) != 0
+}
+
+/// The owner word of the record `p`, free for the cycle collector (Wide header builds).
+///
+/// # Safety
+/// `p` is a live record object ([`FLAG_RECORD`]) allocated by `ALLOC` with the Wide header.
+#[cfg(not(feature = "narrow-header"))]
+#[inline(always)]
+pub(crate) unsafe fn record_owner_word<'a>(
+    p: NonNull<ObjHeader>,
+) -> &'a core::sync::atomic::AtomicPtr<()> {
+    // SAFETY: the header is alive (caller); `flags` is immutable.
+    debug_assert!(unsafe { (*p.as_ptr()).flags } & FLAG_RECORD != 0);
+    // SAFETY: forwarded (caller).
+    unsafe { tether_alloc::aux_of(p.cast()) }
+}
 
 /// Deleters by type index, for objects with no owner word to keep theirs in: header-less types,
 /// and every type with the `narrow-header` feature.
@@ -296,7 +333,7 @@ pub(crate) unsafe fn is_bare(p: NonNull<ObjHeader>) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn deleter(p: NonNull<ObjHeader>) -> Deleter {
     // SAFETY: the header is alive (caller).
-    if cfg!(feature = "narrow-header") || unsafe { is_bare(p) } {
+    if unsafe { deleter_by_type(p) } {
         // SAFETY: as above; `type_index` is immutable.
         let index = unsafe { (*p.as_ptr()).type_index };
         // A header-less object is built only after its type's deleter is registered.

@@ -140,6 +140,12 @@ pub fn register_record_type_with(
     let mut layout = RecordLayout::extend(parent_layout, &reprs)
         .map_err(|_| Error::Value(format!("record type {name} has too many fields")))?;
     layout.holds_objects |= all[first_own..].iter().any(|f| f.kind.holds_objects());
+    if layout.holds_objects && cfg!(feature = "narrow-header") {
+        // (Wide headers keep the registry index in the owner word: `crate::tracked`.)
+        layout
+            .add_gc_slot()
+            .map_err(|_| Error::Value(format!("record type {name} has too many fields")))?;
+    }
     let mut reg = lock();
     if let Some(&existing) = reg.by_name.get(name) {
         if type_info(existing).is_some_and(|t| t.kind != TypeKind::Record) {

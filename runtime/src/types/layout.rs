@@ -107,6 +107,10 @@ pub struct RecordLayout {
     /// A field can hold a strong reference to an object (set by `declare`): the type's objects
     /// are tracked for the cycle collector (`crate::tracked`).
     pub(crate) holds_objects: bool,
+    /// With the `narrow-header` feature (no owner word), where such an object keeps its index in
+    /// the collector's registry (a word after the field slots of the first type that needed it;
+    /// a subtype keeps its parent's).
+    pub(crate) gc_at: Option<u32>,
 }
 
 impl RecordLayout {
@@ -130,9 +134,27 @@ impl RecordLayout {
         }
         Ok(RecordLayout {
             holds_objects: parent.is_some_and(|p| p.holds_objects),
+            gc_at: parent.and_then(|p| p.gc_at),
             slots,
             unpadded: layout,
         })
+    }
+
+    /// Adds the registry-index slot of a type whose objects are tracked (`crate::tracked`), if
+    /// it has none yet.
+    ///
+    /// # Errors
+    /// `Error::Value` if the object would not fit `isize` or the offset would not fit `u32`.
+    pub(crate) fn add_gc_slot(&mut self) -> Result<(), Error> {
+        if self.gc_at.is_some() {
+            return Ok(());
+        }
+        let too_big = || Error::Value("record layout too large".into());
+        let one = Layout::new::<crate::tracked::Slot>();
+        let (grown, offset) = self.unpadded.extend(one).map_err(|_| too_big())?;
+        self.gc_at = Some(u32::try_from(offset).map_err(|_| too_big())?);
+        self.unpadded = grown;
+        Ok(())
     }
 
     /// The allocation layout of one object (padded to its alignment).

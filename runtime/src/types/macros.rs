@@ -79,6 +79,9 @@ macro_rules! object_type {
         unsafe impl $crate::Object for $ty {
             #[doc(hidden)]
             const TRACED: bool = true;
+            fn tracked_slot(&self) -> ::core::option::Option<&::core::sync::atomic::AtomicPtr<()>> {
+                ::core::option::Option::Some(<$ty>::__tracked_slot(self))
+            }
             #[inline]
             fn type_index() -> u32 {
                 static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();

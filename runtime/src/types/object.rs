@@ -54,6 +54,12 @@ pub unsafe trait Object: Send + Sync + 'static {
     #[doc(hidden)]
     const TRACED: bool = false;
 
+    /// For a `TRACED` type: the value's registry-index slot (`crate::tracked`).
+    #[doc(hidden)]
+    fn tracked_slot(&self) -> Option<&core::sync::atomic::AtomicPtr<()>> {
+        None
+    }
+
     /// This type's registry entry.
     fn type_info() -> &'static TypeInfo {
         // A registered index always has an entry (entries are never removed).
@@ -98,7 +104,13 @@ impl<T: Object> ObjRef<T> {
             set_deleter(b.cast(), deleter_of::<T>);
         };
         if T::TRACED {
-            crate::tracked::track(b.cast()); // tracked invariant 1 (left in the value's Drop)
+            // SAFETY: the value was just written; its slot (UNTRACKED since the value was
+            // made) lives as long as the value, which leaves the registry in its Drop.
+            unsafe {
+                if let Some(slot) = (*b.as_ptr()).value.tracked_slot() {
+                    crate::tracked::track(b.cast(), slot); // tracked invariant 1
+                }
+            }
         }
         // SAFETY: a fully built ObjBox<T> with one strong count, which the handle takes; its
         // deleter is ObjBox<T>'s (object invariants 1 to 3).

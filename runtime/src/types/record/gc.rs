@@ -4,11 +4,73 @@
 //! In the record module beside `fast`: uses `slots` (the lock, the raw slots).
 
 use super::slots::{self, Guard};
-use super::{record_layout, SlotRepr};
+use super::{record_layout, RecordLayout, SlotRepr};
 use crate::object::{ObjAny, ObjHeader};
+use crate::tracked::Slot;
 use crate::types::registry::type_info;
 use crate::value::Value;
 use core::ptr::NonNull;
+
+/// The registry-index slot of record `p` (`crate::tracked`): its owner word (Wide header), or
+/// with the `narrow-header` feature the hidden slot of its layout (`RecordLayout::gc_at`).
+/// `None` if its type cannot hold references.
+///
+/// # Safety
+/// `p` is a live record object (or one being built, its header written).
+pub(crate) unsafe fn slot_of<'a>(p: NonNull<ObjHeader>) -> Option<&'a Slot> {
+    // SAFETY: the header is alive (caller).
+    let info = type_info(unsafe { p.as_ref() }.type_index())?;
+    // SAFETY: forwarded.
+    unsafe { slot_in(p, info.layout.as_ref()?) }
+}
+
+/// [`slot_of`] for a record whose layout the caller has at hand.
+///
+/// # Safety
+/// As for [`slot_of`], and `layout` is the record's.
+#[inline]
+pub(crate) unsafe fn slot_in<'a>(p: NonNull<ObjHeader>, layout: &RecordLayout) -> Option<&'a Slot> {
+    if !layout.holds_objects {
+        return None;
+    }
+    #[cfg(not(feature = "narrow-header"))]
+    // SAFETY: a record (FLAG_RECORD) from ALLOC with the Wide header (caller).
+    return Some(unsafe { crate::object::record_owner_word(p) });
+    #[cfg(feature = "narrow-header")]
+    {
+        let at = layout.gc_at?;
+        // SAFETY: the layout puts a Slot at `at` inside the block; `p` carries the block's
+        // provenance (object invariant 1).
+        Some(unsafe { &*p.as_ptr().cast::<u8>().add(at as usize).cast::<Slot>() })
+    }
+}
+
+/// Whether the record `p` being built holds a reference in any slot.
+///
+/// # Safety
+/// `p` is a fully initialized record of layout `layout`, not yet shared (no lock needed).
+pub(crate) unsafe fn holds_reference(p: NonNull<ObjHeader>, layout: &RecordLayout) -> bool {
+    layout.slots.iter().any(|&at| match at.repr {
+        // SAFETY: initialized slots of an unshared record (caller).
+        SlotRepr::Ref { .. } => !unsafe { slots::ref_ptr(p, at) }.is_null(),
+        SlotRepr::Dyn => {
+            // SAFETY: as above.
+            let v = unsafe { slots::peek_dyn(p, at) };
+            matches!(v, Value::Object(_) | Value::Opaque(_))
+        }
+        _ => false,
+    })
+}
+
+/// A reference just went into a slot of record `obj`: the record is tracked from now on
+/// (`crate::tracked`: it may be part of a cycle). Called with no lock held.
+pub(crate) fn track_holder(obj: &ObjAny) {
+    // SAFETY: `obj` is a live record (caller's reference).
+    if let Some(slot) = unsafe { slot_of(obj.as_ptr()) } {
+        // SAFETY: the record's own slot, alive as long as it is; no lock held (caller).
+        unsafe { crate::tracked::track(obj.as_ptr(), slot) };
+    }
+}
 
 /// A record held still: its lock, taken by [`freeze`], released when this drops.
 pub(crate) struct Frozen(#[allow(dead_code)] Guard<'static>);

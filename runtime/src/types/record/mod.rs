@@ -190,7 +190,11 @@ impl RecordBuilder {
         let block = ALLOC.allocate(layout.layout())?.cast::<ObjHeader>();
         // SAFETY: `block` is fresh, valid and aligned for the layout, whose first part is the
         // ObjHeader (invariant 1).
-        unsafe { block.as_ptr().write(ObjHeader::new(type_index)) };
+        unsafe { block.as_ptr().write(ObjHeader::new_record(type_index)) };
+        // SAFETY: the header is written; the slot is in the block (Wide: its owner word).
+        if let Some(slot) = unsafe { gc::slot_in(block, layout) } {
+            crate::tracked::init(slot);
+        }
         Ok(RecordBuilder {
             block,
             info,
@@ -314,11 +318,14 @@ impl RecordBuilder {
         if let Some(info) = type_info(index) {
             info.count_live(true);
         }
-        if this.layout.holds_objects {
-            crate::tracked::track(block); // tracked invariant 1
-        }
         // SAFETY: a fully built object with one strong count, which the handle takes.
-        Ok(unsafe { ObjAny::from_raw(block) })
+        let obj = unsafe { ObjAny::from_raw(block) };
+        // Tracked if it holds a reference already (tracked invariant 1).
+        // SAFETY: every slot is initialized; nobody else can reach the object yet.
+        if this.layout.holds_objects && unsafe { gc::holds_reference(block, this.layout) } {
+            gc::track_holder(&obj);
+        }
+        Ok(obj)
     }
 }
 
@@ -411,8 +418,12 @@ pub fn record_set(obj: &ObjAny, i: usize, value: Value) -> Result<(), Error> {
         .kind
         .coerce(value)
         .map_err(|e| in_field(e, info, &field.name))?;
+    let holds = matches!(value, Value::Object(_) | Value::Opaque(_));
     // SAFETY: a live record with slot `at`; the value passed the kind check (invariant 4).
     let old = unsafe { slots::replace(obj.as_ptr(), at, value) };
+    if holds {
+        gc::track_holder(obj); // it holds a reference: it may be part of a cycle now
+    }
     drop(old); // the old value, outside the lock (its drop may run arbitrary code)
     Ok(())
 }
@@ -450,8 +461,13 @@ pub unsafe fn record_load_unchecked(obj: &ObjAny, i: usize) -> Value {
 #[inline]
 pub unsafe fn record_replace_unchecked(obj: &ObjAny, i: usize, value: Value) -> Value {
     let at = record_layout(obj.type_info()).slots[i];
+    let holds = matches!(value, Value::Object(_) | Value::Opaque(_));
     // SAFETY: a live record with slot `at`; the value is of the field's kind (caller).
-    unsafe { slots::replace(obj.as_ptr(), at, value) }
+    let old = unsafe { slots::replace(obj.as_ptr(), at, value) };
+    if holds {
+        gc::track_holder(obj);
+    }
+    old
 }
 
 /// The [`Deleter`](crate::Deleter) of record objects.
@@ -468,8 +484,9 @@ unsafe fn record_deleter(p: NonNull<ObjHeader>, kind: DeleteKind) {
     let layout = record_layout(info);
     match kind {
         DeleteKind::DropValue => {
-            if layout.holds_objects {
-                crate::tracked::untrack(p); // tracked invariant 1, before any slot goes
+            // SAFETY: the record's own slot; before any field slot goes (tracked invariant 1).
+            if let Some(slot) = unsafe { gc::slot_in(p, layout) } {
+                crate::tracked::untrack(slot);
             }
             info.count_live(false);
             for &at in &layout.slots {
