@@ -60,17 +60,7 @@ macro_rules! object_type {
         // SAFETY: as below; HEADERLESS only changes where the objects are allocated.
         unsafe impl $crate::Object for $ty {
             const HEADERLESS: bool = true;
-            #[inline]
-            fn type_index() -> u32 {
-                static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
-                *INDEX.get_or_init(|| {
-                    $crate::types::note_object_size::<$ty>($crate::register_rust_type(
-                        $name,
-                        $parent,
-                        ::std::vec![],
-                    ))
-                })
-            }
+            $crate::object_type!(@index $ty, $name, $parent, [$($field),*]);
         }
     };
     (@impl $ty:ty, $name:expr, $parent:expr, [$($field:expr),*], traced) => {
@@ -82,35 +72,28 @@ macro_rules! object_type {
             fn tracked_slot(&self) -> ::core::option::Option<&::core::sync::atomic::AtomicPtr<()>> {
                 ::core::option::Option::Some(<$ty>::__tracked_slot(self))
             }
-            #[inline]
-            fn type_index() -> u32 {
-                static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
-                *INDEX.get_or_init(|| {
-                    $crate::types::note_object_size::<$ty>($crate::register_rust_type(
-                        $name,
-                        $parent,
-                        ::std::vec![],
-                    ))
-                })
-            }
+            $crate::object_type!(@index $ty, $name, $parent, [$($field),*]);
         }
     };
     (@impl $ty:ty, $name:expr, $parent:expr, [$($field:expr),*]) => {
         // SAFETY: the index comes from registering this type, under a fresh per-impl OnceLock,
         // and every later call returns that same index (`Object`'s contract).
         unsafe impl $crate::Object for $ty {
-            #[inline]
-            fn type_index() -> u32 {
-                static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
-                *INDEX.get_or_init(|| {
-                    let parent: ::core::option::Option<u32> = $parent;
-                    $crate::types::note_object_size::<$ty>($crate::register_rust_type(
-                        $name,
-                        parent,
-                        ::std::vec![$($field),*],
-                    ))
-                })
-            }
+            $crate::object_type!(@index $ty, $name, $parent, [$($field),*]);
+        }
+    };
+    (@index $ty:ty, $name:expr, $parent:expr, [$($field:expr),*]) => {
+        #[inline]
+        fn type_index() -> u32 {
+            static INDEX: ::std::sync::OnceLock<u32> = ::std::sync::OnceLock::new();
+            *INDEX.get_or_init(|| {
+                let parent: ::core::option::Option<u32> = $parent;
+                $crate::types::note_object_size::<$ty>($crate::register_rust_type(
+                    $name,
+                    parent,
+                    ::std::vec![$($field),*],
+                ))
+            })
         }
     };
 }
