@@ -56,6 +56,9 @@ fn main() {
     let _ = mix_types();
     drop(leaf_with_weak(0));
     drop(tether_profiles::function(0));
+    // Each record type's deleter entry, made at its first object (records find their deleter
+    // by type, their owner word being the cycle collector's: tether_runtime's FLAG_RECORD).
+    drop(run_mix(1));
 
     leaves_nothing(
         || {

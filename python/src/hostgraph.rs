@@ -55,12 +55,39 @@ impl Builder {
         // SAFETY: live (caller), GIL held: a stable count.
         let mut outside = unsafe { ffi::Py_REFCNT(p) } as i64;
         // SAFETY: as above.
-        if unsafe { is_wrapper(p) } && !unsafe { (*p.cast::<Wrapper>()).weaklist }.is_null() {
+        if unsafe { has_weak_references(p) } {
             outside += 1; // invariant 2
         }
         self.graph.outside.push(outside);
         self.todo.push(k);
         k
+    }
+}
+
+/// Whether `p` has weak references (invariant 2). Read in place, with no call into Python (the
+/// collector holds every tracked object frozen: Python code, or a collection an allocation
+/// could start, must not run here): a wrapper's list directly; another object's through its
+/// type's `tp_weaklistoffset`, which on 3.12+ also locates the list of "managed" weak
+/// references in front of the object. A type object counts as having some (the static types'
+/// lists live elsewhere).
+///
+/// # Safety
+/// `p` is a live object; GIL held.
+unsafe fn has_weak_references(p: *mut ffi::PyObject) -> bool {
+    // SAFETY: forwarded (caller): the type is alive, and an object of a type with a non-zero
+    // offset has its list pointer there.
+    unsafe {
+        if is_wrapper(p) {
+            return !(*p.cast::<Wrapper>()).weaklist.is_null();
+        }
+        let offset = (*ffi::Py_TYPE(p)).tp_weaklistoffset;
+        if offset == 0 {
+            return false;
+        }
+        if ffi::PyType_Check(p) != 0 {
+            return true;
+        }
+        !(*p.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
     }
 }
 

@@ -118,6 +118,13 @@ pub(crate) fn untrack(slot: &Slot) {
         store(unsafe { moved.slot.as_ref() }, i);
     }
     store(slot, UNTRACKED);
+    if r.is_empty() {
+        *r = Vec::new(); // nothing tracked: the buffer goes too (a program that made no cycles
+                         // since leaves nothing behind)
+    } else if r.capacity() > 64 && r.len() < r.capacity() / 4 {
+        let half = r.capacity() / 2;
+        r.shrink_to(half);
+    }
 }
 
 /// The index of the tracked object `obj` whose slot is `slot`, if it is tracked (the caller

@@ -320,24 +320,41 @@ def test_debug_saveall_keeps_the_garbage_in_gc_garbage_as_for_plain_objects(base
     del saved
 
 
-@GIL_ONLY
 def test_a_weak_reference_callback_that_resurrects_leaves_the_cycle_intact(baseline):
+    # a <-> b natively, both weakly referenced (their wrappers are kept). The collector
+    # releases the kept wrappers one by one, every object intact; the first one's callback
+    # takes the other back through its weak reference: a resurrection, so nothing is taken
+    # apart, and the cycle lives on intact.
+    stash = []
+    a = Box()
+    b = Box(a)
+    a.o = b
+    refs = {}
+    refs["a"] = weakref.ref(a, lambda _r: stash.append(refs["b"]()))
+    refs["b"] = weakref.ref(b, lambda _r: stash.append(refs["a"]()))
+    del a, b
+    before = tether.stats()["cycles"]["abandoned"]
+    gc.collect()
+    assert stash and stash[0] is not None
+    x = stash[0]
+    assert x.o.o is x  # resurrected: intact
+    assert tether.stats()["cycles"]["abandoned"] == before + 1
+    del x
+    stash.clear()
+    gc.collect()
+
+
+@GIL_ONLY
+def test_a_weakly_referenced_python_object_keeps_its_mixed_cycle(baseline):
     class Plain:
         pass
 
-    stash = []
-    k = Box()
-    plain = Plain()
-    k.o = plain  # native -> Python object
-    plain.box = Box(k)  # Python object -> wrapper -> native -> k
-    find_plain = weakref.ref(plain)
-    r = weakref.ref(k, lambda _r: stash.append(find_plain()))  # k's wrapper is kept
-    del k, plain
+    p = Plain()
+    b = Box(p)
+    p.box = b  # native -> Python object -> wrapper -> native
+    r = weakref.ref(p)  # a weak reference could reach the cycle while it is taken apart
+    del p, b
     gc.collect()
-    assert r() is None  # the callback ran (k's weak references are cleared first)
-    assert len(stash) == 1 and stash[0] is not None
-    p = stash[0]
-    assert p.box.o.o is p  # resurrected by the callback: intact, not taken apart
-    stash.clear()
-    del p
-    gc.collect()
+    assert r() is not None and r().box.o is r()  # kept, intact
+    del r
+    gc.collect()  # now collectable
