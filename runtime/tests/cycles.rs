@@ -60,6 +60,15 @@ fn link(from: &ObjAny, to: &ObjAny) {
     record_set(from, 1, Value::Object(to.clone())).unwrap();
 }
 
+/// A two-node cycle `a <-> b` (values `x`, `y`); returns `a`, the one handle left to it.
+fn pair(x: i64, y: i64) -> ObjAny {
+    let a = node(x);
+    let b = node(y);
+    link(&a, &b);
+    link(&b, &a);
+    a
+}
+
 fn val(n: &ObjAny) -> i64 {
     match record_get(n, 0).unwrap() {
         Value::Int(i) => i,
@@ -100,12 +109,7 @@ fn self_loops_rings_and_what_hangs_off_them_are_freed() {
 fn what_the_outside_references_stays_intact_until_it_lets_go() {
     let _s = serial();
     let _leaks = LeakCheck::new();
-    let a = node(1);
-    let b = node(2);
-    link(&a, &b);
-    link(&b, &a);
-    let keep = b.clone();
-    drop((a, b));
+    let keep = next(&pair(1, 2)); // b; a is reachable from it only
     collect_cycles();
     assert_eq!(val(&next(&keep)), 1, "a is reachable from b: kept, intact");
     assert_eq!(val(&next(&next(&keep))), 2);
@@ -235,12 +239,7 @@ fn deep_garbage_is_freed_on_a_small_stack() {
 fn a_thread_holding_a_reference_into_a_cycle_keeps_all_of_it() {
     let _s = serial();
     let _leaks = LeakCheck::new();
-    let a = node(1);
-    let b = node(2);
-    link(&a, &b);
-    link(&b, &a);
-    let held = a.clone();
-    drop((a, b));
+    let held = pair(1, 2);
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop2, reads2) = (stop.clone(), reads.clone());
@@ -281,10 +280,7 @@ fn threads_making_and_dropping_cycles_race_collections() {
                 let mut i = 0i64;
                 let least = if cfg!(miri) { 20 } else { 2_000 };
                 while !stop.load(Ordering::Relaxed) || i < least {
-                    let a = node(i);
-                    let b = node(i + 1);
-                    link(&a, &b);
-                    link(&b, &a);
+                    let a = pair(i, i + 1);
                     weak.push(a.downgrade());
                     if i % 3 == 0 {
                         kept.push(a.clone()); // stays reachable: must stay intact

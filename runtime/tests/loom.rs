@@ -884,6 +884,21 @@ mod kept_host {
         }
     }
 
+    /// A kept-wrapper iteration's start: an object, another holder of it, and its wrapper
+    /// (holding the object's first reference).
+    pub fn start() -> (Arc<KeptWrapper>, ObjAny, Arc<AtomicUsize>) {
+        let (a, drops) = payload();
+        let obj = a.into_any();
+        let other = obj.clone();
+        (KeptWrapper::new(obj), other, drops)
+    }
+
+    /// An iteration's end: the hook's wrapper forgotten, nothing left allocated.
+    pub fn finish(base: usize) {
+        *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        assert_eq!(alloc_stats().live_blocks, base);
+    }
+
     /// `TieHost::release_kept`: the entry, then our reference, then W.
     pub fn release_kept(obj: ObjAny) {
         let w = current();
@@ -907,10 +922,7 @@ fn kept_wrapper_death_races_last_other_reference() {
     use kept_host::*;
     let (_g, base) = setup();
     model(move || {
-        let (a, drops) = payload();
-        let obj = a.into_any();
-        let other = obj.clone();
-        let w = KeptWrapper::new(obj);
+        let (w, other, drops) = start();
         let holder = thread::spawn(move || {
             // A reader, then the last other reference goes.
             let _ = other.downcast_ref::<Payload>().unwrap().read();
@@ -921,8 +933,7 @@ fn kept_wrapper_death_races_last_other_reference() {
         assert_eq!(drops.load(Ordering::Relaxed), 1, "the object died, once");
         assert!(w.rec.lock().unwrap().is_none(), "W gave up its reference");
         assert!(w.releases.load(Ordering::Relaxed) <= 1);
-        *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        assert_eq!(alloc_stats().live_blocks, base);
+        finish(base);
     });
 }
 
@@ -934,10 +945,7 @@ fn kept_wrapper_move_races_the_claim() {
     use kept_host::*;
     let (_g, base) = setup();
     model(move || {
-        let (a, drops) = payload();
-        let obj = a.into_any();
-        let other = obj.clone();
-        let w = KeptWrapper::new(obj);
+        let (w, other, drops) = start();
         w.dealloc(); // kept: `other` holds the object too
         assert!(*w.kept.lock().unwrap());
         w.refs.fetch_add(1, Ordering::Relaxed); // the mover's own reference to W
@@ -957,8 +965,7 @@ fn kept_wrapper_move_races_the_claim() {
         assert!(!tie::is_kept(&moved));
         drop(moved);
         assert_eq!(drops.load(Ordering::Relaxed), 1);
-        *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        assert_eq!(alloc_stats().live_blocks, base);
+        finish(base);
     });
 }
 
