@@ -53,7 +53,10 @@
 //!   destruction, never by us.
 //!
 //! `tests/loom.rs` models step 4 against a racing weak upgrade and a racing drop, with the
-//! broken variant `doom_unchecked` (a plain store instead of the compare-and-swap).
+//! broken variant `doom_unchecked`. (Step 5's count check is a second guard against the same
+//! race: an upgrade before the commit leaves the count above what the group accounts for. The
+//! variant removes both, the compare-and-swap, replaced by a plain `fetch_or`, and the count
+//! check, so that the model shows what they guard against.)
 //!
 //! # Cycles through host objects
 //!
@@ -412,11 +415,15 @@ fn collect(keep: bool) -> (CycleStats, Vec<ObjAny>) {
     };
     // Resurrected by host code: a garbage object referenced more than the group, our handle
     // and its garbage wrapper account for, or a live wrapper that is not garbage.
+    #[cfg(not(tether_loom_broken = "doom_unchecked"))]
+    let counted_more = held
+        .iter()
+        .zip(&found.strong)
+        .any(|(o, &s)| o.obj_header().strong_count() > s + 1);
+    #[cfg(tether_loom_broken = "doom_unchecked")]
+    let counted_more = false;
     let resurrected = resurrected_host
-        || held
-            .iter()
-            .zip(&found.strong)
-            .any(|(o, &s)| o.obj_header().strong_count() > s + 1)
+        || counted_more
         || held.iter().any(|o| match crate::tie::state(o) {
             crate::TieState::Bound(w) => !found.garbage_wrappers.contains(&(w.as_ptr() as usize)),
             _ => false,

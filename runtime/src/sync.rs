@@ -30,7 +30,12 @@
 //! * `locked_no_exclusion`: `tie::locked::lock` takes no lock (a snapshot of the word, stored
 //!   back on unlock), so two host threads can both act on one state;
 //! * `host_incref_any` (in `tests/loom.rs`' model of tether-py's free-threaded reference rule):
-//!   a finder takes a reference to a wrapper whatever its count, resurrecting a dying one.
+//!   a finder takes a reference to a wrapper whatever its count, resurrecting a dying one;
+//! * `kept_unclaimed`: a strong release ignores the kept flag (`crate::tie::keep`), so an object
+//!   and its kept wrapper can end up holding only each other;
+//! * `doom_unchecked`: the cycle collector dooms garbage without checking that its count is the
+//!   one it read, and does not look at counts before clearing: a weak upgrade that raced the
+//!   collection keeps an object the collector then takes apart.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
