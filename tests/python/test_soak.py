@@ -102,12 +102,13 @@ def test_churn_of_weakly_referenced_objects_returns_to_baseline():
             mid_rss = rss_bytes()
     assert fired[0] == 10 * 50_000
     # One round's objects leaked would be about 8 MiB (a wrapper, a native object and a weak
-    # reference each). CPython's allocator may step up once by a few MiB, at a round that
-    # depends on the heap the earlier tests left; a leak grows every round, so the second half
-    # must be flat and the whole run under one round's worth.
+    # reference each), so a leak of even a fifth of them grows the five rounds of the second
+    # half by 8 MiB. CPython's allocator steps up once by 4 to 7 MiB while it warms up (seen at
+    # rounds 1 to 4 alone, and later in the full suite on 3.12, depending on the heap earlier
+    # tests left); then it is flat. One such step passes; a leak does not.
     end_rss = rss_bytes()
-    assert end_rss - mid_rss < 2 * RSS_SLACK, f"RSS grew by {end_rss - mid_rss} bytes"
-    assert end_rss - base_rss < 6 << 20, f"RSS grew by {end_rss - base_rss} bytes"
+    assert end_rss - mid_rss < 8 << 20, f"RSS grew by {end_rss - mid_rss} bytes"
+    assert end_rss - base_rss < 12 << 20, f"RSS grew by {end_rss - base_rss} bytes"
     s = tether.stats()
     for key in ("native_objects", "parked_wrappers", "live_wrappers", "kept_wrappers"):
         assert s[key] == base_stats[key], key
