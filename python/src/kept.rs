@@ -124,7 +124,7 @@ pub unsafe fn try_keep(o: *mut ffi::PyObject, obj: &ObjAny) -> Keep {
     // SAFETY: `o` is dying under the GIL; its count is ours to set (CPython's own
     // resurrection from dealloc does this).
     unsafe {
-        set_refcnt(o, 1)
+        crate::pytypes::set_refcnt(o, 1)
     };
     #[cfg(Py_GIL_DISABLED)]
     // SAFETY: `o` is dying (caller): its counts are ours.
@@ -142,7 +142,7 @@ pub unsafe fn try_keep(o: *mut ffi::PyObject, obj: &ObjAny) -> Keep {
     {
         // SAFETY: as above: nobody could take a reference meanwhile (GIL held, no Python
         // code ran), so the one we made is the only one.
-        unsafe { set_refcnt(o, 0) };
+        unsafe { crate::pytypes::set_refcnt(o, 0) };
         Keep::Dies
     }
     #[cfg(Py_GIL_DISABLED)]
@@ -151,26 +151,6 @@ pub unsafe fn try_keep(o: *mut ffi::PyObject, obj: &ObjAny) -> Keep {
         Keep::Dies
     } else {
         Keep::Revived
-    }
-}
-
-/// `Py_SET_REFCNT` on a GIL build (pyo3-ffi does not export it).
-///
-/// # Safety
-/// `o` is an object whose count the caller owns entirely (a dying one, under the GIL).
-#[cfg(not(Py_GIL_DISABLED))]
-#[inline]
-unsafe fn set_refcnt(o: *mut ffi::PyObject, n: ffi::Py_ssize_t) {
-    // SAFETY: forwarded; on 3.12+ the count is the union's full-width member.
-    unsafe {
-        #[cfg(Py_3_12)]
-        {
-            (*o).ob_refcnt.ob_refcnt = n;
-        }
-        #[cfg(not(Py_3_12))]
-        {
-            (*o).ob_refcnt = n;
-        }
     }
 }
 

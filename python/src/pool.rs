@@ -169,15 +169,7 @@ pub unsafe fn mark_parked(o: *mut ffi::PyObject) {
     #[cfg(not(Py_GIL_DISABLED))]
     // SAFETY: the count of a dying object is ours; its type is alive (caller).
     unsafe {
-        let prefix = prefix_of(ffi::Py_TYPE(o)) as ffi::Py_ssize_t;
-        #[cfg(Py_3_12)]
-        {
-            (*o).ob_refcnt.ob_refcnt = prefix;
-        }
-        #[cfg(not(Py_3_12))]
-        {
-            (*o).ob_refcnt = prefix;
-        }
+        crate::pytypes::set_refcnt(o, prefix_of(ffi::Py_TYPE(o)) as ffi::Py_ssize_t)
     }
     #[cfg(Py_GIL_DISABLED)]
     let _ = o;
@@ -192,14 +184,7 @@ pub unsafe fn mark_parked(o: *mut ffi::PyObject) {
 pub unsafe fn parked_prefix(mem: *mut c_void) -> usize {
     #[cfg(not(Py_GIL_DISABLED))]
     // SAFETY: written by mark_parked and untouched since (caller).
-    return unsafe {
-        let o = mem.cast::<ffi::PyObject>();
-        #[cfg(Py_3_12)]
-        let n = (*o).ob_refcnt.ob_refcnt;
-        #[cfg(not(Py_3_12))]
-        let n = (*o).ob_refcnt;
-        n as usize
-    };
+    return unsafe { crate::pytypes::refcnt_word(mem.cast()) as usize };
     #[cfg(Py_GIL_DISABLED)]
     {
         let _ = mem;

@@ -62,6 +62,44 @@ pub unsafe fn rec_store(w: *mut ffi::PyObject, rec: *mut ObjHeader) {
         .store(rec, Relaxed)
 }
 
+/// `Py_SET_REFCNT` on a GIL build (pyo3-ffi does not export it): the count word, written
+/// plainly.
+///
+/// # Safety
+/// `o` is an object whose count the caller owns entirely (a dying one, under the GIL, or parked
+/// memory, which is no object).
+#[cfg(not(Py_GIL_DISABLED))]
+#[inline(always)]
+pub unsafe fn set_refcnt(o: *mut ffi::PyObject, n: ffi::Py_ssize_t) {
+    // SAFETY: forwarded; on 3.12+ the count is the union's full-width member.
+    unsafe {
+        #[cfg(Py_3_12)]
+        {
+            (*o).ob_refcnt.ob_refcnt = n;
+        }
+        #[cfg(not(Py_3_12))]
+        {
+            (*o).ob_refcnt = n;
+        }
+    }
+}
+
+/// The count word of `o` on a GIL build, read plainly (what [`set_refcnt`] wrote).
+///
+/// # Safety
+/// As for [`set_refcnt`]: nobody changes the word concurrently.
+#[cfg(not(Py_GIL_DISABLED))]
+#[inline(always)]
+pub unsafe fn refcnt_word(o: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    // SAFETY: forwarded.
+    unsafe {
+        #[cfg(Py_3_12)]
+        return (*o).ob_refcnt.ob_refcnt;
+        #[cfg(not(Py_3_12))]
+        return (*o).ob_refcnt;
+    }
+}
+
 /// `tp_flags` of type `tp` (an atomic on free-threaded builds).
 ///
 /// # Safety

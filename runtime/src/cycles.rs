@@ -264,17 +264,9 @@ fn shape_of_any(p: NonNull<ObjHeader>) -> Option<Shape> {
     }
 }
 
+/// The shape of a tracked object (only records, lists and maps are tracked).
 fn shape_of(p: NonNull<ObjHeader>) -> Shape {
-    // SAFETY: the header is alive (tracked invariant 2); the type index is immutable.
-    let index = unsafe { p.as_ref() }.type_index();
-    if index == List::type_index() {
-        Shape::List
-    } else if index == Map::type_index() {
-        Shape::Map
-    } else {
-        debug_assert!(crate::types::type_info(index).is_some_and(|t| t.kind == TypeKind::Record));
-        Shape::Record
-    }
+    shape_of_any(p).expect("a tracked object is a record, a List or a Map")
 }
 
 /// Step 1 for one object.
@@ -398,7 +390,7 @@ fn collect(keep: bool) -> (CycleStats, Vec<ObjAny>) {
         ABANDONED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     };
     if stats.abandoned {
-        ABANDONED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        abandon(&mut stats);
         return (stats, Vec::new());
     }
     let held = found.held;

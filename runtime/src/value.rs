@@ -57,6 +57,13 @@ pub enum Value {
 }
 
 impl Value {
+    /// Whether this value is a reference (to an object or to a host object): what makes the
+    /// record holding it a possible part of a cycle (`crate::tracked`).
+    #[inline]
+    pub(crate) fn is_reference(&self) -> bool {
+        matches!(self, Value::Object(_) | Value::Opaque(_))
+    }
+
     /// The kind's name as used in error messages: `none`, `bool`, `int`, `float`, `str`,
     /// `bytes`, `function`, `opaque`, or the object's type name.
     pub fn kind_name(&self) -> &str {

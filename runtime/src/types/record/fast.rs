@@ -159,11 +159,6 @@ pub unsafe fn slot_load(obj: &ObjAny, at: SlotAt) -> Value {
 /// The slot contract; `v` is of the field's kind (record invariant 4).
 #[inline]
 pub unsafe fn slot_replace(obj: &ObjAny, at: SlotAt, v: Value) -> Value {
-    let holds = matches!(v, Value::Object(_) | Value::Opaque(_));
     // SAFETY: the slot contract.
-    let old = unsafe { slots::replace(obj.as_ptr(), at, v) };
-    if holds {
-        super::gc::track_holder(obj); // it may be part of a cycle now (crate::tracked)
-    }
-    old
+    unsafe { super::gc::replace(obj, at, v) }
 }

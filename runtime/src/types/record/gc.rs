@@ -4,7 +4,7 @@
 //! In the record module beside `fast`: uses `slots` (the lock, the raw slots).
 
 use super::slots::{self, Guard};
-use super::{record_layout, RecordLayout, SlotRepr};
+use super::{record_layout, RecordLayout, SlotAt, SlotRepr};
 use crate::object::{ObjAny, ObjHeader};
 use crate::tracked::Slot;
 use crate::types::registry::type_info;
@@ -55,11 +55,27 @@ pub(crate) unsafe fn holds_reference(p: NonNull<ObjHeader>, layout: &RecordLayou
         SlotRepr::Ref { .. } => !unsafe { slots::ref_ptr(p, at) }.is_null(),
         SlotRepr::Dyn => {
             // SAFETY: as above.
-            let v = unsafe { slots::peek_dyn(p, at) };
-            matches!(v, Value::Object(_) | Value::Opaque(_))
+            unsafe { slots::peek_dyn(p, at) }.is_reference()
         }
         _ => false,
     })
+}
+
+/// `slots::replace` for a record's slot, tracking the record when the new value is a
+/// reference ([`track_holder`], after the slot's lock is released): every write path of a
+/// reference slot goes through here.
+///
+/// # Safety
+/// As for `slots::replace`: `obj` has slot `at`, initialized; `v` is of the field's kind.
+#[inline]
+pub(crate) unsafe fn replace(obj: &ObjAny, at: SlotAt, v: Value) -> Value {
+    let holds = v.is_reference();
+    // SAFETY: forwarded (caller).
+    let old = unsafe { slots::replace(obj.as_ptr(), at, v) };
+    if holds {
+        track_holder(obj); // it holds a reference: it may be part of a cycle now
+    }
+    old
 }
 
 /// A reference just went into a slot of record `obj`: the record is tracked from now on
@@ -130,13 +146,10 @@ pub(crate) fn clear_edges(obj: &ObjAny) -> Vec<Value> {
         match at.repr {
             // SAFETY: as above; a null Ref slot is the unresolved form (invariant 4).
             SlotRepr::Ref { .. } => out.push(unsafe { slots::take_ref(p, at) }),
-            SlotRepr::Dyn => {
+            // SAFETY: as above.
+            SlotRepr::Dyn if unsafe { slots::peek_dyn(p, at) }.is_reference() => {
                 // SAFETY: as above.
-                let v = unsafe { slots::peek_dyn(p, at) };
-                if matches!(v, Value::Object(_) | Value::Opaque(_)) {
-                    // SAFETY: as above.
-                    out.push(unsafe { slots::replace_dyn(p, at, Value::None) });
-                }
+                out.push(unsafe { slots::replace_dyn(p, at, Value::None) });
             }
             _ => {}
         }

@@ -418,12 +418,8 @@ pub fn record_set(obj: &ObjAny, i: usize, value: Value) -> Result<(), Error> {
         .kind
         .coerce(value)
         .map_err(|e| in_field(e, info, &field.name))?;
-    let holds = matches!(value, Value::Object(_) | Value::Opaque(_));
     // SAFETY: a live record with slot `at`; the value passed the kind check (invariant 4).
-    let old = unsafe { slots::replace(obj.as_ptr(), at, value) };
-    if holds {
-        gc::track_holder(obj); // it holds a reference: it may be part of a cycle now
-    }
+    let old = unsafe { gc::replace(obj, at, value) };
     drop(old); // the old value, outside the lock (its drop may run arbitrary code)
     Ok(())
 }
@@ -461,13 +457,8 @@ pub unsafe fn record_load_unchecked(obj: &ObjAny, i: usize) -> Value {
 #[inline]
 pub unsafe fn record_replace_unchecked(obj: &ObjAny, i: usize, value: Value) -> Value {
     let at = record_layout(obj.type_info()).slots[i];
-    let holds = matches!(value, Value::Object(_) | Value::Opaque(_));
     // SAFETY: a live record with slot `at`; the value is of the field's kind (caller).
-    let old = unsafe { slots::replace(obj.as_ptr(), at, value) };
-    if holds {
-        gc::track_holder(obj);
-    }
-    old
+    unsafe { gc::replace(obj, at, value) }
 }
 
 /// The [`Deleter`](crate::Deleter) of record objects.
